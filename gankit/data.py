@@ -1,0 +1,122 @@
+"""What datasets give, framework-free, and the download helper they share.
+
+Datasets hand backends uint8 arrays of shape (N, H, W, C); backends scale them to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    height: int
+    width: int
+    channels: int
+    classes: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+
+@dataclass
+class ImageData:
+    """uint8 images (N, H, W, C), int64 labels (N,) (-1 where unlabelled), and a note on
+    where they came from (shown in summaries)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str = ""
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, H, W, C), got {self.images.dtype} {self.images.shape}")
+        if len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    @property
+    def spec(self) -> DataSpec:
+        _, h, w, c = self.images.shape
+        return DataSpec(h, w, c, len(self.class_names))
+
+
+class DataError(Exception):
+    """The data cannot be had: missing, corrupt or unreadable. The message says how to fix it."""
+
+
+def default_cache_dir() -> Path:
+    """``$GANKIT_CACHE``, else ``$XDG_CACHE_HOME/gankit``, else ``~/.cache/gankit``."""
+    if os.environ.get("GANKIT_CACHE"):
+        return Path(os.environ["GANKIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gankit"
+
+
+@dataclass
+class DataContext:
+    """What a dataset plugin gets besides its parameters."""
+
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    warn: Callable[[str], None] = print
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, destination: Path, *, md5: str | None = None, sha256: str | None = None,
+             timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``destination``, verifying its checksum before it appears there.
+
+    The bytes go to a temporary file beside the destination, which is renamed into place
+    only when complete and verified; an interrupted download or a checksum mismatch leaves
+    nothing at ``destination``. Raises DataError on any failure.
+    """
+    if md5 is None and sha256 is None:
+        raise ValueError("download needs an md5 or sha256 checksum")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part", dir=destination.parent)
+    partial_path = Path(partial)
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            expected = response.headers.get("Content-Length")
+            written = 0
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                written += len(block)
+        if expected is not None and written != int(expected):
+            raise DataError(f"download of {url} was cut short ({written} of {expected} bytes); try again")
+        actual = md5_of(partial_path) if md5 else sha256_of(partial_path)
+        wanted = md5 or sha256
+        if actual != wanted:
+            raise DataError(f"checksum mismatch for {url}: got {actual}, expected {wanted}; nothing was kept")
+        os.replace(partial_path, destination)
+        return destination
+    except DataError:
+        raise
+    except OSError as error:
+        raise DataError(f"could not download {url}: {error}") from None
+    finally:
+        partial_path.unlink(missing_ok=True)

@@ -1,0 +1,70 @@
+"""The events a run emits, and the interface of the exporters that consume them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Union
+
+import numpy as np
+
+from gankit.params import Interval
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: Path
+    start_step: int
+    total_steps: int
+    steps_per_epoch: int
+    batch_size: int
+    parameters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepLogged:
+    """Scalars averaged since the previous StepLogged: d_loss, g_loss, d_real (mean D(x)),
+    d_fake (mean D(G(z))), and images_per_sec."""
+
+    step: int
+    epoch: int
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SamplesReady:
+    """The generator's output for the run's fixed noise: uint8 (N, H, W, C)."""
+
+    step: int
+    images: np.ndarray
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    step: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """status: completed, interrupted or diverged."""
+
+    step: int
+    status: str
+    message: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+Event = Union[RunStarted, StepLogged, SamplesReady, CheckpointSaved, RunFinished]
+
+
+class Exporter(Protocol):
+    """What an exporter plugin's factory returns.
+
+    ``sample_every``: how often it wants fixed-noise samples (None if never); the run
+    renders samples at every step any exporter asks for, and at the end.
+    """
+
+    sample_every: Interval | None
+
+    def handle(self, event: Event) -> None: ...

@@ -1,0 +1,48 @@
+"""Every hook a plugin can implement. Each docstring is that hook's documentation.
+
+Each hook receives a ``register`` callback and calls it once per component:
+
+    register(name, factory, *, description, params=None, requires=(), backends=None)
+
+- ``name``: what a recipe's ``use = "..."`` names.
+- ``factory``: called with the component's validated parameters (an instance of
+  ``params``) and returns the component; see each hook for what it is called with.
+- ``description``: one line shown by ``gankit list-plugins``.
+- ``params``: a pydantic model declaring the parameters (types, defaults, ranges);
+  unknown keys are rejected. ``None`` means the component takes no parameters.
+- ``requires``: importable module names (``"torch"``) the component needs; checked with
+  ``importlib.util.find_spec``, never imported, so listing plugins stays fast.
+- ``backends``: architectures only. ``None`` (the default) when the architecture is
+  described with ``gankit.nn`` and so runs on every backend; otherwise the names of the
+  backends it gives native builders for.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("gankit")
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets. ``factory(params, context)`` returns an object with
+    ``load(split) -> gankit.data.ImageData`` giving uint8 (N, H, W, C) images and labels.
+    ``context`` is a ``gankit.data.DataContext`` (cache directory, warnings)."""
+
+
+@hookspec
+def register_architectures(register):
+    """Register architectures. ``factory(params, spec)`` gets the dataset's
+    ``gankit.data.DataSpec`` and returns a ``gankit.nn.Architecture``: a generator and a
+    discriminator described with ``gankit.nn``, plus the latent size."""
+
+
+@hookspec
+def register_backends(register):
+    """Register backends. ``factory(params)`` returns a ``gankit.backend.Backend``: it
+    compiles ``gankit.nn`` networks, owns the training loop, checkpoints and sampling."""
+
+
+@hookspec
+def register_exporters(register):
+    """Register exporters. ``factory(params, run_dir)`` returns a ``gankit.events.Exporter``
+    that receives every event of a run (samples, checkpoints, the end of the run)."""

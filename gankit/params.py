@@ -1,0 +1,55 @@
+"""How plugins declare their parameters: subclass ``Params`` (a strict pydantic model).
+
+Unknown keys and wrong types are errors, so a misspelled recipe key fails before any
+work starts. ``Every`` is the type for "how often": a number of steps (``500``) or of
+epochs (``"1 epoch"``, ``"15 epochs"``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, NamedTuple
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+
+
+class Params(BaseModel):
+    """Base class for a plugin's parameters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Interval(NamedTuple):
+    count: int
+    unit: str  # "steps" or "epochs"
+
+    def in_steps(self, steps_per_epoch: int) -> int:
+        return self.count * steps_per_epoch if self.unit == "epochs" else self.count
+
+    def __str__(self) -> str:
+        return f"{self.count} {self.unit}"
+
+
+_INTERVAL = re.compile(r"^\s*(\d+)?\s*(steps?|epochs?)\s*$")
+
+
+def parse_interval(value) -> Interval:
+    if isinstance(value, Interval):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a number of steps or a string like '2 epochs'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must be 0 (never) or a positive number of steps")
+        return Interval(value, "steps")
+    if isinstance(value, str) and (match := _INTERVAL.match(value)):
+        count = int(match.group(1) or 1)
+        return Interval(count, "epochs" if match.group(2).startswith("epoch") else "steps")
+    raise ValueError("expected a number of steps (500) or a string like '1 epoch' or '15 epochs'")
+
+
+def _serialize_interval(interval: Interval):
+    return interval.count if interval.unit == "steps" else f"{interval.count} epochs"
+
+
+Every = Annotated[Interval, BeforeValidator(parse_interval), PlainSerializer(_serialize_interval)]

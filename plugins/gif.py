@@ -1,0 +1,51 @@
+"""``progress.gif``: the run's sample grids in step order, written when the run ends.
+
+It reads the grids the ``png`` exporter wrote, so a resumed run's GIF covers the whole run.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from pydantic import Field
+
+from gankit import hookimpl
+from gankit.events import RunFinished
+from gankit.files import write_bytes
+from gankit.params import Params
+
+
+class GifParams(Params):
+    frame_seconds: float = Field(0.25, gt=0, le=10, description="how long each grid shows")
+    hold_last: int = Field(4, ge=1, le=100, description="how many frames the last grid stays")
+    loop: int = Field(0, ge=0, description="0 loops forever")
+
+
+class GifExporter:
+    sample_every = None
+
+    def __init__(self, params: GifParams, run_dir: Path):
+        self.params, self.run_dir = params, run_dir
+
+    def handle(self, event) -> None:
+        if isinstance(event, RunFinished):
+            self.write()
+
+    def write(self) -> None:
+        import imageio.v3 as iio
+
+        paths = sorted((self.run_dir / "samples").glob("step_*.png"))
+        if not paths:
+            return
+        frames = [iio.imread(path) for path in paths]
+        frames += [frames[-1]] * (self.params.hold_last - 1)
+        buffer = io.BytesIO()
+        iio.imwrite(buffer, frames, extension=".gif", duration=self.params.frame_seconds * 1000, loop=self.params.loop)
+        write_bytes(self.run_dir / "progress.gif", buffer.getvalue())
+
+
+@hookimpl
+def register_exporters(register):
+    register("gif", GifExporter, params=GifParams, requires=("imageio",),
+             description="progress.gif of the png exporter's sample grids, at the end of the run")

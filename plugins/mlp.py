@@ -1,0 +1,46 @@
+"""A fully connected GAN: the PyTorch tutorial's and the Keras simple GAN's MLPs, and
+anything between, from the layer sizes a recipe gives."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from gankit import hookimpl, nn
+from gankit.data import DataSpec
+from gankit_plugins.blocks import Activation, NetworkParams, NormOrder, activation, norm_act
+
+
+class MlpParams(NetworkParams):
+    g_hidden: list[int] = Field(default_factory=lambda: [256, 512, 1024], min_length=1)
+    g_activation: Activation = "leaky_relu"
+    g_batchnorm: bool = True
+    g_norm_order: NormOrder = "norm_act"
+    d_hidden: list[int] = Field(default_factory=lambda: [512, 256], min_length=1)
+    d_dropout: float = Field(0.3, ge=0, lt=1, description="dropout after each hidden layer of D")
+
+
+def build(params: MlpParams, spec: DataSpec) -> nn.Architecture:
+    pixels = math.prod(spec.shape)
+    g_layers: list = []
+    for units in params.g_hidden:
+        g_layers += [nn.Dense(units), *norm_act(params, params.g_norm_order, params.g_batchnorm,
+                                                activation(params.g_activation, params.slope))]
+    g_layers += [nn.Dense(pixels), nn.Tanh(), nn.Reshape(spec.shape)]
+    d_layers: list = [nn.Flatten()]
+    for units in params.d_hidden:
+        d_layers += [nn.Dense(units), nn.LeakyReLU(params.slope)]
+        d_layers += [nn.Dropout(params.d_dropout)] if params.d_dropout else []
+    d_layers.append(nn.Dense(1))
+    return nn.Architecture(
+        latent_dim=params.latent_dim,
+        generator=nn.Network((params.latent_dim,), tuple(g_layers), params.init),
+        discriminator=nn.Network(spec.shape, tuple(d_layers), params.init),
+    )
+
+
+@hookimpl
+def register_architectures(register):
+    register("mlp", build, params=MlpParams,
+             description="fully connected G and D (the classic MLP GAN), any image size")

@@ -1,0 +1,103 @@
+"""gankit.nn -> torch.nn (NCHW)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn as tnn
+
+from gankit import nn
+
+
+class Reshape(tnn.Module):
+    """Reshape to a gankit (H, W, C) or (N,) shape, in torch's channels-first layout."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)
+
+
+def _conv(layer: nn.Conv, shape) -> tnn.Module:
+    h, w, channels = shape
+    conv = lambda padding: tnn.Conv2d(channels, layer.filters, layer.kernel, layer.stride, padding, bias=layer.bias)  # noqa: E731
+    if layer.padding == "valid":
+        return conv(0)
+    top, bottom = nn.same_padding(h, layer.kernel, layer.stride)
+    left, right = nn.same_padding(w, layer.kernel, layer.stride)
+    if top == bottom and left == right:
+        return conv((top, left))
+    return tnn.Sequential(tnn.ZeroPad2d((left, right, top, bottom)), conv(0))
+
+
+def _conv_transpose(layer: nn.ConvTranspose, shape) -> tnn.Module:
+    k, s = layer.kernel, layer.stride
+    if layer.padding == "same":
+        padding = max(math.ceil((k - s) / 2), 0)
+        extra = 2 * padding - (k - s)
+    else:
+        padding, extra = 0, max(s - k, 0)
+    return tnn.ConvTranspose2d(shape[-1], layer.filters, k, s, padding, output_padding=extra, bias=layer.bias)
+
+
+def _module(layer, shape) -> tnn.Module:
+    if isinstance(layer, nn.Dense):
+        return tnn.Linear(shape[0], layer.units, bias=layer.bias)
+    if isinstance(layer, nn.Conv):
+        return _conv(layer, shape)
+    if isinstance(layer, nn.ConvTranspose):
+        return _conv_transpose(layer, shape)
+    if isinstance(layer, nn.BatchNorm):
+        norm = tnn.BatchNorm1d if len(shape) == 1 else tnn.BatchNorm2d
+        return norm(shape[-1], eps=layer.eps, momentum=1 - layer.momentum)
+    if isinstance(layer, nn.Dropout):
+        return tnn.Dropout(layer.rate)
+    if isinstance(layer, nn.LeakyReLU):
+        return tnn.LeakyReLU(layer.slope)
+    if isinstance(layer, nn.Reshape):
+        return Reshape(layer.shape)
+    simple = {nn.ReLU: tnn.ReLU, nn.Tanh: tnn.Tanh, nn.Sigmoid: tnn.Sigmoid, nn.Flatten: tnn.Flatten}
+    return simple[type(layer)]()
+
+
+def initialise(module: tnn.Module, init: str) -> None:
+    if init == "default":
+        return
+    std = float(init.split(":", 1)[1]) if init.startswith("normal:") else None
+    for sub in module.modules():
+        if isinstance(sub, (tnn.Linear, tnn.Conv2d, tnn.ConvTranspose2d)):
+            if std is None:
+                tnn.init.xavier_uniform_(sub.weight)
+            else:
+                tnn.init.normal_(sub.weight, 0.0, std)
+            if sub.bias is not None:
+                tnn.init.zeros_(sub.bias)
+        elif isinstance(sub, (tnn.BatchNorm1d, tnn.BatchNorm2d)):
+            if std is None:
+                tnn.init.ones_(sub.weight)
+            else:
+                tnn.init.normal_(sub.weight, 1.0, std)
+            tnn.init.zeros_(sub.bias)
+
+
+def compile_network(network: nn.Network) -> tnn.Sequential:
+    """A torch module computing ``network``; the output shape is checked against the description."""
+    shapes = [tuple(network.input_shape), *network.shapes()]
+    model = tnn.Sequential(*(_module(layer, shape) for layer, shape in zip(network.layers, shapes)))
+    initialise(model, network.init)
+    with torch.no_grad():
+        probe = torch.zeros(2, *_torch_shape(network.input_shape))
+        was_training = model.training
+        model.eval()
+        got = tuple(model(probe).shape[1:])
+        model.train(was_training)
+    if got != _torch_shape(network.output_shape):
+        raise nn.ShapeError(f"compiled network gives {got}, expected {_torch_shape(network.output_shape)}")
+    return model
+
+
+def _torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
