@@ -36,8 +36,12 @@ def main() -> None:
 
 def _registry():
     from gankit.plugins import load_registry
+    from gankit.registry import RegistryError
 
-    return load_registry()
+    try:
+        return load_registry()
+    except RegistryError as error:
+        fail(str(error))
 
 
 class StopFlag:

@@ -18,7 +18,7 @@ from gankit.params import Params
 
 class GifParams(Params):
     frame_seconds: float = Field(0.25, gt=0, le=10, description="how long each grid shows")
-    hold_last: int = Field(4, ge=1, le=100, description="how many frames the last grid stays")
+    hold_last_seconds: float = Field(1.0, gt=0, le=60, description="how long the last grid stays")
     loop: int = Field(0, ge=0, description="0 loops forever")
 
 
@@ -39,9 +39,9 @@ class GifExporter:
         if not paths:
             return
         frames = [iio.imread(path) for path in paths]
-        frames += [frames[-1]] * (self.params.hold_last - 1)
+        durations = [self.params.frame_seconds * 1000] * (len(frames) - 1) + [self.params.hold_last_seconds * 1000]
         buffer = io.BytesIO()
-        iio.imwrite(buffer, frames, extension=".gif", duration=self.params.frame_seconds * 1000, loop=self.params.loop)
+        iio.imwrite(buffer, frames, extension=".gif", duration=durations, loop=self.params.loop)
         write_bytes(self.run_dir / "progress.gif", buffer.getvalue())
 
 

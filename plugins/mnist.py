@@ -101,7 +101,7 @@ class IdxDataset:
                 except DataError as error:
                     errors.append(str(error))
             else:
-                raise DataError("; ".join(errors))
+                raise DataError(errors[-1] if len(errors) == 1 else f"{len(errors)} mirrors failed, last: {errors[-1]}")
         return paths[0], paths[1]
 
     def _files(self, split: str) -> tuple[tuple[Path, Path], str]:

@@ -1,0 +1,78 @@
+"""Shared fixtures: an isolated cache, tiny real MNIST data, and recipe files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED_MNIST = REPO / "plugins" / "data" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty cache, so nothing leaks between tests or from the user."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("GANKIT_CACHE", str(cache))
+    return cache
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    magic = {3: 2051, 1: 2049}[array.ndim]
+    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def real_mnist(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``count`` real MNIST test images and labels, from the copy shipped in the package."""
+    from gankit_plugins.idx import read_idx
+
+    images = read_idx(BUNDLED_MNIST / "t10k-images-idx3-ubyte.gz", 3)[:count]
+    labels = read_idx(BUNDLED_MNIST / "t10k-labels-idx1-ubyte.gz", 1)[:count]
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    """A directory holding 256 real MNIST images as official-format train and test files."""
+    root = tmp_path_factory.mktemp("mnist")
+    images, labels = real_mnist(256)
+    for split in ("train", "t10k"):
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+def recipe_dict(mnist_root: Path, **sections) -> dict:
+    """A small, fast recipe on ``mnist_root``. A keyword argument extends that table, or
+    replaces it when it names another component (``use``) or is not a table."""
+    recipe = {
+        "name": "tiny",
+        "seed": 0,
+        "dataset": {"use": "mnist", "root": str(mnist_root), "download": False},
+        "architecture": {"use": "mlp", "g_hidden": [32], "d_hidden": [32]},
+        "backend": {"use": "torch", "device": "cpu"},
+        "train": {"steps": 6, "batch_size": 32, "log_every": 2, "checkpoint_every": 4},
+        "export": [{"use": "png", "every": 3}, {"use": "gif"}],
+    }
+    for key, value in sections.items():
+        same_component = isinstance(value, dict) and value.get("use", recipe.get(key, {}).get("use")) == recipe.get(key, {}).get("use")
+        if same_component and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    return recipe
+
+
+@pytest.fixture
+def write_recipe(tmp_path, tiny_mnist):
+    def write(name: str = "tiny.toml", **sections) -> Path:
+        path = tmp_path / name
+        path.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, **sections)))
+        return path
+
+    return write

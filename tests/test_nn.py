@@ -1,0 +1,105 @@
+"""The portable network description, and its compilation to torch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gankit import nn
+from gankit.data import DataSpec
+from gankit.plugins import load_registry
+from gankit_plugins.torch_backend.compile import compile_network
+
+MNIST = DataSpec(28, 28, 1, 10)
+
+
+def architecture(name: str, spec: DataSpec = MNIST, **params):
+    component = load_registry().get("architecture", name)
+    return component.factory(component.params(**params), spec)
+
+
+def test_tf_tutorial_dcgan_shapes_and_parameter_counts():
+    """The TF tutorial's model summary: G 2,305,472 and D 212,865 trainable parameters."""
+    arch = architecture("dcgan", slope=0.3)
+    shapes = arch.generator.shapes()
+    assert (7, 7, 256) in shapes and (7, 7, 128) in shapes and (14, 14, 64) in shapes
+    assert arch.generator.output_shape == (28, 28, 1)
+    assert arch.generator.parameter_count() == 2_305_472
+    assert arch.discriminator.parameter_count() == 212_865
+    assert arch.discriminator.output_shape == (1,)
+
+
+def test_keras_simple_gan_mlp_parameter_counts():
+    arch = architecture("mlp", g_hidden=[256, 512, 1024], g_norm_order="act_norm", d_hidden=[784, 392], d_dropout=0.0)
+    assert arch.generator.parameter_count() == 1_489_936
+    assert arch.discriminator.parameter_count() == 923_553
+
+
+def test_pytorch_tutorial_mlp_parameter_counts():
+    arch = architecture("mlp", g_hidden=[128], g_activation="relu", g_batchnorm=False, d_hidden=[128], d_dropout=0.0)
+    assert arch.generator.parameter_count() == 100 * 128 + 128 + 128 * 784 + 784
+    assert arch.discriminator.parameter_count() == 784 * 128 + 128 + 128 + 1
+
+
+@pytest.mark.parametrize("size, padding", [(28, (1, 2)), (14, (1, 2)), (32, (1, 2)), (7, (2, 2))])
+def test_same_padding_follows_tensorflow(size, padding):
+    assert nn.same_padding(size, 5, 2) == padding
+
+
+@pytest.mark.parametrize(
+    "layers, input_shape",
+    [
+        ((nn.Conv(8, 5, 2),), (28, 28, 3)),          # asymmetric 'same' padding
+        ((nn.Conv(8, 4, 2),), (32, 32, 3)),
+        ((nn.Conv(8, 3, 1, "valid"),), (32, 32, 3)),
+        ((nn.ConvTranspose(8, 5, 2),), (7, 7, 4)),
+        ((nn.ConvTranspose(8, 4, 2),), (16, 16, 4)),
+        ((nn.ConvTranspose(8, 3, 1),), (7, 7, 4)),
+        ((nn.ConvTranspose(8, 3, 2, "valid"),), (7, 7, 4)),
+        ((nn.Dense(12), nn.BatchNorm(0.8, 1e-3), nn.Reshape((2, 2, 3)), nn.BatchNorm()), (5,)),
+        ((nn.Flatten(), nn.Dropout(0.5), nn.Dense(1)), (4, 4, 2)),
+    ],
+)
+def test_torch_compilation_matches_the_description(layers, input_shape):
+    network = nn.Network(input_shape, layers)
+    model = compile_network(network)
+    assert sum(p.numel() for p in model.parameters()) == network.parameter_count()
+    expected = network.output_shape
+    out = model.eval()(torch.zeros(3, *(input_shape[2], *input_shape[:2]) if len(input_shape) == 3 else input_shape))
+    assert tuple(out.shape[1:]) == ((expected[2], *expected[:2]) if len(expected) == 3 else expected)
+
+
+def test_a_layer_that_does_not_fit_names_itself():
+    with pytest.raises(nn.ShapeError, match="layer 1 .Dense.: Dense needs a vector input"):
+        nn.Network((8, 8, 1), (nn.Conv(4, 3), nn.Dense(3)))
+
+
+def test_unknown_init_is_refused():
+    with pytest.raises(ValueError, match="unknown init"):
+        nn.Network((4,), (nn.Dense(2),), init="he")
+
+
+def test_batchnorm_momentum_has_the_keras_meaning_on_torch():
+    model = compile_network(nn.Network((4,), (nn.Dense(4), nn.BatchNorm(momentum=0.8, eps=1e-3))))
+    assert model[1].momentum == pytest.approx(0.2) and model[1].eps == 1e-3
+
+
+def test_initialisations():
+    torch.manual_seed(0)
+    dcgan = compile_network(nn.Network((100,), (nn.Dense(4000), nn.BatchNorm()), init="normal:0.02"))
+    assert dcgan[0].weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert dcgan[1].weight.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert dcgan[1].weight.std().item() == pytest.approx(0.02, rel=0.1)
+    glorot = compile_network(nn.Network((300,), (nn.Dense(200),), init="glorot_uniform"))
+    limit = (6 / (300 + 200)) ** 0.5
+    assert glorot[0].weight.abs().max().item() <= limit
+    assert glorot[0].weight.abs().max().item() > 0.95 * limit
+    assert torch.count_nonzero(glorot[0].bias) == 0
+
+
+@pytest.mark.parametrize("spec", [DataSpec(32, 32, 3), DataSpec(64, 64, 3), DataSpec(28, 28, 1)])
+def test_default_dcgan_sizes_itself_from_the_data(spec):
+    arch = architecture("dcgan", spec)
+    assert arch.generator.output_shape == spec.shape
+    assert arch.discriminator.input_shape == spec.shape
+    assert 4 <= arch.generator.shapes()[0][0] // 256 <= 64  # starts from a 7x7 or 8x8 map

@@ -1,0 +1,145 @@
+"""The plugin manager: a fresh one per test, fakes passed in directly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from importlib import metadata
+
+import pluggy
+import pytest
+from click.testing import CliRunner
+
+from gankit import hookimpl
+from gankit.cli import main
+from gankit.params import Params
+from gankit.plugins import load_registry, make_plugin_manager
+from gankit.registry import RegistryError
+
+
+class FakeArchitecture:
+    """A third-party plugin, as an object with hook implementations."""
+
+    class ToyParams(Params):
+        width: int = 8
+
+    @hookimpl
+    def register_architectures(self, register):
+        register("toy", lambda params, spec: None, params=self.ToyParams, requires=("torch", "no_such_module_xyz"),
+                 description="a toy architecture")
+
+
+def test_a_fake_plugin_is_registered_with_its_provider():
+    registry = load_registry([("toyplugin", FakeArchitecture(), "toy-gan 1.2")], entry_points=False)
+    component = registry.get("architecture", "toy")
+    assert component.provider == "toy-gan 1.2"
+    assert component.params is FakeArchitecture.ToyParams
+    assert component.missing_requirements() == ["no_such_module_xyz"]
+
+
+def test_bundled_plugins_come_through_entry_points_as_builtin():
+    registry = load_registry()
+    for kind, name in [("dataset", "mnist"), ("architecture", "dcgan"), ("backend", "torch"), ("exporter", "png")]:
+        assert registry.get(kind, name).provider == "builtin"
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(LookupError, match="did you mean 'dcgan'"):
+        load_registry().get("architecture", "dcgna")
+
+
+def test_two_plugins_claiming_one_name_is_an_error_naming_both():
+    class Clash:
+        @hookimpl
+        def register_architectures(self, register):
+            register("dcgan", lambda p, s: None, description="another dcgan")
+
+    with pytest.raises(RegistryError, match="architecture 'dcgan'") as raised:
+        load_registry([("clash", Clash(), "clash-dist 0.1")])
+    assert "builtin" in str(raised.value) and "clash-dist 0.1" in str(raised.value)
+
+
+def test_a_misspelled_hook_is_caught():
+    misspelled = types.SimpleNamespace(register_architecture=hookimpl(lambda register: None))
+    with pytest.raises(pluggy.PluginValidationError, match="register_architecture"):
+        make_plugin_manager([("typo", misspelled, "typo 1.0")], entry_points=False)
+
+
+def _broken_entry_point(monkeypatch):
+    broken = metadata.EntryPoint(name="brokenplugin", value="no_such_package_xyz.plugin", group="gankit")
+    real = metadata.entry_points
+
+    def entry_points(**kwargs):
+        found = list(real(**kwargs))
+        return found + [broken] if kwargs.get("group") == "gankit" else found
+
+    monkeypatch.setattr(metadata, "entry_points", entry_points)
+
+
+def test_a_broken_entry_point_is_listed_not_fatal(monkeypatch):
+    _broken_entry_point(monkeypatch)
+    registry = load_registry()
+    assert "brokenplugin" in [b.name for b in registry.broken]
+    assert "ModuleNotFoundError" in registry.broken[0].error
+    assert registry.get("architecture", "dcgan")
+    result = CliRunner().invoke(main, ["list-plugins"])
+    assert result.exit_code == 0
+    assert "broken plugins" in result.output and "brokenplugin" in result.output
+
+
+def test_strict_mode_makes_a_broken_plugin_fatal(monkeypatch):
+    _broken_entry_point(monkeypatch)
+    monkeypatch.setenv("GANKIT_STRICT_PLUGINS", "1")
+    with pytest.raises(ModuleNotFoundError):
+        load_registry()
+
+
+def test_a_plugin_whose_hook_raises_is_broken_and_registers_nothing():
+    class Faulty:
+        @hookimpl
+        def register_datasets(self, register):
+            register("half", lambda p, c: None, description="registered before the failure")
+            raise RuntimeError("boom")
+
+    registry = load_registry([("faulty", Faulty(), "faulty 0.1")], entry_points=False)
+    assert registry.of_kind("dataset") == []
+    assert registry.broken[0].error == "RuntimeError: boom"
+
+
+def test_a_plugin_can_be_disabled_by_name(monkeypatch):
+    monkeypatch.setenv("GANKIT_DISABLE_PLUGINS", "gif")
+    assert [c.name for c in load_registry().of_kind("exporter")] == ["png"]
+
+
+def test_list_plugins_json_and_kind_filter():
+    result = CliRunner().invoke(main, ["list-plugins", "--json", "--kind", "backend"])
+    assert result.exit_code == 0
+    listed = json.loads(result.output)
+    torch_row = next(p for p in listed["plugins"] if p["name"] == "torch")
+    assert torch_row["kind"] == "backend" and torch_row["provider"] == "builtin"
+    assert torch_row["requires"] == {"torch": True, "safetensors": True}
+    assert {p["kind"] for p in listed["plugins"]} == {"backend"}
+
+
+def test_list_plugins_table_groups_by_kind():
+    result = CliRunner().invoke(main, ["list-plugins"])
+    assert result.exit_code == 0
+    for heading in ("datasets", "architectures", "backends", "exporters"):
+        assert heading in result.output
+    assert "mnist" in result.output and "dcgan" in result.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list-plugins"], ["list-plugins", "--json"]])
+def test_help_and_list_plugins_import_no_framework(args):
+    code = (
+        "import sys\n"
+        "from gankit.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'tensorflow') if m in sys.modules)\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "HEAVY=" in result.stderr
+    assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
