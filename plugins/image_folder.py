@@ -1,0 +1,145 @@
+"""Your own images: every PNG, JPEG and WebP file under a folder, searched recursively.
+
+Each image is turned upright (EXIF orientation), laid over white if it has transparency,
+converted to grey or RGB, resized so that its short side is ``size`` and center-cropped
+to ``size`` x ``size``. Hidden files and folders are skipped; files that cannot be
+decoded are skipped too, counted in the run's summary and named in a warning.
+
+Decoding a large folder is slow, so the decoded arrays are cached under
+``$GANKIT_CACHE/image-folder``, keyed by every file's path, size and modification time
+and by the parameters: change any image and the folder is decoded again (and the stale
+copy removed). ``cache = false`` turns this off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+from pydantic import Field
+
+from gankit import hookimpl
+from gankit.data import DataContext, DataError, ImageData
+from gankit.files import write_bytes
+from gankit.params import Params
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+
+
+class ImageFolderParams(Params):
+    root: str = Field(description="a folder of PNG, JPEG or WebP images (subfolders included)")
+    size: int = Field(64, ge=4, le=1024, description="side of the square images, in pixels")
+    channels: Literal[1, 3] = Field(3, description="1: greyscale, 3: RGB")
+    limit: Optional[int] = Field(None, ge=1, description="keep only the first N readable images (sorted by path)")
+    cache: bool = Field(True, description="keep the decoded images in the cache for the next run")
+
+
+def image_files(root: Path) -> list[Path]:
+    """Image files under ``root``, sorted, skipping hidden files and folders."""
+    return sorted(
+        path for path in root.rglob("*")
+        if path.suffix.lower() in EXTENSIONS and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def decode(path: Path, size: int, channels: int) -> np.ndarray:
+    """One image as uint8 (size, size, channels); raises OSError/ValueError if unreadable."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        image.draft("RGB" if channels == 3 else "L", (size, size))
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+        image = image.convert("RGB" if channels == 3 else "L")
+        scale = size / min(image.size)
+        width, height = (max(size, round(side * scale)) for side in image.size)
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
+        left, top = (width - size) // 2, (height - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+        return np.asarray(image, dtype=np.uint8).reshape(size, size, channels)
+
+
+class ImageFolder:
+    def __init__(self, params: ImageFolderParams, context: DataContext):
+        self.params, self.context = params, context
+        self.root = Path(params.root).expanduser()
+
+    def _cache_path(self, files: list[Path]) -> Path:
+        """``<folder and parameters>-<every file's path, size and mtime>.npz``"""
+        setting = json.dumps(["v1", str(self.root.resolve()), self.params.size, self.params.channels, self.params.limit])
+        contents = hashlib.sha256()
+        for path in files:
+            stat = path.stat()
+            contents.update(f"{path.relative_to(self.root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        name = f"{hashlib.sha256(setting.encode()).hexdigest()[:16]}-{contents.hexdigest()[:16]}.npz"
+        return self.context.cache_dir / "image-folder" / name
+
+    def _store(self, path: Path, images: np.ndarray, skipped: list[str]) -> None:
+        """Write the cache file, replacing this folder's older ones; a failure only warns."""
+        buffer = io.BytesIO()
+        np.savez(buffer, images=images, skipped=np.array(skipped, dtype=str))
+        try:
+            write_bytes(path, buffer.getvalue())
+            for old in path.parent.glob(path.name.split("-")[0] + "-*.npz"):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        except OSError as error:
+            self.context.warn(f"could not cache the decoded images in {path.parent} ({error}); they are decoded each run")
+
+    def _decode_all(self, files: list[Path]) -> tuple[np.ndarray, list[str]]:
+        from PIL import Image
+
+        unreadable = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)  # what Pillow raises
+        images, skipped = [], []
+        for path in files:
+            if self.params.limit and len(images) == self.params.limit:
+                break
+            try:
+                images.append(decode(path, self.params.size, self.params.channels))
+            except unreadable as error:
+                skipped.append(f"{path.relative_to(self.root)} ({error})")
+        shape = (0, self.params.size, self.params.size, self.params.channels)
+        return (np.stack(images) if images else np.zeros(shape, np.uint8)), skipped
+
+    def _decoded(self, files: list[Path]) -> tuple[np.ndarray, list[str]]:
+        cached = self._cache_path(files) if self.params.cache else None
+        if cached and cached.is_file():
+            try:
+                with np.load(cached, allow_pickle=False) as stored:
+                    return stored["images"], stored["skipped"].tolist()
+            except (OSError, ValueError, KeyError):
+                cached.unlink(missing_ok=True)
+        images, skipped = self._decode_all(files)
+        if cached and len(images):
+            self._store(cached, images, skipped)
+        return images, skipped
+
+    def load(self, split: str = "train") -> ImageData:
+        if split != "train":
+            raise DataError(f"an image folder has only a train split, not {split!r}")
+        if not self.root.is_dir():
+            raise DataError(f"root {self.params.root!r} is not a directory; point dataset.root at a folder of images")
+        files = image_files(self.root)
+        if not files:
+            raise DataError(
+                f"no PNG, JPEG or WebP images in {self.root} (searched recursively); add some or fix dataset.root"
+            )
+        images, skipped = self._decoded(files)
+        if not len(images):
+            raise DataError(f"none of the {len(files)} image files in {self.root} could be read, e.g. {skipped[0]}")
+        if skipped:
+            self.context.warn(f"skipped {len(skipped)} unreadable image(s) in {self.root}, e.g. {skipped[0]}")
+        source = f"image-folder {self.root} ({len(images)} images, {len(skipped)} unreadable skipped)"
+        return ImageData(images, np.full(len(images), -1, np.int64), source)
+
+
+@hookimpl
+def register_datasets(register):
+    register("image-folder", ImageFolder, params=ImageFolderParams, requires=("PIL",),
+             description="your own PNG/JPEG/WebP images (recursive), resized and center-cropped to a square")
