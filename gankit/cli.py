@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -59,54 +60,111 @@ class StopFlag:
         self.requested = True
         console.warn("stopping after this step (press Ctrl-C again to abort now)")
 
-    def install(self) -> None:
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
+    @contextmanager
+    def installed(self):
+        """Handle SIGINT and SIGTERM inside the block; the previous handlers come back after."""
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _latest_run(runs_dir: Path) -> Path:
+    runs = sorted(p for p in runs_dir.glob("[0-9][0-9][0-9][0-9][0-9]-*") if p.is_dir()) if runs_dir.is_dir() else []
+    if not runs:
+        fail(f"--resume latest: no runs in {runs_dir}; pass a run directory or --runs-dir")
+    return runs[-1]
 
 
 @main.command()
-@click.argument("recipes", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("recipes", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key, e.g. train.epochs=1.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved recipe and do nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved recipe(s) and do nothing.")
+@click.option("--keep-going", is_flag=True, help="After a failed or invalid recipe, run the rest anyway.")
+@click.option("--resume", "resume_from", metavar="RUN_DIR|latest", help="Continue a run from its last checkpoint.")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Where run directories are created.")
-def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, runs_dir: Path) -> None:
-    """Train the GAN each RECIPE describes, one after another."""
+def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, keep_going: bool,
+        resume_from: str | None, runs_dir: Path) -> None:
+    """Train the GAN each RECIPE describes, one after another (a [sweep] table expands into
+    one run per combination), or continue a stopped run with --resume."""
     import tomli_w
 
+    from gankit.batch import load_all
     from gankit.data import DataContext
-    from gankit.recipe import RecipeError, load_recipe
-    from gankit.runner import RunError, run as run_recipe
+    from gankit.runner import resume
+    from gankit.runner import run as start_run
 
     registry = _registry()
-    try:
-        loaded = [load_recipe(path, list(overrides), registry) for path in recipes]
-    except RecipeError as error:
-        fail(str(error))
-    if dry_run:
-        for recipe in loaded:
-            console.show_toml(f"# {recipe.path}\n" + tomli_w.dumps(recipe.as_dict()))
-        return
-    stop = StopFlag()
-    stop.install()
     context = DataContext(warn=console.warn)
-    for recipe in loaded:
-        progress = console.RunProgress(recipe.name)
-        try:
-            with progress:
-                result = run_recipe(recipe, runs_root=runs_dir, context=context,
-                                    listeners=[progress.handle], should_stop=stop)
-        except RunError as error:
-            fail(str(error))
-        finished = result.finished
-        if finished.status == "completed":
-            console.info(f"done: {result.run_dir} ({finished.step} steps in {result.seconds:.0f}s)")
-        elif finished.status == "interrupted":
-            console.warn(f"{finished.message}; checkpoint saved in {result.run_dir / 'checkpoints'}")
-            sys.exit(130)
+    stop = StopFlag()
+
+    def start_new(recipe):
+        with console.RunProgress(recipe.name) as progress:
+            return start_run(recipe, runs_root=runs_dir, context=context, listeners=[progress.handle], should_stop=stop)
+
+    if resume_from is not None:
+        if recipes:
+            fail("--resume continues one run: give no recipe files with it")
+        run_dir = _latest_run(runs_dir) if resume_from == "latest" else Path(resume_from)
+        if not (run_dir / "recipe.toml").is_file():
+            fail(f"--resume {resume_from}: {run_dir} is not a gankit run directory (no recipe.toml)")
+
+        def continue_run(_no_recipe):
+            with console.RunProgress(run_dir.name) as progress:
+                return resume(run_dir, registry, overrides=list(overrides), context=context,
+                              listeners=[progress.handle], should_stop=stop)
+
+        jobs, invalid, start = [None], [], continue_run
+    else:
+        if not recipes:
+            fail("name at least one recipe file, e.g. gankit run recipes/dcgan_mnist.toml")
+        jobs, invalid = load_all(recipes, list(overrides), registry)
+        if invalid and not keep_going:
+            fail(invalid[0].message)
+        if dry_run:
+            for recipe in jobs:
+                console.show_toml(f"# {recipe.path} ({recipe.name})\n" + tomli_w.dumps(recipe.as_dict()))
+            return
+        start = start_new
+
+    with stop.installed():
+        outcomes = _run_jobs(jobs, invalid, start, keep_going, stop)
+    if any(o.status == "interrupted" for o in outcomes):
+        sys.exit(130)
+    if not all(o.succeeded for o in outcomes):
+        sys.exit(1)
+
+
+def _run_jobs(jobs, invalid, start, keep_going, stop):
+    from gankit.batch import Outcome, run_all
+    from gankit.runner import RunError
+
+    try:
+        if len(jobs) == 1 and not invalid:
+            try:
+                outcomes = [Outcome.of(start(jobs[0]))]
+            except RunError as error:
+                fail(str(error))
+            _report(outcomes[0])
         else:
-            console.error(finished.message)
-            sys.exit(1)
+            outcomes = invalid + run_all(jobs, start, keep_going=keep_going, stop_requested=stop, report=_report)
+            console.batch_table(outcomes)
+    except KeyboardInterrupt:
+        console.error("aborted at once; every file written so far is complete")
+        sys.exit(130)
+    return outcomes
+
+
+def _report(outcome) -> None:
+    if outcome.status == "completed":
+        console.info(f"done: {outcome.run_dir} ({outcome.steps} steps in {outcome.seconds:.0f}s)")
+    elif outcome.status == "interrupted":
+        console.warn(f"{outcome.message}; checkpoint saved. Resume with: gankit run --resume {outcome.run_dir}")
+    else:
+        console.error(outcome.message)
 
 
 @main.command("list-plugins")
@@ -139,3 +197,40 @@ def sample(run_dir: Path, count: int, output: Path, seed: int) -> None:
     except (RecipeError, RunError, SampleError) as error:
         fail(str(error))
     console.info(f"wrote {count} samples from {checkpoint} to {output}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--metric", "metrics", default="fid,kid,is", show_default=True, help="Comma-separated metric names.")
+@click.option("--features", default="domain", show_default=True,
+              help="Feature extractor: domain (trained on the run's data, no download) or inception (the standard FID one).")
+@click.option("-n", "count", default=10_000, show_default=True, type=click.IntRange(2, 1_000_000),
+              help="Generated images; as many real ones, at most the whole split.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="The real images compared against.")
+@click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+              help="Seed of the generator's noise and of the real subset.")
+@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
+              help="The Inception weights file (default: $GANKIT_INCEPTION_WEIGHTS, else the cache).")
+def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str, checkpoint: str | None,
+             seed: int, weights: Path | None) -> None:
+    """Score a run's generator (FID, KID, IS) and record how in RUN_DIR/eval.json."""
+    from gankit.backend import BackendError, CheckpointError
+    from gankit.eval_config import EvalConfig
+    from gankit.evaluation import EvalError, evaluate_run
+    from gankit.recipe import RecipeError
+    from gankit.runner import RunError
+
+    names = [name.strip() for name in metrics.split(",") if name.strip()]
+    if not names:
+        fail("--metric: name at least one metric, e.g. --metric fid,kid,is")
+    config = EvalConfig(metrics=names, features=features, n=count, seed=seed, split=split)
+    try:
+        record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint,
+                              extractor_params={"weights": str(weights)} if weights else None,
+                              info=console.info, warn=console.warn)
+    except (EvalError, RecipeError, RunError, BackendError, CheckpointError) as error:
+        fail(str(error))
+    console.eval_table(record)
+    console.info(f"recorded in {run_dir / 'eval.json'}")

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.syntax import Syntax
 from rich.table import Table
 
-from gankit.events import CheckpointSaved, Event, RunFinished, RunStarted, StepLogged
+from gankit.events import CheckpointSaved, EvalLogged, Event, RunFinished, RunStarted, StepLogged
 from gankit.registry import KINDS, Registry
 
 out = Console(highlight=False)
@@ -45,6 +45,7 @@ class RunProgress:
             MofNCompleteColumn(),
             TextColumn("epoch {task.fields[epoch]}"),
             TextColumn("{task.fields[losses]}"),
+            TextColumn("{task.fields[scores]}"),
             TextColumn("{task.fields[speed]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
@@ -68,13 +69,17 @@ class RunProgress:
                                         f"{event.steps_per_epoch} steps/epoch of {event.batch_size}[/]")
             self.task = self.progress.add_task(self.title, total=event.total_steps, completed=event.start_step,
                                                epoch=event.start_step // max(event.steps_per_epoch, 1),
-                                               losses="", speed="")
+                                               losses="", scores="", speed="")
         elif isinstance(event, StepLogged) and self.task is not None:
             v = event.values
             losses = (f"D {v.get('d_loss', float('nan')):.3f}  G {v.get('g_loss', float('nan')):.3f}  "
                       f"D(x) {v.get('d_real', float('nan')):.2f}  D(G(z)) {v.get('d_fake', float('nan')):.2f}")
             self.progress.update(self.task, completed=event.step, epoch=event.epoch, losses=losses,
                                  speed=f"{v.get('images_per_sec', 0):,.0f} img/s")
+        elif isinstance(event, EvalLogged) and self.task is not None:
+            scores = "  ".join(f"{k.upper()} {v:.4g}" for k, v in event.values.items() if not k.endswith("_std"))
+            self.progress.update(self.task, scores=scores)
+            self.progress.console.print(f"[dim]step {event.step}: {escape(scores)}[/]")
         elif isinstance(event, CheckpointSaved):
             self.progress.console.print(f"[dim]checkpoint {escape(str(event.path))}[/]")
         elif isinstance(event, RunFinished) and self.task is not None:
@@ -120,3 +125,38 @@ def plugins_json(registry: Registry, kind: str | None) -> None:
     ]
     broken = [{"name": b.name, "provider": b.provider, "error": b.error} for b in registry.broken]
     sys.stdout.write(json.dumps({"plugins": rows, "broken": broken}, indent=2) + "\n")
+
+
+def eval_table(record: dict) -> None:
+    """The scores of one evaluation (``gankit.evaluation.evaluate_run``) and how they were computed."""
+    extractor, real, scores = record["extractor"], record.get("real"), record["scores"]
+    table = Table(title=f"scores with {escape(extractor['name'])} features", title_justify="left", title_style="bold")
+    for column in ("metric", "score", "std"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, value in scores.items():
+        if not key.endswith("_std"):
+            std = scores.get(f"{key}_std")
+            table.add_row(escape(key.upper()), f"{value:.4g}", f"{std:.2g}" if std is not None else "")
+    out.print(table)
+    checkpoint, generated = record["checkpoint"], record["generated"]
+    lines = [f"checkpoint  {checkpoint['path']} (step {checkpoint['step']})",
+             f"generated   {generated['count']:,} images, seed {generated['seed']}"]
+    if real:
+        lines.append(f"real        {real['count']:,} of {real['images_in_split']:,} {real['split']} images ({real['source']})")
+    lines.append(f"extractor   {extractor['name']}, weights sha256 {extractor.get('weights_sha256', '-')}")
+    out.print("\n".join(f"[dim]{escape(line)}[/]" for line in lines))
+
+
+def batch_table(outcomes) -> None:
+    """The end of a batch: one row per run (``gankit.batch.Outcome``)."""
+    colours = {"completed": "green", "interrupted": "yellow", "skipped": "dim"}
+    table = Table(title="runs", title_justify="left", title_style="bold")
+    for column in ("recipe", "backend", "status", "steps", "time", "D loss", "G loss", "run directory"):
+        table.add_column(column, justify="right" if column in ("steps", "time", "D loss", "G loss") else "left")
+    for o in outcomes:
+        colour = colours.get(o.status, "red")
+        loss = lambda key: f"{o.final[key]:.3f}" if key in o.final else "-"  # noqa: E731
+        table.add_row(escape(o.label), o.backend or "-", f"[{colour}]{o.status}[/]", str(o.steps) if o.steps else "-",
+                      f"{o.seconds:.0f}s" if o.seconds else "-", loss("d_loss"), loss("g_loss"),
+                      escape(str(o.run_dir)) if o.run_dir else escape(o.message))
+    out.print(table)

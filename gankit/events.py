@@ -23,8 +23,17 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class StepLogged:
-    """Scalars averaged since the previous StepLogged: d_loss, g_loss, d_real (mean D(x)),
-    d_fake (mean D(G(z))), and images_per_sec."""
+    """The scalars of step ``step``: d_loss, g_loss, d_real (mean D(x)), d_fake (mean
+    D(G(z))), and images_per_sec since the previous StepLogged."""
+
+    step: int
+    epoch: int
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EvalLogged:
+    """Scores of the live generator (a recipe's ``[eval]``), e.g. fid, kid, kid_std, is."""
 
     step: int
     epoch: int
@@ -55,7 +64,7 @@ class RunFinished:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Union[RunStarted, StepLogged, SamplesReady, CheckpointSaved, RunFinished]
+Event = Union[RunStarted, StepLogged, EvalLogged, SamplesReady, CheckpointSaved, RunFinished]
 
 
 class Exporter(Protocol):

@@ -46,3 +46,21 @@ def register_backends(register):
 def register_exporters(register):
     """Register exporters. ``factory(params, run_dir)`` returns a ``gankit.events.Exporter``
     that receives every event of a run (samples, checkpoints, the end of the run)."""
+
+
+@hookspec
+def register_metrics(register):
+    """Register metrics. ``factory(params)`` returns a ``gankit.evaluation.Metric``: it gets
+    the ``gankit.evaluation.Features`` of the generated images (and of the real ones, when
+    its ``uses_real`` is true) and returns named scores, e.g. ``{"kid": 0.01, "kid_std":
+    0.002}``; the one named like the metric is its headline, better when higher if its
+    ``higher_is_better`` is true (that picks a run's best checkpoint)."""
+
+
+@hookspec
+def register_feature_extractors(register):
+    """Register feature extractors for metrics. ``factory(params, context)`` gets a
+    ``gankit.evaluation.ExtractorContext`` (cache directory, the run's labelled training
+    data) and returns a ``gankit.evaluation.FeatureExtractor``: uint8 (N, H, W, C) images
+    in, ``Features`` out, plus a description (weights and their sha256) that is recorded
+    with every score."""

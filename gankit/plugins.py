@@ -24,6 +24,8 @@ HOOK_KINDS = {
     "register_architectures": "architecture",
     "register_backends": "backend",
     "register_exporters": "exporter",
+    "register_metrics": "metric",
+    "register_feature_extractors": "feature_extractor",
 }
 
 

@@ -5,7 +5,11 @@ Every error is a RecipeError whose message is one line naming the file, the key 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
+import itertools
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gankit.registry import Component, Registry
+from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.train_config import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -22,7 +27,7 @@ else:
     import tomli as tomllib
 
 SECTIONS = ("dataset", "architecture", "backend")
-TOP_LEVEL = ("name", "seed", *SECTIONS, "train", "export", "gankit")
+TOP_LEVEL = ("name", "seed", *SECTIONS, "train", "export", "eval", "sweep", "gankit")
 """``gankit`` is the provenance table a run writes into its resolved recipe; it is ignored on reading."""
 
 
@@ -56,6 +61,8 @@ class Recipe:
     backend: Choice
     train: TrainConfig
     exports: tuple[Choice, ...]
+    sweep: dict[str, Any] = dataclasses.field(default_factory=dict)
+    eval: EvalPlan | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fully resolved recipe: every default filled in, ready to write as TOML."""
@@ -65,6 +72,7 @@ class Recipe:
             **{section: getattr(self, section).as_table() for section in SECTIONS},
             "train": self.train.model_dump(mode="json", exclude_none=True),
             "export": [choice.as_table() for choice in self.exports],
+            **({"eval": self.eval.config.model_dump(mode="json")} if self.eval else {}),
         }
 
 
@@ -91,39 +99,63 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def set_key(data: dict[str, Any], key: str, value: Any, path: Path, origin: str) -> None:
+    """Set ``a.b.c`` in nested tables; a number in the path indexes a list (``export.0.every``)."""
+    parts = key.strip().split(".")
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise RecipeError(f"{path}: {origin} {key}: {part!r} is not an index below {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif last:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
+        if not last and not isinstance(node, (dict, list)):
+            raise RecipeError(f"{path}: {origin} {key}: {'.'.join(parts[: depth + 1])} is not a table")
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str], path: Path) -> dict[str, Any]:
-    """Apply ``--set key.path=value`` overrides; a number in the path indexes a list
-    (``export.0.every=100``)."""
+    """Apply ``--set key.path=value`` overrides."""
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key.strip():
             raise RecipeError(f"--set {override!r}: expected KEY=VALUE, e.g. --set train.epochs=1")
-        parts = key.strip().split(".")
-        node: Any = data
-        for depth, part in enumerate(parts[:-1]):
-            if isinstance(node, list):
-                node = _list_item(node, part, parts[: depth + 1], path)
-            else:
-                node = node.setdefault(part, {})
-            if not isinstance(node, (dict, list)):
-                raise RecipeError(f"{path}: --set {key}: {'.'.join(parts[: depth + 1])} is not a table")
-        last = parts[-1]
-        if isinstance(node, list):
-            index = _index(last, node, parts, path)
-            node[index] = parse_value(text)
-        else:
-            node[last] = parse_value(text)
+        set_key(data, key, parse_value(text), path, "--set")
     return data
 
 
-def _index(part: str, items: list, parts: list[str], path: Path) -> int:
-    if not part.isdigit() or int(part) >= len(items):
-        raise RecipeError(f"{path}: --set {'.'.join(parts)}: {part!r} is not an index below {len(items)}")
-    return int(part)
+def _label(value: Any) -> str:
+    text = "x".join(map(str, value)) if isinstance(value, list) else str(value)
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
 
 
-def _list_item(items: list, part: str, parts: list[str], path: Path):
-    return items[_index(part, items, parts, path)]
+def expand_sweep(data: dict[str, Any], path: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The recipes a ``[sweep]`` table of lists stands for: one per combination of values
+    (the Cartesian product), each named after its values. Returns (recipe data, sweep values)."""
+    sweep = data.pop("sweep", None)
+    if sweep is None:
+        return [(data, {})]
+    if not isinstance(sweep, dict) or not sweep:
+        raise RecipeError(f'{path}: sweep: expected a table of lists, e.g. "train.lr_g" = [1e-4, 2e-4]')
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise RecipeError(f"{path}: sweep.{key}: expected a non-empty list of values (got {values!r})")
+    expanded = []
+    for combination in itertools.product(*sweep.values()):
+        values = dict(zip(sweep, combination))
+        variant = copy.deepcopy(data)
+        for key, value in values.items():
+            set_key(variant, key, value, path, "sweep")
+        suffix = "-".join(f"{key.rsplit('.', 1)[-1]}{_label(value)}" for key, value in values.items())
+        variant["name"] = f"{data.get('name', path.stem)}-{suffix}"
+        expanded.append((variant, values))
+    return expanded
 
 
 def _format_validation(path: Path, prefix: str, error: ValidationError, params: type[BaseModel] | None) -> str:
@@ -196,8 +228,30 @@ def build_recipe(data: dict[str, Any], path: Path, registry: Registry) -> Recipe
         backend=_choice(data["backend"], "backend", "backend", path, registry),
         train=_validate(TrainConfig, train, path, "train"),
         exports=tuple(_choice(t, "exporter", f"export.{i}", path, registry) for i, t in enumerate(exports)),
+        eval=_eval_plan(data, path, registry),
     )
 
 
+def _eval_plan(data: dict[str, Any], path: Path, registry: Registry) -> EvalPlan | None:
+    if "eval" not in data:
+        return None
+    config = _validate(EvalConfig, data["eval"], path, "eval")
+    try:
+        return EvalPlan.resolve(config, registry)
+    except LookupError as error:
+        raise RecipeError(f"{path}: eval: {error}") from None
+
+
 def load_recipe(path: Path, overrides: list[str], registry: Registry) -> Recipe:
-    return build_recipe(apply_overrides(read_toml(path), overrides, path), path, registry)
+    """One recipe (a file with a ``[sweep]`` is refused: use ``load_recipes``)."""
+    recipes = load_recipes(path, overrides, registry)
+    if len(recipes) != 1:
+        raise RecipeError(f"{path}: sweep: this command takes a single recipe, not a sweep of {len(recipes)}")
+    return recipes[0]
+
+
+def load_recipes(path: Path, overrides: list[str], registry: Registry) -> list[Recipe]:
+    """The recipe in ``path`` with ``overrides`` applied, or one recipe per sweep combination."""
+    data = apply_overrides(read_toml(path), overrides, path)
+    return [dataclasses.replace(build_recipe(variant, path, registry), sweep=values)
+            for variant, values in expand_sweep(data, path)]

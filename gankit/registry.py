@@ -7,7 +7,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-KINDS = ("dataset", "architecture", "backend", "exporter")
+KINDS = ("dataset", "architecture", "backend", "exporter", "metric", "feature_extractor")
 
 
 class RegistryError(Exception):

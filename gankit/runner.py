@@ -16,13 +16,14 @@ from typing import Any, Callable
 import tomli_w
 
 from gankit import __version__
-from gankit.backend import BackendError
+from gankit.backend import BackendError, CheckpointError
 from gankit.data import DataContext, DataError, DataSpec, ImageData
-from gankit.events import Event, RunFinished, StepLogged
+from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
+from gankit.events import EvalLogged, Event, RunFinished, StepLogged
 from gankit.files import write_json, write_text
 from gankit.nn import Architecture, ShapeError
-from gankit.recipe import Choice, Recipe, read_toml
-from gankit.training import Loop, Schedule, ScheduleError
+from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
+from gankit.training import Loop, Schedule, ScheduleError, list_checkpoints, read_meta
 
 
 class RunError(Exception):
@@ -102,6 +103,7 @@ def provenance(recipe: Recipe, spec: DataSpec) -> dict[str, Any]:
         "version": __version__,
         "plugins": {f"{c.component.kind}.{c.name}": c.component.provider for c in choices},
         "data_spec": asdict(spec),
+        "sweep": recipe.sweep,
     }
 
 
@@ -113,15 +115,48 @@ def spec_of_run(run_dir: Path) -> DataSpec:
 
 
 class MetricsWriter:
-    """Appends one JSON line per logged step to metrics.jsonl, flushed as it goes."""
+    """Appends one JSON line per logged step and per evaluation to metrics.jsonl, flushed as it goes."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, StepLogged):
+        if isinstance(event, (StepLogged, EvalLogged)):
             with open(self.path, "a", encoding="utf-8") as out:
                 out.write(json.dumps({"step": event.step, "epoch": event.epoch, **event.values}) + "\n")
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, built (and so checked) before anything is written."""
+
+    recipe: Recipe
+    data: ImageData
+    trainer: object
+    schedule: Schedule
+    evaluator: Evaluator | None = None
+
+
+def prepare(recipe: Recipe, context: DataContext) -> Prepared:
+    data = load_data(recipe, context)
+    trainer = build_trainer(recipe, data.spec)
+    try:
+        schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
+    except ScheduleError as error:
+        raise RunError(f"{recipe.path}: train: {error}") from None
+    trainer.set_data(data.images)
+    return Prepared(recipe, data, trainer, schedule, _evaluator(recipe, context, data))
+
+
+def _evaluator(recipe: Recipe, context: DataContext, data: ImageData) -> Evaluator | None:
+    """The ``[eval]`` scorer, made before training so that, say, missing weights fail the start."""
+    if recipe.eval is None:
+        return None
+    try:
+        return Evaluator(recipe.eval, recipe, cache_dir=context.cache_dir, loaded={"train": data},
+                         info=context.warn, warn=context.warn)
+    except EvalError as error:
+        raise RunError(f"{recipe.path}: eval: {error}") from None
 
 
 def run(
@@ -132,16 +167,64 @@ def run(
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
-    data = load_data(recipe, context)
-    trainer = build_trainer(recipe, data.spec)
-    try:
-        schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
-    except ScheduleError as error:
-        raise RunError(f"{recipe.path}: train: {error}") from None
-
-    resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, data.spec)})
+    """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory."""
+    prepared = prepare(recipe, context)
+    resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
     run_dir = next_run_dir(runs_root, recipe.name)
     write_text(run_dir / "recipe.toml", resolved)
+    return _train(prepared, run_dir, listeners, should_stop)
+
+
+RESUME_OVERRIDES = ("train.steps", "train.epochs")
+
+
+def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path]) -> str:
+    """The message for a checkpoint that cannot be loaded, pointing at the one before it."""
+    if len(checkpoints) < 2:
+        return f"{error}; no earlier checkpoint is left"
+    return f"{error}; the previous checkpoint is {checkpoints[-2]}: delete {checkpoints[-1]} to use it"
+
+
+def resume(
+    run_dir: Path,
+    registry,
+    *,
+    overrides: list[str] = (),
+    context: DataContext,
+    listeners: list[Callable[[Event], None]] = (),
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RunResult:
+    """Continue a run from its last checkpoint, exactly where it stopped. Only the length of
+    training may change (``--set train.steps=N``); anything else would not be the same run."""
+    for override in overrides:
+        if override.partition("=")[0].strip() not in RESUME_OVERRIDES:
+            raise RunError(f"--set {override}: a resumed run can only change {' or '.join(RESUME_OVERRIDES)}")
+    recipe_path = run_dir / "recipe.toml"
+    raw = read_toml(recipe_path)
+    if overrides:
+        raw.setdefault("train", {}).pop("steps", None)
+    recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise RunError(f"{run_dir}: no checkpoint to resume from; start it again with gankit run")
+    prepared = prepare(recipe, context)
+    total = recipe.train.total_steps(prepared.schedule.steps_per_epoch)
+    try:
+        step = int(read_meta(checkpoints[-1])["step"])
+        if step >= total:
+            raise RunError(f"{run_dir} already trained to step {step} of {total}; "
+                           f"to train longer: gankit run --resume {run_dir} --set train.steps=N")
+        prepared.trainer.load(checkpoints[-1])
+    except CheckpointError as error:
+        raise RunError(damaged_checkpoint(error, checkpoints)) from None
+    if overrides:
+        resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
+        write_text(recipe_path, tomli_w.dumps(resolved))
+    return _train(prepared, run_dir, listeners, should_stop, start_step=step)
+
+
+def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0) -> RunResult:
+    recipe = prepared.recipe
     exporters = [choice.component.factory(choice.params, run_dir) for choice in recipe.exports]
     handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, *(e.handle for e in exporters), *listeners]
 
@@ -149,29 +232,42 @@ def run(
         for handler in handlers:
             handler(event)
 
-    trainer.set_data(data.images)
+    if prepared.evaluator is not None:
+        handlers.append(TrainingEvaluation(prepared.evaluator, prepared.trainer, run_dir, emit).handle)
     loop = Loop(
-        trainer=trainer,
+        trainer=prepared.trainer,
         train=recipe.train,
-        schedule=schedule,
+        schedule=prepared.schedule,
         run_dir=run_dir,
         emit=emit,
         sample_every=[e.sample_every for e in exporters if getattr(e, "sample_every", None) is not None],
         should_stop=should_stop,
     )
     started = time.perf_counter()
-    finished = loop.run()
+    try:
+        finished = loop.run(start_step)
+    except KeyboardInterrupt:
+        found = list_checkpoints(run_dir)
+        finished = RunFinished(start_step, "aborted", f"aborted; the last checkpoint is {found[-1] if found else 'none'}")
+        _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
+        raise
     seconds = time.perf_counter() - started
+    _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
+    return RunResult(recipe, run_dir, finished, seconds)
+
+
+def _write_summary(prepared: Prepared, run_dir: Path, finished: RunFinished, total: int, seconds: float) -> None:
+    data = prepared.data
     write_json(run_dir / "summary.json", {
-        "name": recipe.name,
+        "name": prepared.recipe.name,
         "status": finished.status,
         "message": finished.message,
         "steps": finished.step,
-        "total_steps": loop.total_steps(),
+        "total_steps": total,
         "seconds": round(seconds, 3),
         "final": finished.values,
-        "parameters": trainer.parameter_counts(),
+        "parameters": prepared.trainer.parameter_counts(),
         "data": {"source": data.source, "images": int(len(data.images)), "shape": list(data.spec.shape)},
-        "backend": recipe.backend.name,
+        "backend": prepared.recipe.backend.name,
+        "sweep": prepared.recipe.sweep,
     })
-    return RunResult(recipe, run_dir, finished, seconds)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gankit.backend import CheckpointError
 from gankit.images import grid, write_npz, write_png
 from gankit.recipe import build_recipe, read_toml
 from gankit.registry import Registry
-from gankit.runner import build_trainer, spec_of_run
+from gankit.runner import build_trainer, damaged_checkpoint, spec_of_run
 from gankit.training import list_checkpoints
 
 
@@ -24,7 +25,10 @@ def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output:
     if not checkpoints:
         raise SampleError(f"{run_dir}: no checkpoint yet; train the run first")
     trainer = build_trainer(recipe, spec_of_run(run_dir))
-    trainer.load(checkpoints[-1], generator_only=True)
+    try:
+        trainer.load(checkpoints[-1], generator_only=True)
+    except CheckpointError as error:
+        raise SampleError(damaged_checkpoint(error, checkpoints)) from None
     images = trainer.generate(count, seed)
     if output.suffix.lower() == ".npz":
         write_npz(output, images)

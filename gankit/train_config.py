@@ -29,6 +29,8 @@ class TrainConfig(Params):
     samples: int = Field(64, ge=1, le=1024, description="size of the fixed noise batch for sample grids")
     log_every: int = Field(10, ge=1, description="a metrics.jsonl line this many steps")
     checkpoint_every: Every = Field(Interval(1000, "steps"), description="checkpoint this often (and at the end); 0: end only")
+    keep_checkpoints: int = Field(3, ge=1, description="keep this many most recent checkpoints (the final one among them)")
+    max_loss: Optional[float] = Field(None, gt=0, description="stop as diverged when a loss exceeds this in size")
 
     @model_validator(mode="after")
     def _length_given(self):

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from gankit.backend import Trainer
+from gankit.backend import CheckpointError, Trainer
 from gankit.events import CheckpointSaved, Event, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.files import atomic_directory, write_json
 from gankit.params import Interval
@@ -81,6 +81,13 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / "meta.json").is_file())
 
 
+def read_meta(checkpoint: Path) -> dict:
+    try:
+        return json.loads((checkpoint / "meta.json").read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(checkpoint / "meta.json", error) from None
+
+
 @dataclass
 class Loop:
     trainer: Trainer
@@ -90,62 +97,65 @@ class Loop:
     emit: Callable[[Event], None]
     sample_every: list[Interval]
     should_stop: Callable[[], bool] = lambda: False
-    keep_checkpoints: int = 3
 
     def total_steps(self) -> int:
         return self.train.total_steps(self.schedule.steps_per_epoch)
 
     def save_checkpoint(self, step: int) -> Path:
+        """Write a checkpoint atomically, then drop all but the last ``keep_checkpoints``."""
         path = self.run_dir / "checkpoints" / checkpoint_name(step)
         with atomic_directory(path) as staging:
             self.trainer.save(staging)
             write_json(staging / "meta.json", {"step": step, "epoch": self.schedule.epoch_of(max(step - 1, 0))})
-        for old in list_checkpoints(self.run_dir)[: -self.keep_checkpoints]:
+        for old in list_checkpoints(self.run_dir)[: -self.train.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         self.emit(CheckpointSaved(step, path))
         return path
 
-    def resume_step(self, checkpoint: Path) -> int:
-        self.trainer.load(checkpoint)
-        return int(json.loads((checkpoint / "meta.json").read_text())["step"])
+    def _divergence(self, step: int, values: dict[str, float]) -> str | None:
+        losses = {k: v for k, v in values.items() if k.endswith("_loss")}
+        if not all(math.isfinite(v) for v in values.values()):
+            problem = "a loss is NaN or infinite"
+        elif self.train.max_loss is not None and any(abs(v) > self.train.max_loss for v in losses.values()):
+            problem = f"a loss exceeds train.max_loss = {self.train.max_loss}"
+        else:
+            return None
+        found = list_checkpoints(self.run_dir)
+        where = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved before it"
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
+        return f"training diverged at step {step}: {problem} ({shown}); {where}"
 
     def run(self, start_step: int = 0) -> RunFinished:
+        """Train from ``start_step`` to the end, or until stopped or diverged."""
         steps_per_epoch = self.schedule.steps_per_epoch
         total = self.total_steps()
         self.emit(RunStarted(self.run_dir, start_step, total, steps_per_epoch, self.train.batch_size,
                              self.trainer.parameter_counts()))
-        checkpoint_every = self.train.checkpoint_every
-        last_checkpoint = None
         values: dict[str, float] = {}
         tick, tick_step = time.perf_counter(), start_step
         step = start_step
         while step < total:
             metrics = self.trainer.train_step(self.schedule.batches(step))
             step += 1
-            if step % self.train.log_every == 0 or step == total:
+            stopping = step < total and self.should_stop()
+            checkpoint_due = step == total or stopping or _due(self.train.checkpoint_every, step, steps_per_epoch)
+            if step % self.train.log_every == 0 or checkpoint_due:
                 values = {name: float(value) for name, value in metrics.items()}
+                if problem := self._divergence(step, values):
+                    return self._finish(RunFinished(step, "diverged", problem, values))
+            if step % self.train.log_every == 0 or step == total:
                 now = time.perf_counter()
-                values["images_per_sec"] = (step - tick_step) * self.train.batch_size / max(now - tick, 1e-9)
+                logged = {**values, "images_per_sec": (step - tick_step) * self.train.batch_size / max(now - tick, 1e-9)}
                 tick, tick_step = now, step
-                if not all(math.isfinite(v) for v in values.values()):
-                    where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was saved"
-                    message = f"training diverged at step {step} (non-finite loss: {values}); {where}"
-                    finished = RunFinished(step, "diverged", message, values)
-                    self.emit(finished)
-                    return finished
-                self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), values))
-            if step < total and any(_due(every, step, steps_per_epoch) for every in self.sample_every):
+                self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged))
+            if any(_due(every, step, steps_per_epoch) for every in self.sample_every) or (step == total and self.sample_every):
                 self.emit(SamplesReady(step, self.trainer.fixed_samples()))
-            if step < total and _due(checkpoint_every, step, steps_per_epoch):
-                last_checkpoint = self.save_checkpoint(step)
-            if step < total and self.should_stop():
-                last_checkpoint = self.save_checkpoint(step)
-                finished = RunFinished(step, "interrupted", f"stopped at step {step} of {total}", values)
-                self.emit(finished)
-                return finished
-        if self.sample_every:
-            self.emit(SamplesReady(step, self.trainer.fixed_samples()))
-        self.save_checkpoint(step)
-        finished = RunFinished(step, "completed", f"trained {total} steps", values)
+            if checkpoint_due:
+                self.save_checkpoint(step)
+            if stopping:
+                return self._finish(RunFinished(step, "interrupted", f"stopped at step {step} of {total}", values))
+        return self._finish(RunFinished(step, "completed", f"trained {total} steps", values))
+
+    def _finish(self, finished: RunFinished) -> RunFinished:
         self.emit(finished)
         return finished

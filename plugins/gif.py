@@ -41,7 +41,8 @@ class GifExporter:
         frames = [iio.imread(path) for path in paths]
         durations = [self.params.frame_seconds * 1000] * (len(frames) - 1) + [self.params.hold_last_seconds * 1000]
         buffer = io.BytesIO()
-        iio.imwrite(buffer, frames, extension=".gif", duration=durations, loop=self.params.loop)
+        iio.imwrite(buffer, frames, extension=".gif", duration=durations if len(frames) > 1 else durations[0],
+                    loop=self.params.loop)
         write_bytes(self.run_dir / "progress.gif", buffer.getvalue())
 
 

@@ -70,8 +70,8 @@ def recipe_dict(mnist_root: Path, **sections) -> dict:
 
 @pytest.fixture
 def write_recipe(tmp_path, tiny_mnist):
-    def write(name: str = "tiny.toml", **sections) -> Path:
-        path = tmp_path / name
+    def write(filename: str = "tiny.toml", **sections) -> Path:
+        path = tmp_path / filename
         path.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, **sections)))
         return path
 

@@ -1,0 +1,72 @@
+"""Several runs, one after another: each recipe (and each sweep combination) in turn,
+with what happened to each recorded for the summary table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from gankit.recipe import Recipe, RecipeError, load_recipes
+from gankit.registry import Registry
+from gankit.runner import RunError, RunResult
+
+
+@dataclass
+class Outcome:
+    """One line of the batch summary."""
+
+    label: str
+    status: str  # completed, interrupted, diverged, aborted, invalid, failed, skipped
+    backend: str = ""
+    message: str = ""
+    steps: int = 0
+    seconds: float = 0.0
+    final: dict = field(default_factory=dict)
+    run_dir: Path | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "completed"
+
+    @classmethod
+    def of(cls, result: RunResult) -> "Outcome":
+        finished = result.finished
+        return cls(result.recipe.name, finished.status, result.recipe.backend.name, finished.message,
+                   finished.step, result.seconds, finished.values, result.run_dir)
+
+
+def load_all(paths: Iterable[Path], overrides: list[str], registry: Registry) -> tuple[list[Recipe], list[Outcome]]:
+    """Every recipe the paths stand for (sweeps expanded), and an ``invalid`` outcome for
+    each file that cannot be loaded."""
+    recipes, invalid = [], []
+    for path in paths:
+        try:
+            recipes += load_recipes(path, overrides, registry)
+        except RecipeError as error:
+            invalid.append(Outcome(str(path), "invalid", message=str(error)))
+    return recipes, invalid
+
+
+def run_all(
+    recipes: list[Recipe],
+    start: Callable[[Recipe], RunResult],
+    *,
+    keep_going: bool,
+    stop_requested: Callable[[], bool],
+    report: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
+    """Run each recipe with ``start``; after a failure, the rest run only with ``keep_going``.
+    An interrupted run ends the batch whatever ``keep_going`` says."""
+    outcomes: list[Outcome] = []
+    for index, recipe in enumerate(recipes):
+        try:
+            outcome = Outcome.of(start(recipe))
+        except RunError as error:
+            outcome = Outcome(recipe.name, "failed", recipe.backend.name, str(error))
+        outcomes.append(outcome)
+        report(outcome)
+        if outcome.status == "interrupted" or stop_requested() or (not outcome.succeeded and not keep_going):
+            outcomes += [Outcome(r.name, "skipped", r.backend.name, "not run") for r in recipes[index + 1:]]
+            break
+    return outcomes

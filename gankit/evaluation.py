@@ -1,0 +1,363 @@
+"""Scoring a run's generator with FID, KID, IS or any metric a plugin registers, recorded
+with exactly how each number was computed.
+
+Generated images come from a checkpoint (``gankit evaluate``) or from the live trainer (a
+recipe's ``[eval]``); real images from the run's dataset. Both go through one feature
+extractor, and the metrics compare the features. The real images' features are cached,
+keyed by the data's sha256, the extractor's description and the sample count, so a second
+evaluation extracts only the generated images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from gankit import __version__
+from gankit.data import DataContext, DataError, ImageData, default_cache_dir
+from gankit.eval_config import EvalConfig, EvalPlan
+from gankit.files import atomic_directory, write_bytes, write_json
+from gankit.registry import Component, Registry
+
+
+class EvalError(Exception):
+    """An evaluation that cannot run. The message is one line that says what to fix."""
+
+
+@dataclass(frozen=True)
+class Features:
+    """An extractor's output for N images, float32: ``features`` (N, D), the embedding FID
+    and KID compare, and ``logits`` (N, K), the class scores the Inception Score reads."""
+
+    features: np.ndarray
+    logits: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+class Metric(Protocol):
+    uses_real: bool
+    """Whether ``compute`` needs the real images' features."""
+    higher_is_better: bool
+    """Which way the headline score (the one named like the metric) is better."""
+
+    def describe(self) -> dict[str, Any]:
+        """How the score is computed (library and version, settings); recorded with it."""
+
+    def compute(self, fake: Features, real: Features | None, seed: int) -> dict[str, float]:
+        """Named scores, e.g. ``{"kid": 0.01, "kid_std": 0.002}``; ``seed`` drives any sampling."""
+
+
+class FeatureExtractor(Protocol):
+    def describe(self) -> dict[str, Any]:
+        """Exactly what it computes: name, weights and their sha256, input handling.
+        Recorded with every score, and part of the key of the cached real features."""
+
+    def extract(self, images: np.ndarray) -> Features:
+        """The features of uint8 (N, H, W, C) images."""
+
+
+@dataclass
+class ExtractorContext:
+    """What a feature extractor's factory gets besides its parameters."""
+
+    cache_dir: Path
+    training_data: Callable[[], ImageData]
+    """The run's labelled training split, as the run's recipe configures the dataset."""
+    info: Callable[[str], None] = print
+
+
+def data_sha256(data: ImageData) -> str:
+    """A checksum of the images and labels themselves, wherever they were loaded from."""
+    digest = hashlib.sha256(json.dumps([list(data.images.shape), list(data.labels.shape)]).encode())
+    digest.update(memoryview(np.ascontiguousarray(data.images)))
+    digest.update(memoryview(np.ascontiguousarray(data.labels, dtype=np.int64)))
+    return digest.hexdigest()
+
+
+def real_subset(total: int, count: int, seed: int) -> np.ndarray:
+    """The indices of the real images an evaluation of ``count`` images compares against:
+    all ``total`` of them, or a sorted random subset drawn with ``seed``."""
+    if count >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def resolve_plan(config: EvalConfig, registry: Registry) -> EvalPlan:
+    """The metric and extractor components ``config`` names; EvalError if one is unknown."""
+    try:
+        return EvalPlan.resolve(config, registry)
+    except LookupError as error:
+        raise EvalError(str(error)) from None
+
+
+def _available(component: Component) -> Component:
+    missing = component.missing_requirements()
+    if missing:
+        raise EvalError(f"{component.kind} {component.name!r} needs {', '.join(missing)}, which is not installed; "
+                        "pip install 'gankit[eval]'")
+    return component
+
+
+def _params(component: Component, values: dict[str, Any]) -> BaseModel | None:
+    if component.params is None:
+        if values:
+            raise EvalError(f"{component.kind} {component.name!r} takes no parameters (got {', '.join(values)})")
+        return None
+    try:
+        return component.params.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(component.params.model_fields) or "none"
+            raise EvalError(f"{component.kind} {component.name!r} has no parameter {key!r} (it takes: {known})") from None
+        raise EvalError(f"{component.kind} {component.name!r}: {key}: {first['msg']}") from None
+
+
+def _read_features(path: Path) -> Features | None:
+    try:
+        with np.load(path) as stored:
+            return Features(stored["features"], stored["logits"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _write_features(path: Path, features: Features) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, features=features.features, logits=features.logits)
+    write_bytes(path, buffer.getvalue())
+
+
+class Evaluator:
+    """One evaluation setup for one run: the metrics, the feature extractor and the real
+    features, each made once and reused for every batch of generated images scored."""
+
+    def __init__(self, plan: EvalPlan, recipe, *, cache_dir: Path | None = None,
+                 extractor_params: dict[str, Any] | None = None, loaded: dict[str, ImageData] | None = None,
+                 info: Callable[[str], None] = print, warn: Callable[[str], None] = print):
+        """``loaded``: splits of the recipe's dataset already in memory (a run's training data)."""
+        config = self.config = plan.config
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.metrics: dict[str, Metric] = {
+            name: _available(component).factory(_params(component, {})) for name, component in plan.metrics.items()
+        }
+        extractor_component = _available(plan.extractor)
+        self.dataset_table = recipe.dataset.as_table()
+        self._splits: dict[str, ImageData] = dict(loaded or {})
+        try:
+            self._dataset = recipe.dataset.component.factory(recipe.dataset.params, DataContext(self.cache_dir, warn))
+        except DataError as error:
+            raise EvalError(f"{recipe.path}: dataset: {error}") from None
+        context = ExtractorContext(self.cache_dir, lambda: self.load("train"), info)
+        try:
+            self.extractor: FeatureExtractor = extractor_component.factory(
+                _params(extractor_component, extractor_params or {}), context)
+        except DataError as error:
+            raise EvalError(f"feature extractor {config.features!r}: {error}") from None
+        self._real: tuple[Features, dict[str, Any]] | None = None
+
+    @property
+    def uses_real(self) -> bool:
+        return any(metric.uses_real for metric in self.metrics.values())
+
+    def load(self, split: str) -> ImageData:
+        if split not in self._splits:
+            try:
+                self._splits[split] = self._dataset.load(split)
+            except DataError as error:
+                raise EvalError(f"dataset {self.dataset_table['use']!r}: {error}") from None
+        return self._splits[split]
+
+    def real(self) -> tuple[Features, dict[str, Any]]:
+        """The real images' features (from the cache when there) and what they are."""
+        if self._real is None:
+            data = self.load(self.config.split)
+            total = len(data.images)
+            count = min(self.config.n, total)
+            subset = count < total
+            checksum = data_sha256(data)
+            record = {
+                "dataset": self.dataset_table,
+                "split": self.config.split,
+                "source": data.source,
+                "sha256": checksum,
+                "images_in_split": total,
+                "count": count,
+                "selection": f"random subset drawn with seed {self.config.seed}" if subset else "all",
+            }
+            key = _digest({"data": checksum, "count": count, "seed": self.config.seed if subset else None,
+                           "extractor": self.extractor.describe()})
+            path = self.cache_dir / "eval" / "real" / f"{key}.npz"
+            features = _read_features(path)
+            if features is None:
+                features = self.extractor.extract(data.images[real_subset(total, count, self.config.seed)])
+                _write_features(path, features)
+            self._real = features, {**record, "features_cache": str(path)}
+        return self._real
+
+    def score(self, images: np.ndarray) -> dict[str, float]:
+        """Every metric's scores for these generated uint8 (N, H, W, C) images."""
+        try:
+            fake = self.extractor.extract(images)
+        except DataError as error:
+            raise EvalError(f"feature extractor {self.config.features!r}: {error}") from None
+        real = self.real()[0] if self.uses_real else None
+        scores: dict[str, float] = {}
+        for name, metric in self.metrics.items():
+            for key, value in metric.compute(fake, real, self.config.seed).items():
+                if key in scores:
+                    raise EvalError(f"two metrics report a score named {key!r}; evaluate {name!r} on its own")
+                scores[key] = float(value)
+        return scores
+
+    def describe(self) -> dict[str, Any]:
+        """How the scores are computed: metrics, extractor, real data (what eval.json records)."""
+        return {
+            "metrics": {name: metric.describe() for name, metric in self.metrics.items()},
+            "extractor": self.extractor.describe(),
+            "real": self.real()[1] if self.uses_real else None,
+        }
+
+
+def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:
+    """The run's last checkpoint, or the one named (``best``, ``step_00000500``, or a path)."""
+    from gankit.training import list_checkpoints
+
+    if name is None:
+        found = list_checkpoints(run_dir)
+        if not found:
+            raise EvalError(f"{run_dir}: no checkpoint yet; train the run first")
+        return found[-1]
+    for candidate in (run_dir / "checkpoints" / name, Path(name)):
+        if (candidate / "meta.json").is_file():
+            return candidate
+    folder = run_dir / "checkpoints"
+    known = sorted(p.name for p in folder.iterdir() if (p / "meta.json").is_file()) if folder.is_dir() else []
+    raise EvalError(f"--checkpoint {name}: no such checkpoint in {folder} (known: {', '.join(known) or 'none'})")
+
+
+def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, checkpoint: str | None = None,
+                 extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
+                 info: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> dict[str, Any]:
+    """Score a run's checkpoint and record how in ``run_dir/eval.json``, which keeps the
+    latest evaluation with each feature extractor. Returns the record."""
+    from gankit.recipe import build_recipe, read_toml
+    from gankit.runner import build_trainer, spec_of_run
+    from gankit.training import read_meta
+
+    started = time.perf_counter()
+    recipe_path = run_dir / "recipe.toml"
+    recipe = build_recipe(read_toml(recipe_path), recipe_path, registry)
+    checkpoint_dir = resolve_checkpoint(run_dir, checkpoint)
+    step = read_meta(checkpoint_dir).get("step")
+    evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
+                          extractor_params=extractor_params, info=info, warn=warn)
+    trainer = build_trainer(recipe, spec_of_run(run_dir))
+    trainer.load(checkpoint_dir, generator_only=True)
+    scores = evaluator.score(trainer.generate(config.n, config.seed))
+    record = {
+        "gankit_version": __version__,
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "scores": scores,
+        "checkpoint": {"path": str(checkpoint_dir), "step": step},
+        "generated": {"count": config.n, "seed": config.seed, "backend": recipe.backend.name},
+        **evaluator.describe(),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    update_record(run_dir / "eval.json", ("evaluations", config.features), record)
+    return record
+
+
+def update_record(path: Path, keys: tuple[str, ...], record: dict[str, Any]) -> None:
+    """Set ``keys`` (a path into the JSON object in ``path``) to ``record``, keeping the rest."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        document = {}
+    document = document if isinstance(document, dict) else {}
+    node = document
+    for key in keys[:-1]:
+        node[key] = node[key] if isinstance(node.get(key), dict) else {}
+        node = node[key]
+    node[keys[-1]] = record
+    write_json(path, document)
+
+
+class TrainingEvaluation:
+    """A recipe's ``[eval]`` during training, listening to the run's events.
+
+    At the first logged step at or after each multiple of ``every``, and at the last step,
+    it scores the live generator, emits an EvalLogged (metrics.jsonl, the progress display),
+    records how in eval.json and keeps the best checkpoint so far in ``checkpoints/best``
+    by the first metric's headline score: GANs often get worse late in training.
+    """
+
+    def __init__(self, evaluator: Evaluator, trainer, run_dir: Path, emit: Callable[[Any], None]):
+        self.evaluator, self.trainer, self.run_dir, self.emit = evaluator, trainer, run_dir, emit
+        self.best_dir = run_dir / "checkpoints" / "best"
+        self.key, metric = next(iter(evaluator.metrics.items()))
+        self.higher_is_better = bool(getattr(metric, "higher_is_better", False))
+        try:
+            self.best = json.loads((self.best_dir / "meta.json").read_text())["scores"][self.key]
+        except (OSError, ValueError, KeyError):
+            self.best = None
+        self.every = self.total = self.due = 0
+
+    def handle(self, event) -> None:
+        from gankit.events import RunStarted, StepLogged
+
+        if isinstance(event, RunStarted):
+            self.every = self.evaluator.config.every.in_steps(event.steps_per_epoch)
+            self.total = event.total_steps
+            self.due = self._next(event.start_step)
+        elif isinstance(event, StepLogged) and (event.step >= self.due or event.step == self.total):
+            self.evaluate(event.step, event.epoch)
+            self.due = self._next(event.step)
+
+    def _next(self, step: int) -> int:
+        return (step // self.every + 1) * self.every if self.every else self.total
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.higher_is_better else value < self.best
+
+    def evaluate(self, step: int, epoch: int) -> dict[str, float]:
+        from gankit.events import CheckpointSaved, EvalLogged
+
+        config = self.evaluator.config
+        scores = self.evaluator.score(self.trainer.generate(config.n, config.seed))
+        self.emit(EvalLogged(step, epoch, scores))
+        if self.key not in scores:
+            raise EvalError(f"metric {self.key!r} reports no score named {self.key!r}, so no best checkpoint can be kept")
+        if self._better(scores[self.key]):
+            self.best = scores[self.key]
+            with atomic_directory(self.best_dir) as staging:
+                self.trainer.save(staging)
+                write_json(staging / "meta.json", {"step": step, "epoch": epoch, "scores": scores})
+            self.emit(CheckpointSaved(step, self.best_dir))
+        update_record(self.run_dir / "eval.json", ("during_training",), {
+            "gankit_version": __version__,
+            "every": str(config.every),
+            "best_by": f"{self.key}, {'higher' if self.higher_is_better else 'lower'} is better",
+            "last": {"step": step, "scores": scores},
+            "best": json.loads((self.best_dir / "meta.json").read_text()),
+            "generated": {"count": config.n, "seed": config.seed},
+            **self.evaluator.describe(),
+        })
+        return scores
