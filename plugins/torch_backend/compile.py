@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn as tnn
 
@@ -33,14 +31,26 @@ def _conv(layer: nn.Conv, shape) -> tnn.Module:
     return tnn.Sequential(tnn.ZeroPad2d((left, right, top, bottom)), conv(0))
 
 
+class CropEnd(tnn.Module):
+    """Drop the last ``pixels`` rows and columns: TensorFlow's 'same' transposed convolution
+    crops the odd pixel at the end, where torch's ``padding`` can only crop evenly."""
+
+    def __init__(self, pixels: int):
+        super().__init__()
+        self.pixels = pixels
+
+    def forward(self, x):
+        return x[..., : -self.pixels, : -self.pixels]
+
+
 def _conv_transpose(layer: nn.ConvTranspose, shape) -> tnn.Module:
     k, s = layer.kernel, layer.stride
-    if layer.padding == "same":
-        padding = max(math.ceil((k - s) / 2), 0)
-        extra = 2 * padding - (k - s)
-    else:
-        padding, extra = 0, max(s - k, 0)
-    return tnn.ConvTranspose2d(shape[-1], layer.filters, k, s, padding, output_padding=extra, bias=layer.bias)
+    make = lambda padding, extra=0: tnn.ConvTranspose2d(  # noqa: E731
+        shape[-1], layer.filters, k, s, padding, output_padding=extra, bias=layer.bias)
+    if layer.padding == "valid" or k < s:
+        return make(0, max(s - k, 0))
+    before, after = (k - s) // 2, (k - s) - (k - s) // 2
+    return make(before) if before == after else tnn.Sequential(make(before), CropEnd(after - before))
 
 
 def _module(layer, shape) -> tnn.Module:

@@ -1,0 +1,93 @@
+"""The TensorFlow backend: gankit.nn compiled to Keras layers (NHWC), one ``tf.function``
+training step, ``tf.train.Checkpoint`` checkpoints.
+
+TensorFlow is imported only when a run uses this backend, through ``import_tensorflow``,
+which keeps TensorFlow's start-up chatter (C++ log lines, absl and Python warnings) out of
+the terminal. Set ``GANKIT_TF_VERBOSE=1`` to see all of it; an explicit
+``TF_CPP_MIN_LOG_LEVEL`` is respected either way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from pydantic import Field, field_validator
+
+from gankit import hookimpl
+from gankit.params import Params
+
+DEVICE = re.compile(r"^(auto|cpu|(gpu|cuda)(:\d+)?)$")
+
+
+class TensorflowParams(Params):
+    device: str = Field("auto", description="auto, cpu, gpu or gpu:N (cuda and cuda:N are accepted too)")
+    threads: int = Field(0, ge=0, le=512, description="CPU threads per op (0: TensorFlow's default)")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE.match(value):
+            raise ValueError("use auto, cpu, gpu or gpu:N")
+        return value
+
+
+def verbose() -> bool:
+    return os.environ.get("GANKIT_TF_VERBOSE", "") not in ("", "0")
+
+
+def import_tensorflow():
+    """``import tensorflow``, quietly unless GANKIT_TF_VERBOSE is set, with Keras on it
+    (whatever KERAS_BACKEND says, unless Keras was already imported on another backend)."""
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+    if "tensorflow" in sys.modules or verbose():
+        import tensorflow as tf
+    else:
+        tf = _quiet_import()
+    if tf.keras.backend.backend() != "tensorflow":
+        from gankit.backend import BackendError
+
+        raise BackendError(f"Keras already runs on {tf.keras.backend.backend()} in this process; "
+                           "set KERAS_BACKEND=tensorflow")
+    return tf
+
+
+def _quiet_import():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Some lines are written by C++ before TF_CPP_MIN_LOG_LEVEL is read: mute stderr itself.
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
+    tf.keras.config.disable_interactive_logging()
+    return tf
+
+
+class TensorflowBackend:
+    name = "tensorflow"
+
+    def __init__(self, params: TensorflowParams):
+        self.params = params
+
+    def trainer(self, architecture, spec, train, seed):
+        import_tensorflow()
+        from gankit_plugins.tensorflow_backend.trainer import TensorflowTrainer
+
+        return TensorflowTrainer(self.params, architecture, spec, train, seed)
+
+
+@hookimpl
+def register_backends(register):
+    register("tensorflow", TensorflowBackend, params=TensorflowParams, requires=("tensorflow",),
+             description="TensorFlow 2 / Keras 3: CPU or GPU; tf.train.Checkpoint checkpoints")
