@@ -1,0 +1,113 @@
+"""FID, KID and the Inception Score, computed by torch-fidelity from the features of
+whichever extractor the evaluation uses (``inception`` gives the standard numbers).
+
+torch-fidelity's own functions do the arithmetic: feature means and covariances and the
+trace of their matrix square root (FID), the polynomial-kernel MMD over random subsets
+(KID), the exponentiated KL divergence over splits (IS). torch is imported only when a
+score is computed.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any, Optional
+
+import numpy as np
+from pydantic import Field
+
+from gankit import hookimpl
+from gankit.params import Params
+
+
+def _library() -> str:
+    return f"torch-fidelity {metadata.version('torch-fidelity')}"
+
+
+def _tensor(values: np.ndarray):
+    """float32, as torch-fidelity's own extractors give them."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+
+
+class Fid:
+    uses_real = True
+    higher_is_better = False
+
+    def __init__(self, params: None):
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"library": _library(), "function": "fid_features_to_statistics + fid_statistics_to_metric",
+                "statistics": "mean and covariance of the float32 features"}
+
+    def compute(self, fake, real, seed: int) -> dict[str, float]:
+        from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+
+        statistics = [fid_features_to_statistics(_tensor(f.features)) for f in (fake, real)]
+        return {"fid": fid_statistics_to_metric(*statistics, verbose=False)[KEY_METRIC_FID]}
+
+
+class KidParams(Params):
+    subsets: int = Field(100, ge=1, le=10_000, description="random subsets the MMD is averaged over")
+    subset_size: int = Field(1000, ge=2, description="images per subset, capped at the smaller sample count")
+    degree: int = Field(3, ge=1, le=10, description="of the polynomial kernel (x.y / dims + coef0) ** degree")
+    coef0: float = Field(1.0, ge=0)
+
+
+class Kid:
+    uses_real = True
+    higher_is_better = False
+
+    def __init__(self, params: KidParams):
+        self.params = params
+
+    def describe(self) -> dict[str, Any]:
+        return {"library": _library(), "function": "kid_features_to_metric", "kernel": "poly",
+                "subset_size_used": "min(subset_size, generated count, real count)",
+                "sampling": "subsets drawn with the evaluation seed",
+                **self.params.model_dump()}
+
+    def compute(self, fake, real, seed: int) -> dict[str, float]:
+        from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+        size = min(self.params.subset_size, len(fake), len(real))
+        result = kid_features_to_metric(
+            _tensor(fake.features), _tensor(real.features), kid_subsets=self.params.subsets, kid_subset_size=size,
+            kid_kernel="poly", kid_kernel_poly_degree=self.params.degree, kid_kernel_poly_gamma=None,
+            kid_kernel_poly_coef0=self.params.coef0, rng_seed=seed, verbose=False,
+        )
+        return {"kid": result[KEY_METRIC_KID_MEAN], "kid_std": result[KEY_METRIC_KID_STD]}
+
+
+class IsParams(Params):
+    splits: int = Field(10, ge=1, le=1000, description="the score is averaged over this many splits")
+
+
+class InceptionScore:
+    uses_real = False
+    higher_is_better = True
+
+    def __init__(self, params: IsParams):
+        self.params = params
+
+    def describe(self) -> dict[str, Any]:
+        return {"library": _library(), "function": "isc_features_to_metric", "sampling": "shuffled with the evaluation seed",
+                "reads": "the extractor's logits", **self.params.model_dump()}
+
+    def compute(self, fake, real: Optional[object], seed: int) -> dict[str, float]:
+        from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+
+        result = isc_features_to_metric(_tensor(fake.logits), splits=self.params.splits, shuffle=True, rng_seed=seed)
+        return {"is": result[KEY_METRIC_ISC_MEAN], "is_std": result[KEY_METRIC_ISC_STD]}
+
+
+@hookimpl
+def register_metrics(register):
+    requires = ("torch", "torch_fidelity")
+    register("fid", Fid, requires=requires,
+             description="Frechet distance between generated and real features (lower is better)")
+    register("kid", Kid, params=KidParams, requires=requires,
+             description="kernel distance between generated and real features, unbiased for small n (lower is better)")
+    register("is", InceptionScore, params=IsParams, requires=requires,
+             description="Inception Score: confident and varied class predictions (higher is better)")
