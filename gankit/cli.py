@@ -20,6 +20,7 @@ Examples:
   gankit run recipes/dcgan_mnist.toml --dry-run
   gankit list-plugins --kind architecture
   gankit sample runs/00000-dcgan_mnist -n 64 -o grid.png
+  gankit evaluate runs/00000-dcgan_mnist --metric fid,kid
 """
 
 
@@ -98,7 +99,7 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     from gankit.runner import run as start_run
 
     registry = _registry()
-    context = DataContext(warn=console.warn)
+    context = DataContext(warn=console.warn, info=console.info)
     stop = StopFlag()
 
     def start_new(recipe):
@@ -171,7 +172,8 @@ def _report(outcome) -> None:
 @click.option("--kind", type=click.Choice(KINDS), help="Only this kind of component.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_plugins(kind: str | None, as_json: bool) -> None:
-    """List the datasets, architectures, backends and exporters installed."""
+    """List the installed plugins' components: datasets, architectures, backends, exporters,
+    metrics and feature extractors."""
     registry = _registry()
     if as_json:
         console.plugins_json(registry, kind)

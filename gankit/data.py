@@ -68,6 +68,7 @@ class DataContext:
 
     cache_dir: Path = field(default_factory=default_cache_dir)
     warn: Callable[[str], None] = print
+    info: Callable[[str], None] = print
 
 
 def sha256_of(path: Path) -> str:

@@ -7,7 +7,6 @@ is built before the run directory is created, so a failed start leaves nothing b
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -154,7 +153,7 @@ def _evaluator(recipe: Recipe, context: DataContext, data: ImageData) -> Evaluat
         return None
     try:
         return Evaluator(recipe.eval, recipe, cache_dir=context.cache_dir, loaded={"train": data},
-                         info=context.warn, warn=context.warn)
+                         info=context.info, warn=context.warn)
     except EvalError as error:
         raise RunError(f"{recipe.path}: eval: {error}") from None
 

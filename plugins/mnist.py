@@ -119,7 +119,7 @@ class IdxDataset:
             if self.source is MNIST:
                 self.context.warn(
                     f"MNIST {split} files are not here and could not be downloaded ({error}); "
-                    "training on the real 10,000-image MNIST test split shipped with gankit"
+                    "using the real 10,000-image MNIST test split shipped with gankit instead"
                 )
                 bundled = resources.files("gankit_plugins") / "data" / "mnist"
                 return (Path(bundled / FILES["test"][0]), Path(bundled / FILES["test"][1])), "bundled MNIST test split"
