@@ -18,6 +18,8 @@ Examples:
   gankit run recipes/dcgan_mnist.toml
   gankit run recipes/dcgan_mnist.toml --set train.epochs=1 --set backend.device=cpu
   gankit run recipes/dcgan_mnist.toml --dry-run
+  gankit run recipes/*.toml --keep-going
+  gankit run --resume latest
   gankit list-plugins --kind architecture
   gankit sample runs/00000-dcgan_mnist -n 64 -o grid.png
   gankit evaluate runs/00000-dcgan_mnist --metric fid,kid
