@@ -192,13 +192,13 @@ def sample(run_dir: Path, count: int, output: Path, seed: int) -> None:
     """Draw samples from a run's last checkpoint."""
     from gankit.recipe import RecipeError
     from gankit.runner import RunError
-    from gankit.sampling import SampleError, sample_run
+    from gankit.sampling import sample_run
 
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
         checkpoint = sample_run(_registry(), run_dir, count, seed, output)
-    except (RecipeError, RunError, SampleError) as error:
+    except (RecipeError, RunError) as error:
         fail(str(error))
     console.info(f"wrote {count} samples from {checkpoint} to {output}")
 

@@ -234,41 +234,19 @@ class Evaluator:
         }
 
 
-def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:
-    """The run's last checkpoint, or the one named (``best``, ``step_00000500``, or a path)."""
-    from gankit.training import list_checkpoints
-
-    if name is None:
-        found = list_checkpoints(run_dir)
-        if not found:
-            raise EvalError(f"{run_dir}: no checkpoint yet; train the run first")
-        return found[-1]
-    for candidate in (run_dir / "checkpoints" / name, Path(name)):
-        if (candidate / "meta.json").is_file():
-            return candidate
-    folder = run_dir / "checkpoints"
-    known = sorted(p.name for p in folder.iterdir() if (p / "meta.json").is_file()) if folder.is_dir() else []
-    raise EvalError(f"--checkpoint {name}: no such checkpoint in {folder} (known: {', '.join(known) or 'none'})")
-
-
 def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, checkpoint: str | None = None,
                  extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
                  info: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> dict[str, Any]:
     """Score a run's checkpoint and record how in ``run_dir/eval.json``, which keeps the
     latest evaluation with each feature extractor. Returns the record."""
-    from gankit.recipe import build_recipe, read_toml
-    from gankit.runner import build_trainer, spec_of_run
+    from gankit.runner import load_generator
     from gankit.training import read_meta
 
     started = time.perf_counter()
-    recipe_path = run_dir / "recipe.toml"
-    recipe = build_recipe(read_toml(recipe_path), recipe_path, registry)
-    checkpoint_dir = resolve_checkpoint(run_dir, checkpoint)
+    recipe, trainer, checkpoint_dir = load_generator(registry, run_dir, checkpoint)
     step = read_meta(checkpoint_dir).get("step")
     evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
                           extractor_params=extractor_params, info=info, warn=warn)
-    trainer = build_trainer(recipe, spec_of_run(run_dir))
-    trainer.load(checkpoint_dir, generator_only=True)
     scores = evaluator.score(trainer.generate(config.n, config.seed))
     record = {
         "gankit_version": __version__,

@@ -177,11 +177,43 @@ def run(
 RESUME_OVERRIDES = ("train.steps", "train.epochs")
 
 
-def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path]) -> str:
+def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path) -> str:
     """The message for a checkpoint that cannot be loaded, pointing at the one before it."""
-    if len(checkpoints) < 2:
+    if damaged not in checkpoints:
+        return str(error)
+    earlier = checkpoints[: checkpoints.index(damaged)]
+    if not earlier:
         return f"{error}; no earlier checkpoint is left"
-    return f"{error}; the previous checkpoint is {checkpoints[-2]}: delete {checkpoints[-1]} to use it"
+    return f"{error}; the previous checkpoint is {earlier[-1]}: delete {damaged} to use it"
+
+
+def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:
+    """The run's last checkpoint, or the one named (``best``, ``step_00000500``, or a path)."""
+    if name is None:
+        found = list_checkpoints(run_dir)
+        if not found:
+            raise RunError(f"{run_dir}: no checkpoint yet; train the run first")
+        return found[-1]
+    for candidate in (run_dir / "checkpoints" / name, Path(name)):
+        if (candidate / "meta.json").is_file():
+            return candidate
+    folder = run_dir / "checkpoints"
+    known = sorted(p.name for p in folder.iterdir() if (p / "meta.json").is_file()) if folder.is_dir() else []
+    raise RunError(f"--checkpoint {name}: no such checkpoint in {folder} (known: {', '.join(known) or 'none'})")
+
+
+def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
+    """A run's recipe, and its trainer holding the generator of one checkpoint (the last,
+    by default): what ``gankit sample`` and ``gankit evaluate`` draw from."""
+    recipe_path = run_dir / "recipe.toml"
+    recipe = build_recipe(read_toml(recipe_path), recipe_path, registry)
+    chosen = resolve_checkpoint(run_dir, checkpoint)
+    trainer = build_trainer(recipe, spec_of_run(run_dir))
+    try:
+        trainer.load(chosen, generator_only=True)
+    except CheckpointError as error:
+        raise RunError(damaged_checkpoint(error, list_checkpoints(run_dir), chosen)) from None
+    return recipe, trainer, chosen
 
 
 def resume(
@@ -215,7 +247,7 @@ def resume(
                            f"to train longer: gankit run --resume {run_dir} --set train.steps=N")
         prepared.trainer.load(checkpoints[-1])
     except CheckpointError as error:
-        raise RunError(damaged_checkpoint(error, checkpoints)) from None
+        raise RunError(damaged_checkpoint(error, checkpoints, checkpoints[-1])) from None
     if overrides:
         resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
         write_text(recipe_path, tomli_w.dumps(resolved))
