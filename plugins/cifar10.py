@@ -15,11 +15,9 @@ past the checksum cannot run code.
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import tarfile
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Literal, Optional
@@ -29,6 +27,7 @@ from pydantic import Field
 
 from gankit import hookimpl
 from gankit.data import DataContext, DataError, ImageData, download, md5_of
+from gankit.files import atomic_directory
 from gankit.params import Params
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -140,24 +139,18 @@ class Cifar10:
     def _extract(self, archive: Path) -> Path:
         """Read the six batch files out of the verified archive into ``cache/FOLDER``."""
         target = self.cache / FOLDER
-        staging = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", dir=self.cache))
         try:
-            with tarfile.open(archive, "r:gz") as tar:
+            with atomic_directory(target) as staging, tarfile.open(archive, "r:gz") as tar:
                 for name in FILE_MD5:
                     member = tar.getmember(f"{FOLDER}/{name}")  # KeyError if missing
                     if not member.isreg():
                         raise DataError(f"{archive}: {member.name} is not a regular file")
                     with tar.extractfile(member) as source, open(staging / name, "wb") as out:
                         shutil.copyfileobj(source, out)
-            verify(staging, tuple(FILE_MD5), f"{ARCHIVE} passed its checksum but holds other files; please report this")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
+                verify(staging, tuple(FILE_MD5), f"{ARCHIVE} passed its checksum but holds other files; please report this")
             return target
         except (KeyError, tarfile.TarError, EOFError, OSError, zlib.error) as error:
             raise DataError(f"{archive}: cannot extract ({error}); delete it and try again") from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     def _directory(self, split: str) -> tuple[Path, str]:
         names = SPLITS[split]
