@@ -71,20 +71,20 @@ class DataContext:
     info: Callable[[str], None] = print
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def _file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    return _file_digest(path, "sha256")
 
 
 def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return _file_digest(path, "md5")
 
 
 def download(url: str, destination: Path, *, md5: str | None = None, sha256: str | None = None,

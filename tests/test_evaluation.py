@@ -206,7 +206,7 @@ def test_missing_inception_weights_offline_say_where_to_put_them(tmp_path):
             locate_weights(params, tmp_path / "cache")
     message = str(missing.value)
     assert "\n" not in message
-    assert f"put weights-inception-2015-12-05-6726825d.pth (sha256 6726825d0af5" in message
+    assert "put weights-inception-2015-12-05-6726825d.pth (sha256 6726825d0af5" in message
     assert f"at {tmp_path / 'cache' / 'inception' / 'weights-inception-2015-12-05-6726825d.pth'}" in message
     assert "--features domain" in message
 
