@@ -95,7 +95,7 @@ class GankitLoop:
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
-            metrics = self.trainer.train_step(self.schedule.batches(self.done))
+            metrics = self.trainer.train_step(self.schedule.batches(self.done), self.done)
             self.done += 1
             if self.done % self.log_every == 0:
                 self.logged = {name: float(value) for name, value in metrics.items()}

@@ -188,7 +188,8 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 @click.option("-n", "count", default=64, show_default=True, type=click.IntRange(1, 100_000), help="How many samples.")
 @click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="A .png grid or an .npz of uint8 arrays.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise.")
-def sample(run_dir: Path, count: int, output: Path, seed: int) -> None:
+@click.option("--raw", is_flag=True, help="Use the trained generator, not its EMA (for runs with train.ema).")
+def sample(run_dir: Path, count: int, output: Path, seed: int, raw: bool) -> None:
     """Draw samples from a run's last checkpoint."""
     from gankit.recipe import RecipeError
     from gankit.runner import RunError
@@ -197,7 +198,7 @@ def sample(run_dir: Path, count: int, output: Path, seed: int) -> None:
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
-        checkpoint = sample_run(_registry(), run_dir, count, seed, output)
+        checkpoint = sample_run(_registry(), run_dir, count, seed, output, raw=raw)
     except (RecipeError, RunError) as error:
         fail(str(error))
     console.info(f"wrote {count} samples from {checkpoint} to {output}")
@@ -217,8 +218,9 @@ def sample(run_dir: Path, count: int, output: Path, seed: int) -> None:
               help="Seed of the generator's noise and of the real subset.")
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
               help="The Inception weights file (default: $GANKIT_INCEPTION_WEIGHTS, else the cache).")
+@click.option("--raw", is_flag=True, help="Score the trained generator, not its EMA (for runs with train.ema).")
 def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str, checkpoint: str | None,
-             seed: int, weights: Path | None) -> None:
+             seed: int, weights: Path | None, raw: bool) -> None:
     """Score a run's generator (FID, KID, IS) and record how in RUN_DIR/eval.json."""
     from gankit.backend import BackendError, CheckpointError
     from gankit.eval_config import EvalConfig
@@ -231,7 +233,7 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
         fail("--metric: name at least one metric, e.g. --metric fid,kid,is")
     config = EvalConfig(metrics=names, features=features, n=count, seed=seed, split=split)
     try:
-        record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint,
+        record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint, raw=raw,
                               extractor_params={"weights": str(weights)} if weights else None,
                               info=console.info, warn=console.warn)
     except (EvalError, RecipeError, RunError, BackendError, CheckpointError) as error:

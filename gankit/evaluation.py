@@ -235,10 +235,11 @@ class Evaluator:
 
 
 def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, checkpoint: str | None = None,
-                 extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
+                 raw: bool = False, extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
                  info: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> dict[str, Any]:
-    """Score a run's checkpoint and record how in ``run_dir/eval.json``, which keeps the
-    latest evaluation with each feature extractor. Returns the record."""
+    """Score a run's checkpoint (its EMA generator when it keeps one, unless ``raw``) and
+    record how in ``run_dir/eval.json``, which keeps the latest evaluation with each feature
+    extractor. Returns the record."""
     from gankit.runner import load_generator
     from gankit.training import read_meta
 
@@ -247,13 +248,14 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
     step = read_meta(checkpoint_dir).get("step")
     evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
                           extractor_params=extractor_params, info=info, warn=warn)
-    scores = evaluator.score(trainer.generate(config.n, config.seed))
+    scores = evaluator.score(trainer.generate(config.n, config.seed, raw=raw))
     record = {
         "gankit_version": __version__,
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "scores": scores,
         "checkpoint": {"path": str(checkpoint_dir), "step": step},
-        "generated": {"count": config.n, "seed": config.seed, "backend": recipe.backend.name},
+        "generated": {"count": config.n, "seed": config.seed, "backend": recipe.backend.name,
+                      "generator": "raw" if raw or recipe.train.ema is None else "ema"},
         **evaluator.describe(),
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -15,6 +15,9 @@ Conventions, chosen so that a description means the same thing on every backend:
 - ``init`` names the weight initialisation: ``"default"`` (the framework's own),
   ``"glorot_uniform"`` (Keras's default: Glorot-uniform kernels, zero biases) or
   ``"normal:STD"`` (DCGAN: N(0, STD) kernels, BatchNorm scale N(1, STD), zero biases).
+- ``spectral_norm=True`` on Dense, Conv or ConvTranspose divides the weight by its largest
+  singular value (``gankit.spectral`` defines how, once for every backend). It adds no
+  trainable parameter: its power-iteration vector is state, saved in checkpoints.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Union
 class Dense:
     units: int
     bias: bool = True
+    spectral_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Conv:
     stride: int = 1
     padding: str = "same"
     bias: bool = True
+    spectral_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class ConvTranspose:
     stride: int = 1
     padding: str = "same"
     bias: bool = True
+    spectral_norm: bool = False
 
 
 @dataclass(frozen=True)

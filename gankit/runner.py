@@ -23,6 +23,7 @@ from gankit.files import write_json, write_text
 from gankit.nn import Architecture, ShapeError
 from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
 from gankit.training import Loop, Schedule, ScheduleError, list_checkpoints, read_meta
+from gankit.updates import check_supported
 
 
 class RunError(Exception):
@@ -81,9 +82,14 @@ def build_trainer(recipe: Recipe, spec):
     _require(recipe.backend)
     try:
         backend = recipe.backend.component.factory(recipe.backend.params)
-        return backend.trainer(architecture, spec, recipe.train, recipe.seed)
+        trainer = backend.trainer(architecture, spec, recipe.train, recipe.seed)
     except (BackendError, ShapeError) as error:
         raise RunError(f"{recipe.path}: backend: {error}") from None
+    try:
+        check_supported(recipe.train, architecture, trainer)
+    except ValueError as error:
+        raise RunError(f"{recipe.path}: {error}") from None
+    return trainer
 
 
 def load_data(recipe: Recipe, context: DataContext) -> ImageData:

@@ -9,11 +9,11 @@ from gankit.registry import Registry
 from gankit.runner import load_generator
 
 
-def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output: Path) -> Path:
-    """Write ``count`` samples from the run's last checkpoint to ``output`` (.png or .npz);
-    returns the checkpoint used."""
+def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output: Path, *, raw: bool = False) -> Path:
+    """Write ``count`` samples from the run's last checkpoint to ``output`` (.png or .npz):
+    from the EMA generator when the run keeps one, unless ``raw``. Returns the checkpoint used."""
     _, trainer, checkpoint = load_generator(registry, run_dir)
-    images = trainer.generate(count, seed)
+    images = trainer.generate(count, seed, raw=raw)
     if output.suffix.lower() == ".npz":
         write_npz(output, images)
     else:

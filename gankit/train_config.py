@@ -4,16 +4,36 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from gankit.objectives import LOSSES, PENALTIES
 from gankit.params import Every, Interval, Params
+
+
+class Penalty(Params):
+    """One ``[[train.penalties]]`` entry: a regulariser added to the discriminator's loss."""
+
+    use: str = Field(description=", ".join(PENALTIES))
+    weight: float = Field(gt=0, le=1e6, description="its factor in D's loss (gamma for r1, lambda for gp)")
+    every: int = Field(1, ge=1, le=10000, description="apply every k steps with weight x k (lazy regularisation)")
+
+    @field_validator("use")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in PENALTIES:
+            raise ValueError(f"unknown penalty {value!r}; known: {', '.join(PENALTIES)}")
+        return value
 
 
 class TrainConfig(Params):
     epochs: Optional[int] = Field(None, ge=1, description="passes over the data (or give steps)")
     steps: Optional[int] = Field(None, ge=1, description="generator updates in all; wins over epochs")
     batch_size: int = Field(64, ge=1, le=65536)
-    loss: Literal["bce", "minimax"] = "bce"
+    loss: str = Field("bce", description=", ".join(LOSSES))
+    penalties: list[Penalty] = Field(default_factory=list, description="regularisers of D, each with its weight")
+    ema: Optional[float] = Field(None, gt=0, lt=1, description="decay of an exponential moving average of G's "
+                                 "weights; samples and evaluation then use the average")
+    ema_warmup: int = Field(0, ge=0, description="steps during which the average simply copies G")
     optimizer: Literal["adam", "rmsprop"] = "adam"
     lr_g: float = Field(2e-4, gt=0, le=1)
     lr_d: float = Field(2e-4, gt=0, le=1)
@@ -32,12 +52,29 @@ class TrainConfig(Params):
     keep_checkpoints: int = Field(3, ge=1, description="keep this many most recent checkpoints (the final one among them)")
     max_loss: Optional[float] = Field(None, gt=0, description="stop as diverged when a loss exceeds this in size")
 
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        if value not in LOSSES:
+            raise ValueError(f"unknown loss {value!r}; known: {', '.join(LOSSES)}")
+        return value
+
     @model_validator(mode="after")
-    def _length_given(self):
+    def _consistent(self):
         if self.epochs is None and self.steps is None:
             raise ValueError("give train.epochs or train.steps")
         if not all(0 <= beta < 1 for beta in self.betas):
             raise ValueError("betas must each be in [0, 1)")
+        if not LOSSES[self.loss].uses_targets:
+            for key in ("label_smoothing", "label_noise"):
+                if getattr(self, key):
+                    raise ValueError(f"{key} needs a loss with label targets (bce, minimax, lsgan), "
+                                     f"not {self.loss!r}; remove train.{key}")
+        names = [penalty.use for penalty in self.penalties]
+        if len(set(names)) != len(names):
+            raise ValueError("penalties: each penalty may appear once; merge the entries into one weight")
+        if self.ema_warmup and self.ema is None:
+            raise ValueError("ema_warmup needs train.ema (the decay of the average), e.g. ema = 0.999")
         return self
 
     def total_steps(self, steps_per_epoch: int) -> int:

@@ -135,7 +135,7 @@ class Loop:
         tick, tick_step = time.perf_counter(), start_step
         step = start_step
         while step < total:
-            metrics = self.trainer.train_step(self.schedule.batches(step))
+            metrics = self.trainer.train_step(self.schedule.batches(step), step)
             step += 1
             stopping = step < total and self.should_stop()
             checkpoint_due = step == total or stopping or _due(self.train.checkpoint_every, step, steps_per_epoch)

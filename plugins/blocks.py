@@ -22,6 +22,8 @@ class NetworkParams(Params):
     bn_eps: float = Field(1e-5, gt=0, lt=1)
     init: str = Field("default", pattern=nn.INITS.pattern,
                       description="default, glorot_uniform (Keras) or normal:STD (DCGAN)")
+    g_spectral_norm: bool = Field(False, description="spectral normalisation of G's weight layers (SAGAN)")
+    d_spectral_norm: bool = Field(False, description="spectral normalisation of D's weight layers (SNGAN)")
 
 
 def activation(name: str, slope: float):

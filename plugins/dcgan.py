@@ -81,7 +81,11 @@ def build(params: DcganParams, spec: DataSpec) -> nn.Architecture:
     height, width = _start_size(g_spec, spec.height), _start_size(g_spec, spec.width)
     act = activation(params.g_activation, params.slope)
     start = (height, width, params.g_start_channels)
-    dense = [nn.Dense(height * width * params.g_start_channels, bias=params.g_bias)]
+    if params.d_spectral_norm and params.d_batchnorm:
+        raise ValueError("d_spectral_norm: BatchNorm after a normalised layer undoes its bound (SNGAN's D has none); "
+                         "set d_batchnorm = false")
+    g_sn, d_sn = params.g_spectral_norm, params.d_spectral_norm
+    dense = [nn.Dense(height * width * params.g_start_channels, bias=params.g_bias, spectral_norm=g_sn)]
     if params.g_norm_order == "norm_act":
         g_layers = [*dense, *norm_act(params, "norm_act", params.g_batchnorm, act), nn.Reshape(start)]
     else:
@@ -89,7 +93,7 @@ def build(params: DcganParams, spec: DataSpec) -> nn.Architecture:
     for index, layer in enumerate(g_spec):
         last = index == len(g_spec) - 1
         kind = nn.ConvTranspose if layer.transpose else nn.Conv
-        conv = kind(spec.channels if last else layer.filters, layer.kernel, layer.stride, layer.padding, params.g_bias)
+        conv = kind(spec.channels if last else layer.filters, layer.kernel, layer.stride, layer.padding, params.g_bias, g_sn)
         if last:
             g_layers += [conv, nn.Tanh()]
         elif layer.filters is None:
@@ -101,7 +105,7 @@ def build(params: DcganParams, spec: DataSpec) -> nn.Architecture:
     for index, layer in enumerate(params.d_layers or default_d_layers(spec)):
         if layer.filters is None:
             raise ValueError(f"d_layers[{index}] needs filters")
-        d_layers.append(nn.Conv(layer.filters, layer.kernel, layer.stride, layer.padding))
+        d_layers.append(nn.Conv(layer.filters, layer.kernel, layer.stride, layer.padding, spectral_norm=d_sn))
         if params.d_batchnorm and index > 0:
             d_layers.append(nn.BatchNorm(params.bn_momentum, params.bn_eps))
         d_layers.append(nn.LeakyReLU(params.slope))
@@ -110,7 +114,7 @@ def build(params: DcganParams, spec: DataSpec) -> nn.Architecture:
     d_layers.append(nn.Flatten())
     if params.d_final_dropout:
         d_layers.append(nn.Dropout(params.d_final_dropout))
-    d_layers.append(nn.Dense(1))
+    d_layers.append(nn.Dense(1, spectral_norm=d_sn))
     return nn.Architecture(
         latent_dim=params.latent_dim,
         generator=nn.Network((params.latent_dim,), tuple(g_layers), params.init),

@@ -24,15 +24,16 @@ class MlpParams(NetworkParams):
 def build(params: MlpParams, spec: DataSpec) -> nn.Architecture:
     pixels = math.prod(spec.shape)
     g_layers: list = []
+    g_sn, d_sn = params.g_spectral_norm, params.d_spectral_norm
     for units in params.g_hidden:
-        g_layers += [nn.Dense(units), *norm_act(params, params.g_norm_order, params.g_batchnorm,
+        g_layers += [nn.Dense(units, spectral_norm=g_sn), *norm_act(params, params.g_norm_order, params.g_batchnorm,
                                                 activation(params.g_activation, params.slope))]
-    g_layers += [nn.Dense(pixels), nn.Tanh(), nn.Reshape(spec.shape)]
+    g_layers += [nn.Dense(pixels, spectral_norm=g_sn), nn.Tanh(), nn.Reshape(spec.shape)]
     d_layers: list = [nn.Flatten()]
     for units in params.d_hidden:
-        d_layers += [nn.Dense(units), nn.LeakyReLU(params.slope)]
+        d_layers += [nn.Dense(units, spectral_norm=d_sn), nn.LeakyReLU(params.slope)]
         d_layers += [nn.Dropout(params.d_dropout)] if params.d_dropout else []
-    d_layers.append(nn.Dense(1))
+    d_layers.append(nn.Dense(1, spectral_norm=d_sn))
     return nn.Architecture(
         latent_dim=params.latent_dim,
         generator=nn.Network((params.latent_dim,), tuple(g_layers), params.init),

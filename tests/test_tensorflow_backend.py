@@ -20,6 +20,7 @@ from gankit import console, hookimpl, nn
 from gankit.backend import BackendError, CheckpointError
 from gankit.cli import main
 from gankit.data import DataContext, DataSpec
+from gankit.objectives import label_targets
 from gankit.plugins import load_registry
 from gankit.recipe import load_recipe
 from gankit.runner import RunError, build_trainer, load_data
@@ -55,13 +56,13 @@ class Trained:
         self.schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
 
     def steps(self, start, stop):
-        return [{k: float(v) for k, v in self.trainer.train_step(self.schedule.batches(step)).items()}
+        return [{k: float(v) for k, v in self.trainer.train_step(self.schedule.batches(step), step).items()}
                 for step in range(start, stop)]
 
     def state(self):
         """Every number the trainer holds: weights, statistics, optimizer slots, random state."""
         t = self.trainer
-        variables = t.generator.variables + t.discriminator.variables + t.opt_g.variables + t.opt_d.variables
+        variables = t.generator.variables + t.discriminator.variables + t.optimizers["generator"].variables + t.optimizers["discriminator"].variables
         return [np.asarray(v) for v in variables] + [t.noise.state.numpy(), t.step.numpy(), t.fixed_noise.numpy()]
 
 
@@ -111,15 +112,19 @@ def test_training_options_train(write_recipe, tmp_path, train_options):
 
 def test_optimizers_and_targets_follow_the_train_table(write_recipe):
     trainer = Trained(write_recipe(backend=TENSORFLOW, train={"label_smoothing": 0.1, "label_noise": 0.05})).trainer
-    assert (trainer.opt_d.beta_1, trainer.opt_d.beta_2, trainer.opt_d.epsilon) == (0.5, 0.999, 1e-8)
-    assert trainer.opt_d.clipvalue is None
-    real, fake = trainer._targets(1000, True).numpy(), trainer._targets(1000, False).numpy()
+    opt_d = trainer.optimizers["discriminator"]
+    assert (opt_d.beta_1, opt_d.beta_2, opt_d.epsilon) == (0.5, 0.999, 1e-8)
+    assert opt_d.clipvalue is None
+    logits = np.zeros((1000, 1), np.float32)
+    real, fake = (t.numpy() for t in label_targets(trainer, logits, logits, trainer.train.label_smoothing,
+                                                    trainer.train.label_noise))
     assert real.shape == (1000, 1) and 0.85 <= real.min() < real.max() <= 0.9
     assert 0.0 <= fake.min() < fake.max() <= 0.05
 
     options = {"optimizer": "rmsprop", "clip_value": 0.5}
     rmsprop = Trained(write_recipe("r.toml", backend=TENSORFLOW, train=options)).trainer
-    assert (rmsprop.opt_g.rho, rmsprop.opt_g.epsilon, rmsprop.opt_g.clipvalue) == (0.9, 1e-7, 0.5)
+    opt_g = rmsprop.optimizers["generator"]
+    assert (opt_g.rho, opt_g.epsilon, opt_g.clipvalue) == (0.9, 1e-7, 0.5)
 
 
 @pytest.mark.parametrize("update", ["alternating", "simultaneous"])
@@ -152,7 +157,7 @@ def test_generator_only_load_restores_just_the_generator(write_recipe, tmp_path)
     fresh.load(tmp_path, generator_only=True)
     assert np.array_equal(fresh.fixed_samples(), trained.trainer.fixed_samples())
     assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(untouched, fresh.discriminator.variables))
-    assert int(fresh.step.numpy()) == 0 and int(fresh.opt_g.iterations.numpy()) == 0
+    assert int(fresh.step.numpy()) == 0 and int(fresh.optimizers["generator"].iterations.numpy()) == 0
     np.testing.assert_array_equal(fresh.generate(5, seed=3), trained.trainer.generate(5, seed=3))
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from gankit.backend import BackendError, CheckpointError
+from gankit.updates import Plan, Updates
 from gankit_plugins.tensorflow_backend import import_tensorflow
-from gankit_plugins.tensorflow_backend.compile import compile_network, dropout_seed_states
+from gankit_plugins.tensorflow_backend.compile import compile_network, dropout_seed_states, spectral_layers
+from gankit_plugins.tensorflow_backend.ops import TensorOps
 
 tf = import_tensorflow()
 keras = tf.keras
@@ -61,11 +63,26 @@ def to_uint8(images):
     return tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
 
 
-def _bce(logits, targets):
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
+class _Tape:
+    """A ``tf.GradientTape`` (re-enterable) whose gradients are taken by network name."""
+
+    def __init__(self, weights: dict):
+        self.weights, self.tape = weights, tf.GradientTape()
+
+    def __enter__(self):
+        self.tape.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.tape.__exit__(*exc)
+
+    def gradient(self, loss, network: str):
+        return self.tape.gradient(loss, self.weights[network])
 
 
-class TensorflowTrainer:
+class TensorflowTrainer(TensorOps):
+    """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
+
     def __init__(self, params, architecture, spec, train, seed: int):
         if architecture.generator is None:
             raise BackendError("this architecture gives no gankit.nn description for the tensorflow backend")
@@ -74,27 +91,37 @@ class TensorflowTrainer:
         if self.device.startswith("/CPU"):
             tf.config.experimental.enable_op_determinism()
         self.train, self.latent_dim = train, architecture.latent_dim
+        self.updates = Updates(train)
         with tf.device(self.device):
             self.generator = compile_network(architecture.generator, seed, "generator")
             self.discriminator = compile_network(architecture.discriminator, seed + 1, "discriminator")
-            self.opt_g = self._optimizer(train.lr_g, self.generator)
-            self.opt_d = self._optimizer(train.lr_d, self.discriminator)
+            self.average = None
+            if train.ema is not None:
+                self.average = compile_network(architecture.generator, seed, "generator_ema")
+                for average, live in zip(self.average.variables, self.generator.variables):
+                    average.assign(live)
+            self.networks = {"generator": self.generator, "discriminator": self.discriminator}
+            self.optimizers = {"generator": self._optimizer(train.lr_g, self.generator),
+                               "discriminator": self._optimizer(train.lr_d, self.discriminator)}
             self.noise = tf.random.Generator.from_seed(seed + 1)
             fixed = tf.random.Generator.from_seed(seed + 2).normal([train.samples, self.latent_dim])
             self.fixed_noise = tf.Variable(fixed, trainable=False, name="fixed_noise")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.weights = {name: net.trainable_variables for name, net in self.networks.items()}
+        averaged = {"generator_ema": self.average} if self.average is not None else {}
         self.checkpoint = tf.train.Checkpoint(
-            generator=self.generator, discriminator=self.discriminator, opt_g=self.opt_g, opt_d=self.opt_d,
+            generator=self.generator, discriminator=self.discriminator,
+            opt_g=self.optimizers["generator"], opt_d=self.optimizers["discriminator"],
             step=self.step, noise=self.noise, fixed_noise=self.fixed_noise,
             g_dropout=dropout_seed_states(self.generator), d_dropout=dropout_seed_states(self.discriminator),
+            **averaged,
         )
         self.images = None
-        # One trace for the whole run: the schedule always hands over d_steps full batches.
-        step = self._simultaneous_step if train.update == "simultaneous" else self._alternating_step
-        self._step = tf.function(step, autograph=False, input_signature=[
-            tf.TensorSpec([None, *spec.shape], tf.uint8), tf.TensorSpec([train.d_steps, train.batch_size], tf.int64)])
-        self._generate_batch = tf.function(lambda z: to_uint8(self.generator(z, training=False)), autograph=False,
+        self.spec = spec
+        self._steps: dict = {}
+        self._samplers = {raw: tf.function(lambda z, model=model: to_uint8(model(z, training=False)), autograph=False,
                                            input_signature=[tf.TensorSpec([None, self.latent_dim], tf.float32)])
+                          for raw, model in ((True, self.generator), (False, self.average if self.average is not None else self.generator))}
 
     def _optimizer(self, lr: float, model):
         clip = {"clipvalue": self.train.clip_value} if self.train.clip_value else {}
@@ -114,96 +141,84 @@ class TensorflowTrainer:
         with tf.device(self.device):
             self.images = tf.identity(tf.convert_to_tensor(images, tf.uint8))
 
-    def train_step(self, batches: list[np.ndarray]) -> dict:
+    def train_step(self, batches: list[np.ndarray], step: int) -> dict:
+        plan = self.updates.plan(step)
         with tf.device(self.device):
-            return self._step(self.images, np.stack(batches).astype(np.int64))
+            return self._compiled(plan.due)(self.images, np.stack(batches).astype(np.int64),
+                                            np.float32(plan.ema_decay or 0.0))
 
-    @staticmethod
-    def _real(images, indices):
-        return tf.cast(tf.gather(images, indices), tf.float32) / 127.5 - 1.0
+    def _compiled(self, due: tuple[bool, ...]):
+        """The step as one ``tf.function``, traced once per set of due penalties (the schedule
+        always hands over ``d_steps`` full batches, and the EMA decay is an argument)."""
+        if due not in self._steps:
+            plan = Plan(due, 0.0 if self.average is not None else None)
 
-    def _z(self, count):
-        return self.noise.normal([count, self.latent_dim])
+            def step(images, batches, ema_decay):
+                reals = [tf.cast(tf.gather(images, batches[i]), tf.float32) / 127.5 - 1.0
+                         for i in range(self.train.d_steps)]
+                values = self.updates.step(self, reals, plan, ema_decay)
+                self.step.assign_add(1)
+                return values
 
-    def _targets(self, count, real: bool):
-        """D's targets: 1 - label_smoothing for real, 0 for fake, each moved toward the
-        middle by up to label_noise."""
-        targets = tf.fill([count, 1], 1.0 - self.train.label_smoothing if real else 0.0)
-        if self.train.label_noise:
-            jitter = self.noise.uniform([count, 1]) * self.train.label_noise
-            targets = targets - jitter if real else targets + jitter
-        return targets
+            self._steps[due] = tf.function(step, autograph=False, input_signature=[
+                tf.TensorSpec([None, *self.spec.shape], tf.uint8),
+                tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int64), tf.TensorSpec([], tf.float32)])
+        return self._steps[due]
 
-    def _g_loss(self, fake_logits):
-        if self.train.loss == "minimax":
-            return -_bce(fake_logits, tf.zeros_like(fake_logits))
-        return _bce(fake_logits, tf.ones_like(fake_logits))
+    # The stateful primitives (the stateless ones come from TensorOps).
 
-    def _d_loss(self, real_logits, fake_logits):
-        return (_bce(real_logits, self._targets(tf.shape(real_logits)[0], True))
-                + _bce(fake_logits, self._targets(tf.shape(fake_logits)[0], False)))
+    def latent(self, like):
+        return self.noise.normal([tf.shape(like)[0], self.latent_dim])
 
-    @staticmethod
-    def _apply(optimizer, loss, tape, model):
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    def forward_generator(self, z):
+        return self.generator(z, training=True)
 
-    def _alternating_step(self, images, batches):
-        """``d_steps`` discriminator updates, each on its own real batch; then one generator
-        update through the updated discriminator on the last fake batch."""
-        for index in range(self.train.d_steps):
-            real = self._real(images, batches[index])
-            g_tape = tf.GradientTape()
-            with g_tape:
-                fake = self.generator(self._z(tf.shape(real)[0]), training=True)
-            with tf.GradientTape() as d_tape:
-                real_logits = self.discriminator(real, training=True)
-                fake_logits = self.discriminator(tf.stop_gradient(fake), training=True)
-                d_loss = self._d_loss(real_logits, fake_logits)
-            self._apply(self.opt_d, d_loss, d_tape, self.discriminator)
-        with g_tape:
-            g_loss = self._g_loss(self.discriminator(fake, training=True))
-        self._apply(self.opt_g, g_loss, g_tape, self.generator)
-        self.step.assign_add(1)
-        return self._metrics(d_loss, g_loss, real_logits, fake_logits)
+    def forward_discriminator(self, images):
+        return self.discriminator(images, training=True)
 
-    def _simultaneous_step(self, images, batches):
-        """Both losses from one forward pass, each network's gradients from its own loss
-        (the TensorFlow tutorial's two-tape step)."""
-        real = self._real(images, batches[0])
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake = self.generator(self._z(tf.shape(real)[0]), training=True)
-            real_logits = self.discriminator(real, training=True)
-            fake_logits = self.discriminator(fake, training=True)
-            d_loss, g_loss = self._d_loss(real_logits, fake_logits), self._g_loss(fake_logits)
-        g_variables, d_variables = self.generator.trainable_variables, self.discriminator.trainable_variables
-        g_gradients, d_gradients = g_tape.gradient(g_loss, g_variables), d_tape.gradient(d_loss, d_variables)
-        self.opt_d.apply_gradients(zip(d_gradients, d_variables))
-        self.opt_g.apply_gradients(zip(g_gradients, g_variables))
-        self.step.assign_add(1)
-        return self._metrics(d_loss, g_loss, real_logits, fake_logits)
+    def tape(self) -> _Tape:
+        return _Tape(self.weights)
 
-    @staticmethod
-    def _metrics(d_loss, g_loss, real_logits, fake_logits) -> dict:
-        return {
-            "d_loss": d_loss,
-            "g_loss": g_loss,
-            "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
-            "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),
-        }
+    def apply(self, network: str, gradients) -> None:
+        self.optimizers[network].apply_gradients(zip(gradients, self.weights[network]))
 
-    def _generate(self, noise) -> np.ndarray:
+    def input_gradient(self, function, inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = function(inputs)
+        return outputs, tape.gradient(outputs, inputs)
+
+    def batch_uniform(self, like):
+        return self.noise.uniform([tf.shape(like)[0]] + [1] * (len(like.shape) - 1))
+
+    def assign(self, variable, value) -> None:
+        variable.assign(value)
+
+    def ema_weights(self):
+        return list(zip(self.average.trainable_variables, self.generator.trainable_variables))
+
+    def ema_state(self):
+        return list(zip(self.average.non_trainable_variables, self.generator.non_trainable_variables))
+
+    def advance_spectral_norm(self, network: str) -> None:
+        for layer in spectral_layers(self.networks[network]):
+            layer.advance()
+
+    # Sampling and checkpoints.
+
+    def _generate(self, noise, raw: bool = False) -> np.ndarray:
+        sample = self._samplers[raw]
         with tf.device(self.device):
             count = int(noise.shape[0])
-            return np.concatenate([self._generate_batch(noise[i:i + 512]).numpy() for i in range(0, count, 512)])
+            return np.concatenate([sample(noise[i:i + 512]).numpy() for i in range(0, count, 512)])
 
     def fixed_samples(self) -> np.ndarray:
         return self._generate(self.fixed_noise)
 
-    def generate(self, count: int, seed: int) -> np.ndarray:
+    def generate(self, count: int, seed: int, *, raw: bool = False) -> np.ndarray:
         with tf.device(self.device):
             noise = tf.random.Generator.from_seed(seed).normal([count, self.latent_dim])
-        return self._generate(noise)
+        return self._generate(noise, raw)
 
     def save(self, directory: Path) -> None:
         with tf.device(self.device):
@@ -220,7 +235,8 @@ class TensorflowTrainer:
             tf.train.load_checkpoint(prefix)
         except Exception as error:
             raise CheckpointError(index, error) from None
-        target = tf.train.Checkpoint(generator=self.generator) if generator_only else self.checkpoint
+        averaged = {"generator_ema": self.average} if self.average is not None else {}
+        target = tf.train.Checkpoint(generator=self.generator, **averaged) if generator_only else self.checkpoint
         try:
             status = target.read(prefix)
             if generator_only:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn as tnn
+from torch.nn.utils import parametrize
 
-from gankit import nn
+from gankit import nn, spectral
+from gankit_plugins.torch_backend.ops import TensorOps
 
 
 class Reshape(tnn.Module):
@@ -53,6 +55,42 @@ def _conv_transpose(layer: nn.ConvTranspose, shape) -> tnn.Module:
     return make(before) if before == after else tnn.Sequential(make(before), CropEnd(after - before))
 
 
+class SpectralNorm(tnn.Module):
+    """A parametrization: the weight a layer computes with is ``W / sigma(W)`` (``gankit.spectral``),
+    with the power-iteration vector ``u`` a buffer, so checkpoints hold it."""
+
+    def __init__(self, weight: torch.Tensor, transposed: bool):
+        super().__init__()
+        self.transposed = transposed
+        rows = weight.shape[1] if transposed else weight.shape[0]
+        u = torch.randn(rows)
+        self.register_buffer("u", u / u.norm())
+
+    def matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        """The weight with one row per output: torch keeps ConvTranspose2d's as (in, out, kh, kw)."""
+        rows = weight.transpose(0, 1) if self.transposed else weight
+        return rows.reshape(rows.shape[0], -1)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight / spectral.sigma(TensorOps, self.matrix(weight), self.u)
+
+
+@torch.no_grad()
+def advance_spectral_norm(model: tnn.Module) -> None:
+    """One power iteration for every spectral-normalised layer of ``model``."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            original = module.parametrizations.weight.original
+            for parametrization in module.parametrizations.weight:
+                if isinstance(parametrization, SpectralNorm):
+                    parametrization.u.copy_(spectral.advance(TensorOps, parametrization.matrix(original), parametrization.u))
+
+
+def _weighted(module: tnn.Module) -> tnn.Module:
+    """The Linear/Conv module inside what ``_module`` made (padding or cropping may wrap it)."""
+    return next(m for m in module.modules() if isinstance(m, (tnn.Linear, tnn.Conv2d, tnn.ConvTranspose2d)))
+
+
 def _module(layer, shape) -> tnn.Module:
     if isinstance(layer, nn.Dense):
         return tnn.Linear(shape[0], layer.units, bias=layer.bias)
@@ -98,6 +136,11 @@ def compile_network(network: nn.Network) -> tnn.Sequential:
     shapes = [tuple(network.input_shape), *network.shapes()]
     model = tnn.Sequential(*(_module(layer, shape) for layer, shape in zip(network.layers, shapes)))
     initialise(model, network.init)
+    for layer, module in zip(network.layers, model):
+        if getattr(layer, "spectral_norm", False):
+            weighted = _weighted(module)
+            parametrize.register_parametrization(
+                weighted, "weight", SpectralNorm(weighted.weight, isinstance(weighted, tnn.ConvTranspose2d)))
     with torch.no_grad():
         probe = torch.zeros(2, *_torch_shape(network.input_shape))
         was_training = model.training

@@ -1,4 +1,5 @@
-"""Training one step at a time on PyTorch; checkpoints in safetensors + a weights-only state file."""
+"""Training on PyTorch: the primitives ``gankit.updates`` computes a step with, the networks,
+optimizers and random state, and checkpoints in safetensors + a weights-only state file."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from gankit.backend import BackendError, CheckpointError
-from gankit_plugins.torch_backend.compile import compile_network
+from gankit.updates import Updates
+from gankit_plugins.torch_backend.compile import advance_spectral_norm, compile_network
+from gankit_plugins.torch_backend.ops import TensorOps
 
 
 def resolve_device(name: str) -> torch.device:
@@ -35,7 +37,26 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return scaled.permute(0, 2, 3, 1).cpu().numpy()
 
 
-class TorchTrainer:
+class _Scope:
+    """torch records every operation anyway: a tape is only a scope, and its gradient autograd's.
+    The graph is kept, as the simultaneous update takes two gradients from one forward pass."""
+
+    def __init__(self, weights: dict[str, list[torch.Tensor]]):
+        self.weights = weights
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def gradient(self, loss: torch.Tensor, network: str):
+        return torch.autograd.grad(loss, self.weights[network], retain_graph=True)
+
+
+class TorchTrainer(TensorOps):
+    """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
+
     def __init__(self, params, architecture, spec, train, seed: int):
         if architecture.generator is None:
             raise BackendError("this architecture gives no gankit.nn description for the torch backend")
@@ -43,17 +64,29 @@ class TorchTrainer:
             torch.set_num_threads(params.threads)
         self.device = resolve_device(params.device)
         self.train, self.latent_dim = train, architecture.latent_dim
+        self.updates = Updates(train)
         torch.manual_seed(seed)
         # channels-last convolutions are about 25% faster on CPU (oneDNN) and suit tensor cores.
         self.layout = torch.channels_last
         self.generator = compile_network(architecture.generator).to(self.device, memory_format=self.layout)
         self.discriminator = compile_network(architecture.discriminator).to(self.device, memory_format=self.layout)
-        self.opt_g = self._optimizer(self.generator, train.lr_g)
-        self.opt_d = self._optimizer(self.discriminator, train.lr_d)
+        self.average = self._averaged_copy(architecture.generator) if train.ema is not None else None
+        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
+        self.weights = {name: list(net.parameters()) for name, net in self.networks.items()}
+        self.optimizers = {"generator": self._optimizer(self.generator, train.lr_g),
+                           "discriminator": self._optimizer(self.discriminator, train.lr_d)}
         self.noise = torch.Generator(self.device).manual_seed(seed + 1)
         fixed = torch.Generator().manual_seed(seed + 2)
         self.fixed_noise = torch.randn(train.samples, self.latent_dim, generator=fixed).to(self.device)
         self.images: torch.Tensor | None = None
+
+    def _averaged_copy(self, description) -> torch.nn.Module:
+        """The EMA generator: the same network, starting from the generator's weights. Built
+        under a forked RNG, so turning EMA on changes no other random number."""
+        with torch.random.fork_rng(devices=[]):
+            average = compile_network(description).to(self.device, memory_format=self.layout)
+        average.load_state_dict(self.generator.state_dict())
+        return average.requires_grad_(False).eval()
 
     def _optimizer(self, model, lr):
         if self.train.optimizer == "rmsprop":
@@ -71,98 +104,81 @@ class TorchTrainer:
         batch = self.images[torch.from_numpy(indices).to(self.device)]
         return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=self.layout)
 
-    def _z(self, count: int) -> torch.Tensor:
-        return torch.randn(count, self.latent_dim, generator=self.noise, device=self.device)
+    def train_step(self, batches: list[np.ndarray], step: int) -> dict[str, torch.Tensor]:
+        return self.updates.step(self, [self._real(indices) for indices in batches], self.updates.plan(step))
 
-    def _targets(self, count: int, real: bool) -> torch.Tensor:
-        """D's targets: 1 - label_smoothing for real, 0 for fake, each moved toward the
-        middle by up to label_noise."""
-        value = 1.0 - self.train.label_smoothing if real else 0.0
-        targets = torch.full((count, 1), value, device=self.device)
-        if self.train.label_noise:
-            jitter = torch.rand(count, 1, generator=self.noise, device=self.device) * self.train.label_noise
-            targets = targets - jitter if real else targets + jitter
-        return targets
+    # The stateful primitives (the stateless ones come from TensorOps).
 
-    def _g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        if self.train.loss == "minimax":
-            return -F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    def latent(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(len(like), self.latent_dim, generator=self.noise, device=self.device)
 
-    def _d_loss(self, real_logits, fake_logits) -> torch.Tensor:
-        return (F.binary_cross_entropy_with_logits(real_logits, self._targets(len(real_logits), True))
-                + F.binary_cross_entropy_with_logits(fake_logits, self._targets(len(fake_logits), False)))
+    def forward_generator(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
 
-    def _step(self, optimizer, model) -> None:
+    def forward_discriminator(self, images: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(images)
+
+    def tape(self) -> _Scope:
+        return _Scope(self.weights)
+
+    def apply(self, network: str, gradients) -> None:
+        weights = self.weights[network]
+        for weight, gradient in zip(weights, gradients):
+            weight.grad = gradient
         if self.train.clip_value:
-            torch.nn.utils.clip_grad_value_(model.parameters(), self.train.clip_value)
-        optimizer.step()
+            torch.nn.utils.clip_grad_value_(weights, self.train.clip_value)
+        self.optimizers[network].step()
 
-    def train_step(self, batches: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        if self.train.update == "simultaneous":
-            return self._simultaneous_step(batches[0])
-        for indices in batches:
-            real = self._real(indices)
-            fake = self.generator(self._z(len(real)))
-            real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
-            d_loss = self._d_loss(real_logits, fake_logits)
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self._step(self.opt_d, self.discriminator)
-        g_loss = self._g_loss(self.discriminator(fake))
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self._step(self.opt_g, self.generator)
-        return self._metrics(d_loss, g_loss, real_logits, fake_logits)
+    def input_gradient(self, function, inputs: torch.Tensor):
+        inputs = inputs.detach().requires_grad_(True)
+        outputs = function(inputs)
+        (gradient,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True)
+        return outputs, gradient
 
-    def _simultaneous_step(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        """Both losses from one forward pass; each network's gradients from its own loss
-        (the TensorFlow tutorial's two-tape step)."""
-        real = self._real(indices)
-        fake = self.generator(self._z(len(real)))
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
-        d_loss, g_loss = self._d_loss(real_logits, fake_logits), self._g_loss(fake_logits)
-        g_params, d_params = list(self.generator.parameters()), list(self.discriminator.parameters())
-        g_grads = torch.autograd.grad(g_loss, g_params, retain_graph=True)
-        d_grads = torch.autograd.grad(d_loss, d_params)
-        for params, grads in ((g_params, g_grads), (d_params, d_grads)):
-            for param, grad in zip(params, grads):
-                param.grad = grad
-        self._step(self.opt_d, self.discriminator)
-        self._step(self.opt_g, self.generator)
-        return self._metrics(d_loss, g_loss, real_logits, fake_logits)
-
-    @staticmethod
-    def _metrics(d_loss, g_loss, real_logits, fake_logits) -> dict[str, torch.Tensor]:
-        return {
-            "d_loss": d_loss.detach(),
-            "g_loss": g_loss.detach(),
-            "d_real": torch.sigmoid(real_logits.detach()).mean(),
-            "d_fake": torch.sigmoid(fake_logits.detach()).mean(),
-        }
+    def batch_uniform(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.rand(len(like), *[1] * (like.dim() - 1), generator=self.noise, device=self.device)
 
     @torch.no_grad()
-    def _generate(self, noise: torch.Tensor) -> np.ndarray:
-        self.generator.eval()
+    def assign(self, variable: torch.Tensor, value: torch.Tensor) -> None:
+        variable.copy_(value)
+
+    def ema_weights(self):
+        return [(average, live.detach()) for average, live in zip(self.average.parameters(), self.generator.parameters())]
+
+    def ema_state(self):
+        return list(zip(self.average.buffers(), self.generator.buffers()))
+
+    def advance_spectral_norm(self, network: str) -> None:
+        advance_spectral_norm(self.networks[network])
+
+    # Sampling and checkpoints.
+
+    @torch.no_grad()
+    def _generate(self, noise: torch.Tensor, raw: bool = False) -> np.ndarray:
+        generator = self.generator if raw or self.average is None else self.average
+        was_training = generator.training
+        generator.eval()
         try:
-            return np.concatenate([to_uint8(self.generator(chunk)) for chunk in noise.split(512)])
+            return np.concatenate([to_uint8(generator(chunk)) for chunk in noise.split(512)])
         finally:
-            self.generator.train()
+            generator.train(was_training)
 
     def fixed_samples(self) -> np.ndarray:
         return self._generate(self.fixed_noise)
 
-    def generate(self, count: int, seed: int) -> np.ndarray:
+    def generate(self, count: int, seed: int, *, raw: bool = False) -> np.ndarray:
         noise = torch.randn(count, self.latent_dim, generator=torch.Generator().manual_seed(seed))
-        return self._generate(noise.to(self.device))
+        return self._generate(noise.to(self.device), raw)
 
     def save(self, directory: Path) -> None:
         cpu = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
         save_file(cpu(self.generator), str(directory / "generator.safetensors"))
         save_file(cpu(self.discriminator), str(directory / "discriminator.safetensors"))
+        if self.average is not None:
+            save_file(cpu(self.average), str(directory / "generator_ema.safetensors"))
         state = {
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+            "opt_g": self.optimizers["generator"].state_dict(),
+            "opt_d": self.optimizers["discriminator"].state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "rng_noise": self.noise.get_state(),
@@ -174,14 +190,16 @@ class TorchTrainer:
         """Restore a checkpoint: tensors from safetensors, the rest with weights_only=True,
         so nothing in the files is ever executed."""
         _load_weights(self.generator, directory / "generator.safetensors", self.device)
+        if self.average is not None:
+            _load_weights(self.average, directory / "generator_ema.safetensors", self.device)
         if generator_only:
             return
         _load_weights(self.discriminator, directory / "discriminator.safetensors", self.device)
         path = directory / "state.pt"
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
+            self.optimizers["generator"].load_state_dict(state["opt_g"])
+            self.optimizers["discriminator"].load_state_dict(state["opt_d"])
         except Exception as error:
             raise CheckpointError(path, error) from None
         torch.set_rng_state(state["rng_cpu"].cpu())

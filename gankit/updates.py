@@ -1,0 +1,143 @@
+"""How the two networks are updated, written once for every backend: the update orders,
+``d_steps``, the penalties' schedule, spectral-norm iterations and the generator's EMA.
+
+A backend runs ``Updates.step`` with its primitives (``gankit.backend.Primitives``). What a
+step does beyond the plain updates (which penalties are due, the EMA's decay) depends only
+on the step's index and is decided in Python first (``plan``), so that a backend that
+compiles its step (TensorFlow) traces it once per distinct plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gankit.objectives import LOSSES, gradient_penalty, label_targets, r1_penalty
+from gankit.train_config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Plan:
+    due: tuple[bool, ...]
+    """For each of ``train.penalties``: whether it applies at this step."""
+    ema_decay: float | None
+    """The EMA's decay at this step (0 during the warm-up: the average copies the generator)."""
+
+
+class Updates:
+    def __init__(self, train: TrainConfig):
+        self.train = train
+        self.loss = LOSSES[train.loss]
+
+    def plan(self, step: int) -> Plan:
+        """What step ``step`` (0-based) does; a penalty with ``every = k`` applies at steps 0, k, 2k..."""
+        due = tuple(step % penalty.every == 0 for penalty in self.train.penalties)
+        decay = None if self.train.ema is None else (0.0 if step < self.train.ema_warmup else self.train.ema)
+        return Plan(due, decay)
+
+    def step(self, ops, reals: list, plan: Plan, ema_decay=None) -> dict:
+        """One generator update and ``d_steps`` discriminator updates on ``reals`` (images in
+        [-1, 1]); returns the step's scalars as backend tensors. ``ema_decay`` overrides
+        ``plan.ema_decay`` with a backend tensor (so a compiled step need not retrace)."""
+        ops.advance_spectral_norm("generator")
+        if self.train.update == "simultaneous":
+            values = self._simultaneous(ops, reals[0], plan.due)
+        else:
+            values = self._alternating(ops, reals, plan.due)
+        if plan.ema_decay is not None:
+            update_ema(ops, plan.ema_decay if ema_decay is None else ema_decay)
+        return values
+
+    def _alternating(self, ops, reals, due):
+        """``d_steps`` discriminator updates, each on its own real batch; then one generator
+        update through the updated discriminator, on the last fake batch."""
+        for real in reals:
+            ops.advance_spectral_norm("discriminator")
+            g_tape = ops.tape()
+            with g_tape:
+                fake = ops.forward_generator(ops.latent(real))
+            with ops.tape() as d_tape:
+                d_loss, real_out, fake_out, extra = self._discriminator_loss(ops, real, ops.stop_gradient(fake), due)
+            ops.apply("discriminator", d_tape.gradient(d_loss, "discriminator"))
+        with g_tape:
+            g_loss = self.loss.g_loss(ops, ops.forward_discriminator(fake))
+        ops.apply("generator", g_tape.gradient(g_loss, "generator"))
+        return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra)
+
+    def _simultaneous(self, ops, real, due):
+        """Both losses from one forward pass, each network's gradients from its own loss (the
+        TensorFlow tutorial's two-tape step)."""
+        ops.advance_spectral_norm("discriminator")
+        with ops.tape() as g_tape, ops.tape() as d_tape:
+            fake = ops.forward_generator(ops.latent(real))
+            d_loss, real_out, fake_out, extra = self._discriminator_loss(ops, real, fake, due)
+            g_loss = self.loss.g_loss(ops, fake_out)
+        g_gradients, d_gradients = g_tape.gradient(g_loss, "generator"), d_tape.gradient(d_loss, "discriminator")
+        ops.apply("discriminator", d_gradients)
+        ops.apply("generator", g_gradients)
+        return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra)
+
+    def _discriminator_loss(self, ops, real, fake, due):
+        """D's loss with every penalty due at this step (weight x every, so a lazy penalty
+        keeps its average strength), D's outputs, and each penalty's value."""
+        penalties = [penalty for penalty, is_due in zip(self.train.penalties, due) if is_due]
+        if any(penalty.use == "r1" for penalty in penalties):
+            real_out, real_gradient = ops.input_gradient(ops.forward_discriminator, real)
+        else:
+            real_out = ops.forward_discriminator(real)
+        fake_out = ops.forward_discriminator(fake)
+        real_target, fake_target = (label_targets(ops, real_out, fake_out, self.train.label_smoothing, self.train.label_noise)
+                                    if self.loss.uses_targets else (None, None))
+        loss = self.loss.d_loss(ops, real_out, fake_out, real_target, fake_target)
+        values = {}
+        for penalty in penalties:
+            value = (gradient_penalty(ops, ops.forward_discriminator, real, fake) if penalty.use == "gp"
+                     else r1_penalty(real_gradient, ops))
+            loss = loss + value * (penalty.weight * penalty.every)
+            values[f"d_{penalty.use}"] = value
+        return loss, real_out, fake_out, values
+
+    def _metrics(self, ops, d_loss, g_loss, real_out, fake_out, extra) -> dict:
+        """d_loss (penalties included), g_loss, D's mean output on real and fake images (a
+        probability for bce and minimax, D's raw score otherwise) and each penalty."""
+        shown = ops.sigmoid if self.loss.probabilities else (lambda x: x)
+        values = {"d_loss": d_loss, "g_loss": g_loss,
+                  "d_real": ops.mean(shown(real_out)), "d_fake": ops.mean(shown(fake_out)), **extra}
+        return {name: ops.stop_gradient(value) for name, value in values.items()}
+
+
+def update_ema(ops, decay) -> None:
+    """average <- decay * average + (1 - decay) * live, for every trainable weight of the
+    generator; its other state (BatchNorm statistics, spectral-norm vectors) is copied."""
+    for average, live in ops.ema_weights():
+        ops.assign(average, live + (average - live) * decay)
+    for average, live in ops.ema_state():
+        ops.assign(average, live)
+
+
+NEEDED = {"gp": ("input_gradient", "batch_uniform"), "r1": ("input_gradient",),
+          "ema": ("ema_weights", "ema_state", "assign"), "spectral_norm": ("advance_spectral_norm", "matvec")}
+"""The primitives each option needs beyond the plain losses."""
+
+
+def check_supported(train: TrainConfig, architecture, primitives) -> None:
+    """Raise ValueError, naming the recipe key, for an option this backend or architecture
+    cannot do: before anything runs."""
+
+    def lacking(option: str) -> str:
+        missing = [name for name in NEEDED[option] if not callable(getattr(primitives, name, None))]
+        return f"the backend lacks the primitive(s) {', '.join(missing)} it needs" if missing else ""
+
+    discriminator = getattr(architecture, "discriminator", None)
+    for index, penalty in enumerate(train.penalties):
+        if problem := lacking(penalty.use):
+            raise ValueError(f"train.penalties.{index}: {penalty.use}: {problem}; remove the penalty")
+        if penalty.use == "gp" and discriminator is not None and any(
+                type(layer).__name__ == "BatchNorm" for layer in discriminator.layers):
+            raise ValueError(f"train.penalties.{index}: gp penalises each image's gradient, which BatchNorm in the "
+                             "discriminator mixes across the batch; remove D's BatchNorm (dcgan: d_batchnorm = false)")
+    if train.ema is not None and (problem := lacking("ema")):
+        raise ValueError(f"train.ema: {problem}; remove train.ema")
+    networks = [getattr(architecture, name, None) for name in ("generator", "discriminator")]
+    normalised = any(getattr(layer, "spectral_norm", False) for net in networks if net is not None for layer in net.layers)
+    if normalised and (problem := lacking("spectral_norm")):
+        raise ValueError(f"architecture: spectral normalisation: {problem}; turn it off")
