@@ -9,6 +9,7 @@ the terminal. Set ``GANKIT_TF_VERBOSE=1`` to see all of it; an explicit
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -39,7 +40,14 @@ def verbose() -> bool:
 
 def import_tensorflow():
     """``import tensorflow``, quietly unless GANKIT_TF_VERBOSE is set, with Keras on it
-    (whatever KERAS_BACKEND says, unless Keras was already imported on another backend)."""
+    (whatever KERAS_BACKEND says, unless Keras was already imported on another backend).
+
+    Where torch is installed too, its compiler stack is imported first: ``torch._dynamo``
+    (which torch's optimizers and torchvision import) dies with a segmentation fault when
+    it is first imported after TensorFlow, and a process may well use both (evaluating a
+    TensorFlow run, a batch that mixes backends)."""
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("torch") is not None:
+        import torch._dynamo  # noqa: F401
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"
     if "tensorflow" in sys.modules or verbose():
