@@ -16,6 +16,7 @@ import tomli_w
 
 from gankit import __version__
 from gankit.backend import BackendError, CheckpointError
+from gankit.curves import CurvesWriter
 from gankit.data import DataContext, DataError, DataSpec, ImageData
 from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
 from gankit.events import EvalLogged, Event, RunFinished, StepLogged
@@ -257,7 +258,8 @@ def resume(
 def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0) -> RunResult:
     recipe = prepared.recipe
     exporters = [choice.component.factory(choice.params, run_dir) for choice in recipe.exports]
-    handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, *(e.handle for e in exporters), *listeners]
+    handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, CurvesWriter(run_dir).handle,
+                *(e.handle for e in exporters), *listeners]
 
     def emit(event: Event) -> None:
         for handler in handlers:
