@@ -189,8 +189,9 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 @click.option("-n", "count", default=64, show_default=True, type=click.IntRange(1, 100_000), help="How many samples.")
 @click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="A .png grid or an .npz of uint8 arrays.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise.")
-def sample(run_dir: Path, count: int, output: Path, seed: int) -> None:
-    """Draw samples from a run's last checkpoint."""
+@click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
+def sample(run_dir: Path, count: int, output: Path, seed: int, checkpoint: str | None) -> None:
+    """Draw samples from a run's checkpoint (the last, unless --checkpoint names one)."""
     from gankit.recipe import RecipeError
     from gankit.runner import RunError
     from gankit.sampling import sample_run
@@ -198,10 +199,10 @@ def sample(run_dir: Path, count: int, output: Path, seed: int) -> None:
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
-        checkpoint = sample_run(_registry(), run_dir, count, seed, output)
+        used = sample_run(_registry(), run_dir, count, seed, output, checkpoint)
     except (RecipeError, RunError) as error:
         fail(str(error))
-    console.info(f"wrote {count} samples from {checkpoint} to {output}")
+    console.info(f"wrote {count} samples from {used} to {output}")
 
 
 @main.command()
@@ -232,9 +233,10 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
         fail("--metric: name at least one metric, e.g. --metric fid,kid,is")
     config = EvalConfig(metrics=names, features=features, n=count, seed=seed, split=split)
     try:
-        record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint,
-                              extractor_params={"weights": str(weights)} if weights else None,
-                              info=console.info, warn=console.warn)
+        with console.work_progress() as progress:
+            record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint,
+                                  extractor_params={"weights": str(weights)} if weights else None,
+                                  info=console.info, warn=console.warn, progress=progress)
     except (EvalError, RecipeError, RunError, BackendError, CheckpointError) as error:
         fail(str(error))
     console.eval_table(record)
