@@ -123,7 +123,11 @@ class CurvesWriter:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.title = run_title(run_dir)
+        self.drawn_at: int | None = None
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, RunFinished) or (isinstance(event, CheckpointSaved) and event.path.name != "best"):
+        checkpoint = isinstance(event, CheckpointSaved) and event.path.name != "best"
+        # The last checkpoint comes just before the end: drawing once is enough.
+        if checkpoint or (isinstance(event, RunFinished) and event.step != self.drawn_at):
             write_curves(self.run_dir, self.title)
+            self.drawn_at = event.step
