@@ -162,18 +162,18 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
-def differing_settings(recipes: list[dict[str, Any]]) -> list[str]:
-    """The dotted recipe keys whose values are not the same in every run (names and
-    provenance aside)."""
-    if len(recipes) < 2:
+def recipe_settings(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A resolved recipe as dotted keys (``train.lr_g``, ``export.0.every``), name and
+    provenance left out."""
+    return _flatten({key: value for key, value in recipe.items() if key not in ("name", "gankit")})
+
+
+def differing_settings(settings: list[dict[str, Any]]) -> list[str]:
+    """The dotted keys whose values are not the same in every run."""
+    if len(settings) < 2:
         return []
-    flat = [_flatten({k: v for k, v in recipe.items() if k not in ("name", "gankit")}) for recipe in recipes]
-    keys = list(dict.fromkeys(key for each in flat for key in each))
-    return [key for key in keys if len({json.dumps(each.get(key), sort_keys=True) for each in flat}) > 1]
-
-
-def _setting(recipe: dict[str, Any], key: str) -> Any:
-    return _flatten({k: v for k, v in recipe.items() if k not in ("name", "gankit")}).get(key)
+    keys = list(dict.fromkeys(key for each in settings for key in each))
+    return [key for key in keys if len({json.dumps(each.get(key), sort_keys=True) for each in settings}) > 1]
 
 
 def _duration(seconds: float | None) -> str:
@@ -198,12 +198,13 @@ def render(runs: list[RunReport]) -> str:
     environment = Environment(loader=PackageLoader("gankit", "templates"), autoescape=True,
                               trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(duration=_duration, number=_number, setting=_setting_text)
-    settings = differing_settings([run.recipe for run in runs])
+    settings = [recipe_settings(run.recipe) for run in runs]
+    differing = differing_settings(settings)
     score_keys = list(dict.fromkeys(key for run in runs for key in run.scores))
     return environment.get_template("report.html").render(
         runs=runs,
-        settings=settings,
-        setting=_setting,
+        differing=differing,
+        differing_values=[[each.get(key) for key in differing] for each in settings],
         score_keys=score_keys,
         losses=LOSSES,
         version=__version__,
