@@ -247,16 +247,17 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("-o", "output", default=Path("report.html"), show_default=True, type=click.Path(path_type=Path, dir_okay=False),
               help="The HTML file to write.")
-@click.option("--gif-max-kb", default=1000, show_default=True, type=click.IntRange(0),
-              help="Embed a run's progress.gif only up to this size (0: never); bigger ones are linked.")
-def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int) -> None:
+@click.option("--gif-max-kb", type=click.IntRange(0),
+              help="Embed a run's progress.gif only up to this size (0: never); bigger ones are linked. "
+                   "Default: 1024, or an equal share of 20 MB among the runs if less.")
+def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> None:
     """Write one self-contained HTML page about runs: a sortable table, each run's latest
     samples, curves and GIF, and its resolved recipe. PATHS are run directories or
     directories of runs (a batch's --runs-dir)."""
     from gankit.report import ReportError, write_report
 
     try:
-        runs = write_report(list(paths), output, gif_max_bytes=gif_max_kb * 1024)
+        runs = write_report(list(paths), output, gif_max_bytes=None if gif_max_kb is None else gif_max_kb * 1024)
     except ReportError as error:
         fail(str(error))
     console.info(f"wrote {output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {output.stat().st_size // 1024:,} KB)")

@@ -212,8 +212,19 @@ def render(runs: list[RunReport]) -> str:
     )
 
 
-def write_report(paths: list[Path], output: Path, *, gif_max_bytes: int = 1_000_000) -> list[RunReport]:
-    """Write the report of the runs ``paths`` stand for to ``output``; returns them."""
-    runs = [read_run(run_dir, output.resolve().parent, gif_max_bytes) for run_dir in find_runs(paths)]
+GIF_BUDGET = 20 * 1024 * 1024
+GIF_MAX = 1024 * 1024
+
+
+def write_report(paths: list[Path], output: Path, *, gif_max_bytes: int | None = None) -> list[RunReport]:
+    """Write the report of the runs ``paths`` stand for to ``output``; returns them.
+
+    A run's GIF is embedded up to ``gif_max_bytes``, by default 1 MB or an equal share of
+    20 MB, whichever is less, so that the report of a 50-run sweep still opens quickly;
+    a bigger GIF is linked instead."""
+    run_dirs = find_runs(paths)
+    if gif_max_bytes is None:
+        gif_max_bytes = min(GIF_MAX, GIF_BUDGET // len(run_dirs))
+    runs = [read_run(run_dir, output.resolve().parent, gif_max_bytes) for run_dir in run_dirs]
     write_text(output, render(runs))
     return runs
