@@ -36,7 +36,8 @@ class Browser:
             os.dup2(high[0], 3)
             os.dup2(high[1], 4)
 
-        arguments = [binary, "--headless", "--remote-debugging-pipe", "--disable-gpu", "--no-first-run",
+        arguments = [binary, "--headless", "--remote-debugging-pipe", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--no-first-run",
                      "--no-default-browser-check", "--hide-scrollbars", f"--user-data-dir={profile}",
                      f"--window-size={width},{height}", "about:blank"]
         if os.geteuid() == 0:
