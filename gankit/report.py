@@ -23,7 +23,6 @@ from gankit.recipe import RecipeError, read_toml
 from gankit.training import list_checkpoints
 
 LOSSES = ("d_loss", "g_loss")
-STEP_VALUES = {"d_loss", "g_loss", "d_real", "d_fake", "images_per_sec"}
 
 
 class ReportError(Exception):
@@ -94,15 +93,18 @@ def _status(run_dir: Path, summary: dict | None) -> tuple[str, str]:
 
 
 def _scores(series: dict[str, dict[int, float]], evaluation: dict | None) -> dict[str, dict[str, float]]:
-    """Each evaluation score's last value, and its value at the run's best checkpoint."""
-    best = ((evaluation or {}).get("during_training") or {}).get("best") or {}
+    """Each score of the run's evaluations during training (a recipe's ``[eval]``): its
+    last value, and its value at the run's best checkpoint."""
+    during = (evaluation or {}).get("during_training") or {}
+    best = (during.get("best") or {}).get("scores") or {}
+    last = (during.get("last") or {}).get("scores") or {}
     scores = {}
-    for key, values in series.items():
-        if key in STEP_VALUES or key.endswith("_std"):
-            continue
-        scores[key] = {"last": values[max(values)]}
-        if key in (best.get("scores") or {}):
-            scores[key]["best"] = best["scores"][key]
+    for key in last:
+        if not key.endswith("_std"):
+            values = series.get(key)
+            scores[key] = {"last": values[max(values)] if values else last[key]}
+            if key in best:
+                scores[key]["best"] = best[key]
     return scores
 
 

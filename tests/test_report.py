@@ -95,6 +95,22 @@ def test_everything_from_a_run_is_escaped(tmp_path):
     assert "&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page and "a &lt; b" in page
 
 
+def test_scores_during_training_show_best_and_last(tmp_path):
+    run_dir = tmp_path / "00000-scored"
+    run_dir.mkdir()
+    (run_dir / "recipe.toml").write_text('name = "scored"\n')
+    (run_dir / "metrics.jsonl").write_text('{"step": 10, "epoch": 0, "d_loss": 0.5, "g_loss": 1.5}\n'
+                                           '{"step": 10, "epoch": 0, "fid": 40.0, "kid": 0.2, "kid_std": 0.01}\n'
+                                           '{"step": 20, "epoch": 0, "fid": 45.0, "kid": 0.1, "kid_std": 0.01}\n')
+    (run_dir / "eval.json").write_text('{"during_training": {"best": {"step": 10, "scores": {"fid": 40.0, "kid": 0.2}},'
+                                       ' "last": {"step": 20, "scores": {"fid": 45.0, "kid": 0.1, "kid_std": 0.01}}}}')
+    (report,) = write_report([run_dir], tmp_path / "report.html")
+    assert report.scores == {"fid": {"best": 40.0, "last": 45.0}, "kid": {"best": 0.2, "last": 0.1}}
+    assert report.losses == {"d_loss": 0.5, "g_loss": 1.5} and report.status == "no checkpoint"
+    page = (tmp_path / "report.html").read_text()
+    assert ">fid best<" in page and ">kid last<" in page and "kid_std" not in page.split("<section")[0]
+
+
 def test_a_directory_without_runs_is_a_one_line_error(tmp_path):
     result = cli("report", tmp_path)
     assert result.exit_code == 2 and "holds no run directories" in result.output
