@@ -77,3 +77,15 @@ def test_evaluation_scores_and_colour_grids(tmp_path):
     assert (image.width, image.height) == (2 + 2 * 10, 2 + 2 * 10)
     with pytest.raises(KeyError):  # not a sweep: no hparams
         events.PluginTagToContent("hparams")
+
+
+def test_without_tensorboardx_the_run_does_not_start_and_says_what_to_install(write_recipe, tmp_path, monkeypatch):
+    import gankit.registry
+
+    installed = gankit.registry._installed
+    monkeypatch.setattr(gankit.registry, "_installed", lambda module: module != "tensorboardX" and installed(module))
+    result = cli("run", write_recipe(export=[{"use": "tensorboard"}]), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: exporter 'tensorboard' needs tensorboardX, which is not installed; "
+                                     "pip install 'gankit[tensorboard]'")
+    assert not (tmp_path / "runs").exists()
