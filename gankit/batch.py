@@ -24,6 +24,7 @@ class Outcome:
     seconds: float = 0.0
     final: dict = field(default_factory=dict)
     run_dir: Path | None = None
+    sweep: dict = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -33,7 +34,7 @@ class Outcome:
     def of(cls, result: RunResult) -> "Outcome":
         finished = result.finished
         return cls(result.recipe.name, finished.status, result.recipe.backend.name, finished.message,
-                   finished.step, result.seconds, finished.values, result.run_dir)
+                   finished.step, result.seconds, finished.values, result.run_dir, result.recipe.sweep)
 
 
 def load_all(paths: Iterable[Path], overrides: list[str], registry: Registry) -> tuple[list[Recipe], list[Outcome]]:
@@ -63,10 +64,10 @@ def run_all(
         try:
             outcome = Outcome.of(start(recipe))
         except RunError as error:
-            outcome = Outcome(recipe.name, "failed", recipe.backend.name, str(error))
+            outcome = Outcome(recipe.name, "failed", recipe.backend.name, str(error), sweep=recipe.sweep)
         outcomes.append(outcome)
         report(outcome)
         if outcome.status == "interrupted" or stop_requested() or (not outcome.succeeded and not keep_going):
-            outcomes += [Outcome(r.name, "skipped", r.backend.name, "not run") for r in recipes[index + 1:]]
+            outcomes += [Outcome(r.name, "skipped", r.backend.name, "not run", sweep=r.sweep) for r in recipes[index + 1:]]
             break
     return outcomes

@@ -23,6 +23,7 @@ Examples:
   gankit list-plugins --kind architecture
   gankit sample runs/00000-dcgan_mnist -n 64 -o grid.png
   gankit evaluate runs/00000-dcgan_mnist --metric fid,kid
+  gankit report runs -o report.html
 """
 
 
@@ -188,9 +189,10 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 @click.option("-n", "count", default=64, show_default=True, type=click.IntRange(1, 100_000), help="How many samples.")
 @click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="A .png grid or an .npz of uint8 arrays.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise.")
+@click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
 @click.option("--raw", is_flag=True, help="Use the trained generator, not its EMA (for runs with train.ema).")
-def sample(run_dir: Path, count: int, output: Path, seed: int, raw: bool) -> None:
-    """Draw samples from a run's last checkpoint."""
+def sample(run_dir: Path, count: int, output: Path, seed: int, checkpoint: str | None, raw: bool) -> None:
+    """Draw samples from a run's checkpoint (the last, unless --checkpoint names one)."""
     from gankit.recipe import RecipeError
     from gankit.runner import RunError
     from gankit.sampling import sample_run
@@ -198,10 +200,10 @@ def sample(run_dir: Path, count: int, output: Path, seed: int, raw: bool) -> Non
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
-        checkpoint = sample_run(_registry(), run_dir, count, seed, output, raw=raw)
+        used = sample_run(_registry(), run_dir, count, seed, output, checkpoint, raw=raw)
     except (RecipeError, RunError) as error:
         fail(str(error))
-    console.info(f"wrote {count} samples from {checkpoint} to {output}")
+    console.info(f"wrote {count} samples from {used} to {output}")
 
 
 @main.command()
@@ -233,10 +235,31 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
         fail("--metric: name at least one metric, e.g. --metric fid,kid,is")
     config = EvalConfig(metrics=names, features=features, n=count, seed=seed, split=split)
     try:
-        record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint, raw=raw,
-                              extractor_params={"weights": str(weights)} if weights else None,
-                              info=console.info, warn=console.warn)
+        with console.work_progress() as progress:
+            record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint, raw=raw,
+                                  extractor_params={"weights": str(weights)} if weights else None,
+                                  info=console.info, warn=console.warn, progress=progress)
     except (EvalError, RecipeError, RunError, BackendError, CheckpointError) as error:
         fail(str(error))
     console.eval_table(record)
     console.info(f"recorded in {run_dir / 'eval.json'}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("-o", "output", default=Path("report.html"), show_default=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The HTML file to write.")
+@click.option("--gif-max-kb", type=click.IntRange(0),
+              help="Embed a run's progress.gif only up to this size (0: never); bigger ones are linked. "
+                   "Default: 1024, or an equal share of 20 MB among the runs if less.")
+def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> None:
+    """Write one self-contained HTML page about runs: a sortable table, each run's latest
+    samples, curves and GIF, and its resolved recipe. PATHS are run directories or
+    directories of runs (a batch's --runs-dir)."""
+    from gankit.report import ReportError, write_report
+
+    try:
+        runs = write_report(list(paths), output, gif_max_bytes=None if gif_max_kb is None else gif_max_kb * 1024)
+    except ReportError as error:
+        fail(str(error))
+    console.info(f"wrote {output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {output.stat().st_size // 1024:,} KB)")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -34,12 +39,31 @@ def show_toml(text: str) -> None:
     out.print(Syntax(text, "toml", background_color="default"))
 
 
-class RunProgress:
-    """A live progress bar for one run: epoch, step, losses, D(x), D(G(z)), images/s, ETA."""
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"
 
-    def __init__(self, title: str):
-        self.title = title
-        self.progress = Progress(
+
+def _losses(values: dict[str, float]) -> str:
+    get = lambda key: values.get(key, float("nan"))  # noqa: E731
+    return (f"D {get('d_loss'):.3f}  G {get('g_loss'):.3f}  D(x) {get('d_real'):.2f}  "
+            f"D(G(z)) {get('d_fake'):.2f}")
+
+
+class RunProgress:
+    """One run's progress: epoch, step, losses, D(x), D(G(z)), images/s, elapsed and ETA.
+
+    On a terminal, a live bar. Anywhere else (nohup, CI, a cluster's log file) plain lines:
+    one at the first logged step, then at most one every ``interval`` seconds, and one at
+    the end, besides checkpoints and scores. The ETA comes from the steps done since the
+    run (or resume) started, so it shows even when each step takes minutes.
+    """
+
+    def __init__(self, title: str, *, interval: float = 30.0):
+        self.title, self.interval = title, interval
+        self.plain = not out.is_terminal
+        self.progress = None if self.plain else Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=24),
             MofNCompleteColumn(),
@@ -48,42 +72,97 @@ class RunProgress:
             TextColumn("{task.fields[scores]}"),
             TextColumn("{task.fields[speed]}"),
             TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            TextColumn("eta {task.fields[eta]}"),
             console=out,
             transient=False,
         )
         self.task = None
+        self.started = self.start_step = self.total = 0
+        self.last_line = float("-inf")
+        self.last_step = None
 
     def __enter__(self):
-        self.progress.start()
+        if self.progress is not None:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc):
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _print(self, text: str) -> None:
+        (self.progress.console if self.progress is not None else out).print(text, soft_wrap=self.plain)
+
+    def _eta(self, step: int) -> str:
+        elapsed = time.monotonic() - self.started
+        done = step - self.start_step
+        if done <= 0 or elapsed <= 0:
+            return "-"
+        return _clock((self.total - step) * elapsed / done)
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RunStarted):
+            self.started, self.start_step, self.total = time.monotonic(), event.start_step, event.total_steps
             params = ", ".join(f"{k} {v:,}" for k, v in event.parameters.items())
-            self.progress.console.print(f"[dim]{escape(str(event.run_dir))}: {params} parameters, "
-                                        f"{event.steps_per_epoch} steps/epoch of {event.batch_size}[/]")
-            self.task = self.progress.add_task(self.title, total=event.total_steps, completed=event.start_step,
-                                               epoch=event.start_step // max(event.steps_per_epoch, 1),
-                                               losses="", scores="", speed="")
-        elif isinstance(event, StepLogged) and self.task is not None:
-            v = event.values
-            losses = (f"D {v.get('d_loss', float('nan')):.3f}  G {v.get('g_loss', float('nan')):.3f}  "
-                      f"D(x) {v.get('d_real', float('nan')):.2f}  D(G(z)) {v.get('d_fake', float('nan')):.2f}")
-            self.progress.update(self.task, completed=event.step, epoch=event.epoch, losses=losses,
-                                 speed=f"{v.get('images_per_sec', 0):,.0f} img/s")
-        elif isinstance(event, EvalLogged) and self.task is not None:
+            self._print(f"[dim]{escape(str(event.run_dir))}: {params} parameters, "
+                        f"{event.steps_per_epoch} steps/epoch of {event.batch_size}[/]")
+            if self.progress is not None:
+                self.task = self.progress.add_task(self.title, total=event.total_steps, completed=event.start_step,
+                                                   epoch=event.start_step // max(event.steps_per_epoch, 1),
+                                                   losses="", scores="", speed="", eta="-")
+        elif isinstance(event, StepLogged):
+            losses, speed = _losses(event.values), f"{event.values.get('images_per_sec', 0):,.0f} img/s"
+            if self.progress is not None and self.task is not None:
+                self.progress.update(self.task, completed=event.step, epoch=event.epoch, losses=losses, speed=speed,
+                                     eta=self._eta(event.step))
+            elif self.plain and (time.monotonic() - self.last_line >= self.interval or event.step == self.total):
+                self._line(event.step, f"epoch {event.epoch}  {losses}  {speed}")
+        elif isinstance(event, EvalLogged):
             scores = "  ".join(f"{k.upper()} {v:.4g}" for k, v in event.values.items() if not k.endswith("_std"))
-            self.progress.update(self.task, scores=scores)
-            self.progress.console.print(f"[dim]step {event.step}: {escape(scores)}[/]")
+            if self.task is not None:
+                self.progress.update(self.task, scores=scores)
+            self._print(f"[dim]step {event.step}: {escape(scores)}[/]")
         elif isinstance(event, CheckpointSaved):
-            self.progress.console.print(f"[dim]checkpoint {escape(str(event.path))}[/]")
-        elif isinstance(event, RunFinished) and self.task is not None:
-            self.progress.update(self.task, completed=event.step)
+            self._print(f"[dim]checkpoint {escape(str(event.path))}[/]")
+        elif isinstance(event, RunFinished):
+            if self.task is not None:
+                self.progress.update(self.task, completed=event.step)
+            elif self.plain and self.last_step != event.step:
+                self._line(event.step, event.status)
+
+    def _line(self, step: int, text: str) -> None:
+        elapsed = _clock(time.monotonic() - self.started)
+        percent = 100 * step / max(self.total, 1)
+        self._print(f"{escape(self.title)}  step {step}/{self.total} ({percent:.0f}%)  {escape(text)}  "
+                    f"elapsed {elapsed}  eta {self._eta(step)}")
+        self.last_line, self.last_step = time.monotonic(), step
+
+
+@contextmanager
+def work_progress(interval: float = 30.0) -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(what, done, total)`` callback for long work (feature extraction): a bar
+    per ``what`` on a terminal, elsewhere a plain line at the start, the end, and at most
+    every ``interval`` seconds between."""
+    if not out.is_terminal:
+        last: dict[str, float] = {}
+
+        def line(what: str, done: int, total: int) -> None:
+            if done in (0, total) or time.monotonic() - last.get(what, 0.0) >= interval:
+                out.print(f"{escape(what)}: {done:,}/{total:,}", soft_wrap=True)
+                last[what] = time.monotonic()
+
+        yield line
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=out) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def bar(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bars.add_task(escape(what), total=total)
+            bars.update(tasks[what], completed=done)
+
+        yield bar
 
 
 def plugins_table(registry: Registry, kind: str | None) -> None:
@@ -147,16 +226,37 @@ def eval_table(record: dict) -> None:
     out.print("\n".join(f"[dim]{escape(line)}[/]" for line in lines))
 
 
-def batch_table(outcomes) -> None:
-    """The end of a batch: one row per run (``gankit.batch.Outcome``)."""
+def _duration(seconds: float) -> str:
+    return _clock(seconds) if seconds >= 60 else f"{seconds:.0f}s"
+
+
+def batch_table(outcomes, console: Console | None = None) -> None:
+    """The end of a batch: one row per run (``gankit.batch.Outcome``), made to fit 80
+    columns: a sweep's values get columns of their own, so its rows tell apart even when
+    the long run names are cut short; a backend shared by all runs goes in the title."""
     colours = {"completed": "green", "interrupted": "yellow", "skipped": "dim"}
-    table = Table(title="runs", title_justify="left", title_style="bold")
-    for column in ("recipe", "backend", "status", "steps", "time", "D loss", "G loss", "run directory"):
-        table.add_column(column, justify="right" if column in ("steps", "time", "D loss", "G loss") else "left")
+    swept = list(dict.fromkeys(key for o in outcomes for key in o.sweep))
+    backends = {o.backend for o in outcomes if o.backend}
+    folders = {o.run_dir.parent for o in outcomes if o.run_dir is not None}
+    title = "runs" + (f" in {folders.pop()}" if len(folders) == 1 else "") + \
+        (f" ({backends.pop()})" if len(backends) == 1 else "")
+    table = Table(title=escape(title), title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    # Names have no spaces: a wrappable column cuts them with an ellipsis, and is the one cut first.
+    table.add_column("run", overflow="ellipsis")
+    for key in swept:
+        table.add_column(escape(key.rsplit(".", 1)[-1]), overflow="ellipsis")
+    if len(backends) > 1:
+        table.add_column("backend", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("steps", "time", "D loss", "G loss"):
+        table.add_column(column, justify="right", no_wrap=True)
     for o in outcomes:
-        colour = colours.get(o.status, "red")
         loss = lambda key: f"{o.final[key]:.3f}" if key in o.final else "-"  # noqa: E731
-        table.add_row(escape(o.label), o.backend or "-", f"[{colour}]{o.status}[/]", str(o.steps) if o.steps else "-",
-                      f"{o.seconds:.0f}s" if o.seconds else "-", loss("d_loss"), loss("g_loss"),
-                      escape(str(o.run_dir)) if o.run_dir else escape(o.message))
-    out.print(table)
+        row = [escape(o.run_dir.name if o.run_dir else o.label)]
+        row += [escape(str(o.sweep.get(key, "-"))) for key in swept]
+        row += [o.backend or "-"] if len(backends) > 1 else []
+        row += [f"[{colours.get(o.status, 'red')}]{o.status}[/]", str(o.steps) if o.steps else "-",
+                _duration(o.seconds) if o.seconds else "-", loss("d_loss"), loss("g_loss")]
+        table.add_row(*row)
+    (console or out).print(table)

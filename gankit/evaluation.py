@@ -29,6 +29,11 @@ from gankit.files import atomic_directory, write_bytes, write_json
 from gankit.registry import Component, Registry
 
 
+Progress = Callable[[str, int, int], None]
+"""Told (what, done, total) as features are extracted."""
+EXTRACT_CHUNK = 1000
+
+
 class EvalError(Exception):
     """An evaluation that cannot run. The message is one line that says what to fix."""
 
@@ -149,9 +154,12 @@ class Evaluator:
 
     def __init__(self, plan: EvalPlan, recipe, *, cache_dir: Path | None = None,
                  extractor_params: dict[str, Any] | None = None, loaded: dict[str, ImageData] | None = None,
-                 info: Callable[[str], None] = print, warn: Callable[[str], None] = print):
-        """``loaded``: splits of the recipe's dataset already in memory (a run's training data)."""
+                 info: Callable[[str], None] = print, warn: Callable[[str], None] = print,
+                 progress: Progress | None = None):
+        """``loaded``: splits of the recipe's dataset already in memory (a run's training data).
+        ``progress(what, done, total)`` is told how feature extraction is getting on."""
         config = self.config = plan.config
+        self.progress = progress
         self.cache_dir = cache_dir or default_cache_dir()
         self.metrics: dict[str, Metric] = {
             name: _available(component).factory(_params(component, {})) for name, component in plan.metrics.items()
@@ -205,15 +213,27 @@ class Evaluator:
             path = self.cache_dir / "eval" / "real" / f"{key}.npz"
             features = _read_features(path)
             if features is None:
-                features = self.extractor.extract(data.images[real_subset(total, count, self.config.seed)])
+                features = self._extract(data.images[real_subset(total, count, self.config.seed)], "real images")
                 _write_features(path, features)
             self._real = features, {**record, "features_cache": str(path)}
         return self._real
 
+    def _extract(self, images: np.ndarray, what: str) -> Features:
+        """The extractor's features, a chunk at a time when someone watches the progress
+        (each image's features do not depend on the others in its batch)."""
+        if self.progress is None:
+            return self.extractor.extract(images)
+        chunks = []
+        for start in range(0, len(images), EXTRACT_CHUNK):
+            self.progress(what, start, len(images))
+            chunks.append(self.extractor.extract(images[start:start + EXTRACT_CHUNK]))
+        self.progress(what, len(images), len(images))
+        return Features(np.concatenate([c.features for c in chunks]), np.concatenate([c.logits for c in chunks]))
+
     def score(self, images: np.ndarray) -> dict[str, float]:
         """Every metric's scores for these generated uint8 (N, H, W, C) images."""
         try:
-            fake = self.extractor.extract(images)
+            fake = self._extract(images, "generated images")
         except DataError as error:
             raise EvalError(f"feature extractor {self.config.features!r}: {error}") from None
         real = self.real()[0] if self.uses_real else None
@@ -236,7 +256,8 @@ class Evaluator:
 
 def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, checkpoint: str | None = None,
                  raw: bool = False, extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
-                 info: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> dict[str, Any]:
+                 info: Callable[[str], None] = print, warn: Callable[[str], None] = print,
+                 progress: Progress | None = None) -> dict[str, Any]:
     """Score a run's checkpoint (its EMA generator when it keeps one, unless ``raw``) and
     record how in ``run_dir/eval.json``, which keeps the latest evaluation with each feature
     extractor. Returns the record."""
@@ -247,7 +268,7 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
     recipe, trainer, checkpoint_dir = load_generator(registry, run_dir, checkpoint)
     step = read_meta(checkpoint_dir).get("step")
     evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
-                          extractor_params=extractor_params, info=info, warn=warn)
+                          extractor_params=extractor_params, info=info, warn=warn, progress=progress)
     scores = evaluator.score(trainer.generate(config.n, config.seed, raw=raw))
     record = {
         "gankit_version": __version__,

@@ -29,6 +29,7 @@ else:
 SECTIONS = ("dataset", "architecture", "backend")
 TOP_LEVEL = ("name", "seed", *SECTIONS, "train", "export", "eval", "sweep", "gankit")
 """``gankit`` is the provenance table a run writes into its resolved recipe; it is ignored on reading."""
+LISTS_OF_TABLES = ("export",)
 
 
 class RecipeError(Exception):
@@ -99,14 +100,33 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _table_using(tables: list, name: str) -> int:
+    """The index of the table with ``use = name`` in a list of tables, appended when missing."""
+    for index, table in enumerate(tables):
+        if isinstance(table, dict) and table.get("use") == name:
+            return index
+    tables.append({"use": name})
+    return len(tables) - 1
+
+
 def set_key(data: dict[str, Any], key: str, value: Any, path: Path, origin: str) -> None:
-    """Set ``a.b.c`` in nested tables; a number in the path indexes a list (``export.0.every``)."""
+    """Set ``a.b.c`` in nested tables. In a list, a number is an index (``export.0.every``)
+    and a name picks the table using that component, added if missing
+    (``export.png.every``, ``export.tensorboard={}``)."""
     parts = key.strip().split(".")
     node: Any = data
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+        if isinstance(node, list) and not part.isdigit():
+            index = _table_using(node, part)
+            if last:
+                if not isinstance(value, dict):
+                    raise RecipeError(f"{path}: {origin} {key}: expected a table of settings, e.g. {key}={{}}")
+                node[index] = {**node[index], **value}
+            else:
+                node = node[index]
+        elif isinstance(node, list):
+            if int(part) >= len(node):
                 raise RecipeError(f"{path}: {origin} {key}: {part!r} is not an index below {len(node)}")
             if last:
                 node[int(part)] = value
@@ -115,7 +135,7 @@ def set_key(data: dict[str, Any], key: str, value: Any, path: Path, origin: str)
         elif last:
             node[part] = value
         else:
-            node = node.setdefault(part, {})
+            node = node.setdefault(part, [] if depth == 0 and part in LISTS_OF_TABLES else {})
         if not last and not isinstance(node, (dict, list)):
             raise RecipeError(f"{path}: {origin} {key}: {'.'.join(parts[: depth + 1])} is not a table")
 

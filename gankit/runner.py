@@ -7,8 +7,10 @@ is built before the run directory is created, so a failed start leaves nothing b
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +18,7 @@ import tomli_w
 
 from gankit import __version__
 from gankit.backend import BackendError, CheckpointError
+from gankit.curves import CurvesWriter
 from gankit.data import DataContext, DataError, DataSpec, ImageData
 from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
 from gankit.events import EvalLogged, Event, RunFinished, StepLogged
@@ -52,12 +55,28 @@ def next_run_dir(runs_root: Path, name: str) -> Path:
             number += 1
 
 
+def install_hint(module: str) -> str:
+    """``pip install 'gankit[EXTRA]'`` for the extra of gankit's that brings ``module``,
+    else ``pip install MODULE``."""
+    try:
+        requirements = metadata.requires("gankit") or []
+    except metadata.PackageNotFoundError:
+        requirements = []
+    normal = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
+    for requirement in requirements:
+        name, _, marker = requirement.partition(";")
+        extra = re.search(r'extra\s*==\s*"([^"]+)"', marker)
+        if extra and normal(re.split(r"[^\w.-]", name.strip())[0]) == normal(module):
+            return f"pip install 'gankit[{extra.group(1)}]'"
+    return f"pip install {module}"
+
+
 def _require(choice: Choice) -> None:
     missing = choice.component.missing_requirements()
     if missing:
         raise RunError(
             f"{choice.component.kind} {choice.name!r} needs {', '.join(missing)}, which is not installed; "
-            f"pip install 'gankit[{missing[0]}]'"
+            f"{install_hint(missing[0])}"
         )
 
 
@@ -143,6 +162,8 @@ class Prepared:
 
 
 def prepare(recipe: Recipe, context: DataContext) -> Prepared:
+    for export in recipe.exports:
+        _require(export)
     data = load_data(recipe, context)
     trainer = build_trainer(recipe, data.spec)
     try:
@@ -263,7 +284,8 @@ def resume(
 def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0) -> RunResult:
     recipe = prepared.recipe
     exporters = [choice.component.factory(choice.params, run_dir) for choice in recipe.exports]
-    handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, *(e.handle for e in exporters), *listeners]
+    handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, CurvesWriter(run_dir).handle,
+                *(e.handle for e in exporters), *listeners]
 
     def emit(event: Event) -> None:
         for handler in handlers:

@@ -148,6 +148,7 @@ def test_evaluate_command_prints_a_table_and_writes_eval_json(trained_run, eval_
     code, output = cli("evaluate", trained_run, "-n", 400, "--checkpoint", "step_00000300")
     assert code == 0, output
     assert all(name in output for name in ("FID", "KID", "IS", "400 of 2,048 train images", "step 300"))
+    assert "generated images: 0/400 generated images: 400/400" in output, "progress while extracting features"
     assert json.loads((trained_run / "eval.json").read_text())["evaluations"]["domain"]["generated"]["count"] == 400
 
 

@@ -94,6 +94,12 @@ def test_sample_draws_from_the_last_checkpoint(write_recipe, tmp_path):
     np.testing.assert_array_equal(a, b)
     result = runner.invoke(main, ["sample", str(run_dir), "-n", "16", "-o", str(tmp_path / "grid.png")])
     assert result.exit_code == 0 and iio.imread(tmp_path / "grid.png").shape == (4 * 30 + 2, 4 * 30 + 2)
+    result = runner.invoke(main, ["sample", str(run_dir), "-n", "10", "-o", str(tmp_path / "c.npz"), "--seed", "3",
+                                  "--checkpoint", "step_00000004"])
+    assert result.exit_code == 0 and "step_00000004" in result.output, result.output
+    assert not np.array_equal(np.load(tmp_path / "c.npz")["images"], a), "an earlier generator draws other images"
+    result = runner.invoke(main, ["sample", str(run_dir), "-o", str(tmp_path / "d.png"), "--checkpoint", "best"])
+    assert result.exit_code == 2 and "known: step_00000004, step_00000006" in result.output
 
 
 def test_checkpoint_restores_the_generator_exactly(write_recipe, tmp_path):

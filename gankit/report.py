@@ -1,0 +1,232 @@
+"""``gankit report``: one self-contained HTML page for one run or many.
+
+A sortable table of the runs (status, steps, time, final losses, best and last scores,
+the recipe values that differ between them), then a section per run with its latest
+sample grid, curves and GIF, and its full resolved recipe. Images are embedded as base64,
+so the file opens anywhere with no network; everything from a run is escaped by jinja2.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gankit import __version__
+from gankit.curves import draw_curves, read_metrics, run_title
+from gankit.files import write_text
+from gankit.recipe import RecipeError, read_toml
+from gankit.training import list_checkpoints
+
+LOSSES = ("d_loss", "g_loss")
+
+
+class ReportError(Exception):
+    """Nothing to report on; the message says why."""
+
+
+@dataclass
+class Image:
+    kind: str  # samples, curves or progress
+    caption: str
+    data_uri: str = ""
+    link: str = ""  # a relative path, for a file too big to embed
+
+
+@dataclass
+class RunReport:
+    path: Path
+    recipe_text: str
+    recipe: dict[str, Any]
+    status: str
+    message: str
+    steps: int | None
+    total_steps: int | None
+    seconds: float | None
+    losses: dict[str, float]
+    scores: dict[str, dict[str, float]]  # score -> {"best": ..., "last": ...}
+    images: list[Image] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run directories named directly, or found one level inside a directory of runs."""
+    runs: list[Path] = []
+    for path in paths:
+        if (path / "recipe.toml").is_file():
+            found = [path]
+        elif path.is_dir():
+            found = sorted(p for p in path.iterdir() if (p / "recipe.toml").is_file())
+            if not found:
+                raise ReportError(f"{path}: holds no run directories (none has a recipe.toml)")
+        else:
+            raise ReportError(f"{path}: not a run directory nor a directory of runs")
+        runs += [p for p in found if p.resolve() not in {r.resolve() for r in runs}]
+    return runs
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _status(run_dir: Path, summary: dict | None) -> tuple[str, str]:
+    if summary is not None:
+        return str(summary.get("status", "unknown")), str(summary.get("message", ""))
+    if list_checkpoints(run_dir):
+        return "unfinished", "no summary.json: still running, or stopped without writing one; resume it to go on"
+    return "no checkpoint", "no checkpoint yet: still starting, or stopped before its first checkpoint"
+
+
+def _scores(series: dict[str, dict[int, float]], evaluation: dict | None) -> dict[str, dict[str, float]]:
+    """Each score of the run's evaluations during training (a recipe's ``[eval]``): its
+    last value, and its value at the run's best checkpoint."""
+    during = (evaluation or {}).get("during_training") or {}
+    best = (during.get("best") or {}).get("scores") or {}
+    last = (during.get("last") or {}).get("scores") or {}
+    scores = {}
+    for key in last:
+        if not key.endswith("_std"):
+            values = series.get(key)
+            scores[key] = {"last": values[max(values)] if values else last[key]}
+            if key in best:
+                scores[key]["best"] = best[key]
+    return scores
+
+
+def _images(run_dir: Path, series, output_dir: Path, gif_max_bytes: int) -> list[Image]:
+    images = []
+    grids = sorted((run_dir / "samples").glob("step_*.png"))
+    if grids:
+        step = grids[-1].stem.removeprefix("step_").lstrip("0") or "0"
+        images.append(Image("samples", f"samples at step {step}", _data_uri(grids[-1].read_bytes(), "image/png")))
+    curves = run_dir / "curves.png"
+    if curves.is_file():
+        images.append(Image("curves", "curves", _data_uri(curves.read_bytes(), "image/png")))
+    elif series:
+        images.append(Image("curves", "curves", _data_uri(draw_curves(series, run_title(run_dir)), "image/png")))
+    gif = run_dir / "progress.gif"
+    if gif.is_file():
+        if gif.stat().st_size <= gif_max_bytes:
+            images.append(Image("progress", "progress", _data_uri(gif.read_bytes(), "image/gif")))
+        else:
+            images.append(Image("progress", f"progress.gif ({gif.stat().st_size // 1024:,} KB, not embedded)",
+                                link=os.path.relpath(gif, output_dir)))
+    return images
+
+
+def read_run(run_dir: Path, output_dir: Path, gif_max_bytes: int) -> RunReport:
+    try:
+        recipe = read_toml(run_dir / "recipe.toml")
+    except RecipeError as error:
+        raise ReportError(str(error)) from None
+    summary = _read_json(run_dir / "summary.json")
+    series = read_metrics(run_dir / "metrics.jsonl")
+    status, message = _status(run_dir, summary)
+    logged_steps = [step for values in series.values() for step in values]
+    final = (summary or {}).get("final") or {}
+    losses = {key: final[key] if key in final else series[key][max(series[key])]
+              for key in LOSSES if key in final or key in series}
+    return RunReport(
+        path=run_dir,
+        recipe_text=(run_dir / "recipe.toml").read_text(encoding="utf-8"),
+        recipe=recipe,
+        status=status,
+        message=message,
+        steps=(summary or {}).get("steps", max(logged_steps, default=None)),
+        total_steps=(summary or {}).get("total_steps", recipe.get("train", {}).get("steps")),
+        seconds=(summary or {}).get("seconds"),
+        losses=losses,
+        scores=_scores(series, _read_json(run_dir / "eval.json")),
+        images=_images(run_dir, series, output_dir, gif_max_bytes),
+    )
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return {k: v for index, item in enumerate(value) for k, v in _flatten(item, f"{prefix}{index}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def recipe_settings(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A resolved recipe as dotted keys (``train.lr_g``, ``export.0.every``), name and
+    provenance left out."""
+    return _flatten({key: value for key, value in recipe.items() if key not in ("name", "gankit")})
+
+
+def differing_settings(settings: list[dict[str, Any]]) -> list[str]:
+    """The dotted keys whose values are not the same in every run."""
+    if len(settings) < 2:
+        return []
+    keys = list(dict.fromkeys(key for each in settings for key in each))
+    return [key for key in keys if len({json.dumps(each.get(key), sort_keys=True) for each in settings}) > 1]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _setting_text(value: Any) -> str:
+    return "-" if value is None else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def render(runs: list[RunReport]) -> str:
+    from jinja2 import Environment, PackageLoader
+
+    environment = Environment(loader=PackageLoader("gankit", "templates"), autoescape=True,
+                              trim_blocks=True, lstrip_blocks=True)
+    environment.filters.update(duration=_duration, number=_number, setting=_setting_text)
+    settings = [recipe_settings(run.recipe) for run in runs]
+    differing = differing_settings(settings)
+    score_keys = list(dict.fromkeys(key for run in runs for key in run.scores))
+    return environment.get_template("report.html").render(
+        runs=runs,
+        differing=differing,
+        differing_values=[[each.get(key) for key in differing] for each in settings],
+        score_keys=score_keys,
+        losses=LOSSES,
+        version=__version__,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+GIF_BUDGET = 20 * 1024 * 1024
+GIF_MAX = 1024 * 1024
+
+
+def write_report(paths: list[Path], output: Path, *, gif_max_bytes: int | None = None) -> list[RunReport]:
+    """Write the report of the runs ``paths`` stand for to ``output``; returns them.
+
+    A run's GIF is embedded up to ``gif_max_bytes``, by default 1 MB or an equal share of
+    20 MB, whichever is less, so that the report of a 50-run sweep still opens quickly;
+    a bigger GIF is linked instead."""
+    run_dirs = find_runs(paths)
+    if gif_max_bytes is None:
+        gif_max_bytes = min(GIF_MAX, GIF_BUDGET // len(run_dirs))
+    runs = [read_run(run_dir, output.resolve().parent, gif_max_bytes) for run_dir in run_dirs]
+    write_text(output, render(runs))
+    return runs
