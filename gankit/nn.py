@@ -15,9 +15,16 @@ Conventions, chosen so that a description means the same thing on every backend:
 - ``init`` names the weight initialisation: ``"default"`` (the framework's own),
   ``"glorot_uniform"`` (Keras's default: Glorot-uniform kernels, zero biases) or
   ``"normal:STD"`` (DCGAN: N(0, STD) kernels, BatchNorm scale N(1, STD), zero biases).
-- ``spectral_norm=True`` on Dense, Conv or ConvTranspose divides the weight by its largest
-  singular value (``gankit.spectral`` defines how, once for every backend). It adds no
-  trainable parameter: its power-iteration vector is state, saved in checkpoints.
+- ``spectral_norm=True`` on Dense, Conv, ConvTranspose or Projection divides the weight by
+  its largest singular value (``gankit.spectral`` defines how, once for every backend). It
+  adds no trainable parameter: its power-iteration vector is state, saved in checkpoints.
+- ``Residual`` is the one layer that is not a plain step: its output is its ``layers``'
+  output plus its ``shortcut``'s (no shortcut layers: the input itself), as in the
+  residual networks of SNGAN and BigGAN.
+- A network with ``classes = K`` takes a class label (0..K-1) with every input, which its
+  conditional layers read: ``JoinClass`` (one-hot or embedding joined to the input),
+  ``ConditionalBatchNorm`` (a scale and shift per class) and ``Projection`` (the
+  projection discriminator's logit: ``dense(x) + <embed(label), x>``).
 """
 
 from __future__ import annotations
@@ -96,7 +103,61 @@ class Flatten:
     pass
 
 
-Layer = Union[Dense, Conv, ConvTranspose, BatchNorm, Dropout, LeakyReLU, ReLU, Tanh, Sigmoid, Reshape, Flatten]
+@dataclass(frozen=True)
+class Upsample:
+    """Nearest-neighbour upsampling of an (H, W, C) input by ``factor``."""
+
+    factor: int = 2
+
+
+@dataclass(frozen=True)
+class AvgPool:
+    """Average pooling over non-overlapping ``size`` x ``size`` windows (a remainder is dropped)."""
+
+    size: int = 2
+
+
+@dataclass(frozen=True)
+class GlobalSumPool:
+    """(H, W, C) -> (C,): the sum over every pixel (SNGAN's discriminator)."""
+
+
+@dataclass(frozen=True)
+class Residual:
+    """``layers(x) + shortcut(x)``; both must give the same shape. An empty shortcut is the
+    identity; a 1x1 Conv, Upsample or AvgPool there fits it to changed shapes."""
+
+    layers: tuple
+    shortcut: tuple = ()
+
+
+@dataclass(frozen=True)
+class JoinClass:
+    """Join the label to the input: as a one-hot vector (``embedding = 0``) or a learned
+    embedding of that size; on an (H, W, C) input, as extra channels at every pixel."""
+
+    embedding: int = 0
+
+
+@dataclass(frozen=True)
+class ConditionalBatchNorm:
+    """BatchNorm whose scale and shift are looked up by the label (one of each per class)."""
+
+    momentum: float = 0.9
+    eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class Projection:
+    """(F,) features -> (1,) logit ``dense(x) + <embed(label), x>`` (Miyato & Koyama, 2018)."""
+
+    bias: bool = True
+    spectral_norm: bool = False
+
+
+Layer = Union[Dense, Conv, ConvTranspose, BatchNorm, Dropout, LeakyReLU, ReLU, Tanh, Sigmoid, Reshape, Flatten,
+              Upsample, AvgPool, GlobalSumPool, Residual, JoinClass, ConditionalBatchNorm, Projection]
+CONDITIONAL = (JoinClass, ConditionalBatchNorm, Projection)
 INITS = re.compile(r"^(default|glorot_uniform|normal:\d*\.?\d+(e-?\d+)?)$")
 
 
@@ -111,8 +172,55 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape ``layer`` gives for an input of ``shape`` (without the batch axis)."""
+def _image(layer, shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError(f"{type(layer).__name__} needs an (H, W, C) input, got {shape}")
+    return shape
+
+
+def walk(layers: tuple, shape: tuple[int, ...], classes: int = 0) -> list[tuple[int, ...]]:
+    """The output shape of each of ``layers`` in turn (raises ShapeError naming the layer)."""
+    shapes = []
+    for index, layer in enumerate(layers):
+        try:
+            shape = output_shape(layer, shape, classes)
+        except ShapeError as error:
+            raise ShapeError(f"layer {index} ({type(layer).__name__}): {error}") from None
+        shapes.append(shape)
+    return shapes
+
+
+def output_shape(layer: Layer, shape: tuple[int, ...], classes: int = 0) -> tuple[int, ...]:
+    """The shape ``layer`` gives for an input of ``shape`` (without the batch axis) in a
+    network of ``classes`` classes."""
+    if isinstance(layer, CONDITIONAL) and not classes:
+        raise ShapeError(f"{type(layer).__name__} reads the class label: give the network classes")
+    if isinstance(layer, Residual):
+        if not layer.layers:
+            raise ShapeError("a residual block needs layers")
+        main = walk(layer.layers, shape, classes)[-1]
+        short = walk(layer.shortcut, shape, classes)[-1] if layer.shortcut else tuple(shape)
+        if main != short:
+            raise ShapeError(f"its layers give {main} but its shortcut gives {short}; "
+                             "fit the shortcut with a 1x1 Conv, Upsample or AvgPool")
+        return main
+    if isinstance(layer, JoinClass):
+        width = layer.embedding or classes
+        return (*shape[:-1], shape[-1] + width)
+    if isinstance(layer, Projection):
+        if len(shape) != 1:
+            raise ShapeError(f"Projection needs a vector of features, got {shape}; add GlobalSumPool() or Flatten()")
+        return (1,)
+    if isinstance(layer, Upsample):
+        h, w, c = _image(layer, shape)
+        return (h * layer.factor, w * layer.factor, c)
+    if isinstance(layer, AvgPool):
+        h, w, c = _image(layer, shape)
+        if h < layer.size or w < layer.size:
+            raise ShapeError(f"cannot pool {shape} in {layer.size}x{layer.size} windows")
+        return (h // layer.size, w // layer.size, c)
+    if isinstance(layer, GlobalSumPool):
+        return (_image(layer, shape)[-1],)
     if isinstance(layer, Dense):
         if len(shape) != 1:
             raise ShapeError(f"Dense needs a vector input, got {shape}; add Flatten() first")
@@ -138,8 +246,16 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
-def parameter_count(layer: Layer, shape: tuple[int, ...]) -> int:
+def parameter_count(layer: Layer, shape: tuple[int, ...], classes: int = 0) -> int:
     """Trainable parameters of ``layer`` for an input of ``shape``."""
+    if isinstance(layer, Residual):
+        return sequence_parameters(layer.layers, shape, classes) + sequence_parameters(layer.shortcut, shape, classes)
+    if isinstance(layer, JoinClass):
+        return classes * layer.embedding
+    if isinstance(layer, ConditionalBatchNorm):
+        return 2 * classes * shape[-1]
+    if isinstance(layer, Projection):
+        return shape[0] * (1 + classes) + (1 if layer.bias else 0)
     if isinstance(layer, Dense):
         return shape[0] * layer.units + (layer.units if layer.bias else 0)
     if isinstance(layer, (Conv, ConvTranspose)):
@@ -149,37 +265,52 @@ def parameter_count(layer: Layer, shape: tuple[int, ...]) -> int:
     return 0
 
 
+def sequence_parameters(layers: tuple, shape: tuple[int, ...], classes: int = 0) -> int:
+    shapes = [tuple(shape), *walk(layers, shape, classes)]
+    return sum(parameter_count(layer, s, classes) for layer, s in zip(layers, shapes))
+
+
+def flatten(layers: tuple) -> list:
+    """Every layer, residual blocks' layers included, depth first (a block before its layers)."""
+    found = []
+    for layer in layers:
+        found.append(layer)
+        if isinstance(layer, Residual):
+            found += flatten(layer.layers) + flatten(layer.shortcut)
+    return found
+
+
 @dataclass(frozen=True)
 class Network:
-    """A sequence of layers applied to inputs of ``input_shape``."""
+    """A sequence of layers applied to inputs of ``input_shape`` (and, with ``classes``, to
+    a class label per input)."""
 
     input_shape: tuple[int, ...]
     layers: tuple[Layer, ...]
     init: str = "default"
+    classes: int = 0
 
     def __post_init__(self):
         if not INITS.match(self.init):
             raise ValueError(f"unknown init {self.init!r}; use default, glorot_uniform or normal:STD")
+        if self.classes and not any(isinstance(layer, CONDITIONAL) for layer in flatten(self.layers)):
+            raise ValueError(f"the network takes {self.classes} classes but no layer reads the label")
         self.shapes()
+
+    @property
+    def conditional(self) -> bool:
+        return self.classes > 0
 
     def shapes(self) -> list[tuple[int, ...]]:
         """The output shape of every layer, in order (raises ShapeError if one does not fit)."""
-        shapes, shape = [], tuple(self.input_shape)
-        for index, layer in enumerate(self.layers):
-            try:
-                shape = output_shape(layer, shape)
-            except ShapeError as error:
-                raise ShapeError(f"layer {index} ({type(layer).__name__}): {error}") from None
-            shapes.append(shape)
-        return shapes
+        return walk(self.layers, tuple(self.input_shape), self.classes)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
         return self.shapes()[-1] if self.layers else tuple(self.input_shape)
 
     def parameter_count(self) -> int:
-        shapes = [tuple(self.input_shape), *self.shapes()]
-        return sum(parameter_count(layer, shape) for layer, shape in zip(self.layers, shapes))
+        return sequence_parameters(self.layers, tuple(self.input_shape), self.classes)
 
     @property
     def init_std(self) -> float | None:
@@ -199,3 +330,8 @@ class Architecture:
     generator: Network | None
     discriminator: Network | None
     native: dict = field(default_factory=dict)
+
+    @property
+    def classes(self) -> int:
+        """How many classes a conditional architecture's generator draws (0: unconditional)."""
+        return self.generator.classes if self.generator is not None else 0

@@ -103,3 +103,45 @@ def test_default_dcgan_sizes_itself_from_the_data(spec):
     assert arch.generator.output_shape == spec.shape
     assert arch.discriminator.input_shape == spec.shape
     assert 4 <= arch.generator.shapes()[0][0] // 256 <= 64  # starts from a 7x7 or 8x8 map
+
+
+def test_a_residual_block_whose_branches_disagree_is_refused_before_compiling():
+    block = nn.Residual((nn.Conv(8, 3), nn.AvgPool()), (nn.AvgPool(),))
+    with pytest.raises(nn.ShapeError, match=r"layer 0 .Residual.: its layers give \(4, 4, 8\) but its shortcut "
+                                            r"gives \(4, 4, 3\); fit the shortcut"):
+        nn.Network((8, 8, 3), (block,))
+
+
+def test_residual_shapes_and_parameter_counts():
+    block = nn.Residual((nn.BatchNorm(), nn.ReLU(), nn.Upsample(), nn.Conv(8, 3)), (nn.Upsample(), nn.Conv(8, 1)))
+    network = nn.Network((4, 4, 3), (block, nn.AvgPool(), nn.GlobalSumPool()))
+    assert network.shapes() == [(8, 8, 8), (4, 4, 8), (8,)]
+    assert network.parameter_count() == 2 * 3 + (9 * 3 * 8 + 8) + (3 * 8 + 8)
+    identity = nn.Network((4, 4, 8), (nn.Residual((nn.ReLU(), nn.Conv(8, 3))),))
+    assert identity.output_shape == (4, 4, 8)
+
+
+def test_conditional_layers_need_a_network_with_classes():
+    with pytest.raises(nn.ShapeError, match="Projection reads the class label: give the network classes"):
+        nn.Network((4,), (nn.Projection(),))
+    with pytest.raises(ValueError, match="takes 10 classes but no layer reads the label"):
+        nn.Network((4,), (nn.Dense(1),), classes=10)
+
+
+def test_conditional_shapes_and_parameter_counts():
+    generator = nn.Network((100,), (nn.JoinClass(50), nn.Dense(16), nn.ConditionalBatchNorm(), nn.ReLU()), classes=10)
+    assert generator.shapes()[0] == (150,)
+    assert generator.parameter_count() == 10 * 50 + 150 * 16 + 16 + 2 * 10 * 16
+    one_hot_d = nn.Network((8, 8, 3), (nn.JoinClass(), nn.Flatten(), nn.Projection()), classes=10)
+    assert one_hot_d.shapes() == [(8, 8, 13), (8 * 8 * 13,), (1,)]
+    assert one_hot_d.parameter_count() == 8 * 8 * 13 * 11 + 1
+    with pytest.raises(nn.ShapeError, match="Projection needs a vector of features"):
+        nn.Network((8, 8, 3), (nn.Projection(),), classes=10)
+
+
+def test_a_conditional_torch_network_reads_the_label():
+    network = nn.Network((4,), (nn.JoinClass(), nn.Dense(3), nn.ConditionalBatchNorm(), nn.Dense(2)), classes=5)
+    model = compile_network(network).eval()
+    z = torch.randn(1, 4).expand(5, 4)
+    out = model(z, torch.arange(5))
+    assert out.shape == (5, 2) and len({tuple(row.tolist()) for row in out}) == 5

@@ -1,8 +1,10 @@
-"""gankit.nn -> Keras layers (NHWC), one Keras layer per gankit layer.
+"""gankit.nn -> a functional Keras model (NHWC), one Keras layer per gankit layer.
 
 Keras already follows gankit.nn's conventions ('same' padding, BatchNorm momentum), so the
-mapping is direct. Every random initialiser and every Dropout gets its own seed, derived
-from the network's seed, so that building a network never touches global random state.
+mapping is direct. A residual block is its layers applied in the graph, joined by an Add;
+a conditional network has a second input, the int32 labels. Every random initialiser and
+every Dropout gets its own seed, derived from the network's seed and the layer's place
+(depth first), so that building a network never touches global random state.
 """
 
 from __future__ import annotations
@@ -74,13 +76,115 @@ def _initialisers(std: float | None, seed: int) -> dict:
             "gamma": keras.initializers.RandomNormal(1.0, std, seed)}
 
 
-def _layer(layer, std: float | None, seed: int):
+class GlobalSumPool(layers.Layer):
+    def call(self, inputs):
+        return tf.reduce_sum(inputs, axis=[1, 2])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
+def _label_channels(code, like):
+    """(N, K) -> (N, H, W, K) to join an image, or (N, K) as it is to join a vector."""
+    if len(like.shape) != 4:
+        return code
+    shape = tf.shape(like)
+    return tf.broadcast_to(code[:, None, None, :], [shape[0], shape[1], shape[2], tf.shape(code)[1]])
+
+
+class JoinClass(layers.Layer):
+    """Called on ``[x, labels]``."""
+
+    def __init__(self, classes: int, embedding: int, initializer, **kwargs):
+        super().__init__(**kwargs)
+        self.classes, self.embedding, self.initializer = classes, embedding, initializer
+
+    def build(self, input_shape):
+        if self.embedding:
+            self.table = self.add_weight(shape=(self.classes, self.embedding), initializer=self.initializer, name="embedding")
+
+    def call(self, inputs):
+        x, labels = inputs
+        code = tf.gather(self.table, labels) if self.embedding else tf.one_hot(labels, self.classes, dtype=x.dtype)
+        return tf.concat([x, _label_channels(code, x)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape[0]
+        return (*shape[:-1], shape[-1] + (self.embedding or self.classes))
+
+
+class ConditionalBatchNorm(layers.Layer):
+    """BatchNorm without its own scale and shift; those come from one row per class."""
+
+    def __init__(self, layer: nn.ConditionalBatchNorm, classes: int, gamma, **kwargs):
+        super().__init__(**kwargs)
+        self.classes, self.gamma = classes, gamma
+        self.norm = layers.BatchNormalization(momentum=layer.momentum, epsilon=layer.eps, center=False, scale=False)
+
+    def build(self, input_shape):
+        channels = input_shape[0][-1]
+        self.norm.build(input_shape[0])
+        self.scale = self.add_weight(shape=(self.classes, channels), initializer=self.gamma, name="scale")
+        self.shift = self.add_weight(shape=(self.classes, channels), initializer="zeros", name="shift")
+
+    def call(self, inputs, training=None):
+        x, labels = inputs
+        scale, shift = tf.gather(self.scale, labels), tf.gather(self.shift, labels)
+        if len(x.shape) == 4:
+            scale, shift = scale[:, None, None, :], shift[:, None, None, :]
+        return self.norm(x, training=training) * scale + shift
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+class Projection(layers.Layer):
+    """``dense(x) + <embedding[label], x>``, called on ``[x, labels]``."""
+
+    def __init__(self, dense, classes: int, initializer, **kwargs):
+        super().__init__(**kwargs)
+        self.dense, self.classes, self.initializer = dense, classes, initializer
+
+    def build(self, input_shape):
+        self.dense.build(input_shape[0])
+        self.embedding = self.add_weight(shape=(self.classes, input_shape[0][-1]), initializer=self.initializer,
+                                         name="embedding")
+
+    def call(self, inputs):
+        x, labels = inputs
+        return self.dense(x) + tf.reduce_sum(tf.gather(self.embedding, labels) * x, axis=1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], 1)
+
+
+def _layer(layer, std: float | None, seed: int, classes: int = 0):
+    if isinstance(layer, (nn.JoinClass, nn.ConditionalBatchNorm, nn.Projection)):
+        return _conditional_layer(layer, std, seed, classes)
     made = _plain_layer(layer, std, seed)
     return SpectralNormalised(made, seed) if getattr(layer, "spectral_norm", False) else made
 
 
+def _conditional_layer(layer, std: float | None, seed: int, classes: int):
+    """Label embeddings: N(0, STD) under ``normal:STD`` (scales N(1, STD)), else Glorot-uniform (scales 1)."""
+    weights = _initialisers(std, seed)
+    if isinstance(layer, nn.ConditionalBatchNorm):
+        return ConditionalBatchNorm(layer, classes, weights["gamma"])
+    embedding = weights["kernel"] if std is not None else keras.initializers.GlorotUniform(seed)
+    if isinstance(layer, nn.JoinClass):
+        return JoinClass(classes, layer.embedding, embedding)
+    dense = _layer(nn.Dense(1, layer.bias, layer.spectral_norm), std, layer_seed(seed, 0))
+    return Projection(dense, classes, embedding)
+
+
 def _plain_layer(layer, std: float | None, seed: int):
     weights = _initialisers(std, seed)
+    if isinstance(layer, nn.Upsample):
+        return layers.UpSampling2D(layer.factor, interpolation="nearest")
+    if isinstance(layer, nn.AvgPool):
+        return layers.AveragePooling2D(layer.size)
+    if isinstance(layer, nn.GlobalSumPool):
+        return GlobalSumPool()
     if isinstance(layer, nn.Dense):
         return layers.Dense(layer.units, use_bias=layer.bias, kernel_initializer=weights["kernel"])
     if isinstance(layer, (nn.Conv, nn.ConvTranspose)):
@@ -101,25 +205,57 @@ def _plain_layer(layer, std: float | None, seed: int):
     return layers.Activation(activations[type(layer)])
 
 
-def compile_network(network: nn.Network, seed: int, name: str | None = None) -> keras.Sequential:
-    """A Keras model computing ``network``; its output shape is checked against the description."""
-    model = keras.Sequential(
-        [keras.Input(tuple(network.input_shape)),
-         *(_layer(layer, network.init_std, layer_seed(seed, index)) for index, layer in enumerate(network.layers))],
-        name=name,
-    )
+def build_graph(network: nn.Network, seed: int, *, placed: bool = False):
+    """``(inputs, outputs)``: the Keras inputs (the image or vector, then the labels of a
+    conditional network) and, for each of the network's top-level layers, its output and
+    the Keras layer that made it (for a residual block, the Add). With ``placed``, also
+    every Keras layer in ``nn.flatten`` order."""
+    image = keras.Input(tuple(network.input_shape))
+    labels = keras.Input((), dtype="int32") if network.conditional else None
+    every: list = []
+
+    def apply(layer_list, x):
+        made = []
+        for layer in layer_list:
+            place = len(every)
+            every.append(None)
+            if isinstance(layer, nn.Residual):
+                main, short = apply(layer.layers, x), apply(layer.shortcut, x)
+                keras_layer = layers.Add()
+                x = keras_layer([main[-1][0], short[-1][0] if short else x])
+            else:
+                keras_layer = _layer(layer, network.init_std, layer_seed(seed, place), network.classes)
+                x = keras_layer([x, labels]) if isinstance(layer, nn.CONDITIONAL) else keras_layer(x)
+            every[place] = keras_layer
+            made.append((x, keras_layer))
+        return made
+
+    outputs = apply(network.layers, image)
+    inputs = [image, labels] if labels is not None else [image]
+    return (inputs, outputs, every) if placed else (inputs, outputs)
+
+
+def compile_network(network: nn.Network, seed: int, name: str | None = None) -> keras.Model:
+    """A Keras model computing ``network`` (``model(x)``, or ``model([x, labels])`` for a
+    conditional network); its output shape is checked against the description."""
+    inputs, outputs = build_graph(network, seed)
+    model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs[-1][0] if outputs else inputs[0], name=name)
     got = tuple(model.output_shape[1:])
     if got != tuple(network.output_shape):
         raise nn.ShapeError(f"compiled network gives {got}, expected {tuple(network.output_shape)}")
     return model
 
 
-def spectral_layers(model: keras.Sequential) -> list[SpectralNormalised]:
-    return [layer for layer in model.layers if isinstance(layer, SpectralNormalised)]
+def _all_layers(model) -> list:
+    return list(model._flatten_layers(include_self=False, recursive=True))
 
 
-def dropout_seed_states(model: keras.Sequential) -> list:
+def spectral_layers(model: keras.Model) -> list[SpectralNormalised]:
+    return [layer for layer in _all_layers(model) if isinstance(layer, SpectralNormalised)]
+
+
+def dropout_seed_states(model: keras.Model) -> list:
     """The seed-generator state of each Dropout layer: random state that Keras does not
     put in the model's checkpoint itself."""
-    return [layer.seed_generator.state for layer in model.layers if isinstance(layer, layers.Dropout)
+    return [layer.seed_generator.state for layer in _all_layers(model) if isinstance(layer, layers.Dropout)
             and getattr(layer, "seed_generator", None) is not None]

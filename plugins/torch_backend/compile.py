@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn as tnn
 from torch.nn.utils import parametrize
 
@@ -86,12 +87,100 @@ def advance_spectral_norm(model: tnn.Module) -> None:
                     parametrization.u.copy_(spectral.advance(TensorOps, parametrization.matrix(original), parametrization.u))
 
 
+class Conditional(tnn.Module):
+    """A module that reads the class labels: ``forward(x, labels)``."""
+
+
+class Sequence(tnn.Sequential):
+    """The compiled layers, in order; conditional ones also get the labels."""
+
+    def forward(self, x, labels=None):
+        for module in self:
+            x = module(x, labels) if isinstance(module, Conditional) else module(x)
+        return x
+
+
+class Residual(Conditional):
+    def __init__(self, main: Sequence, shortcut: Sequence):
+        super().__init__()
+        self.main, self.shortcut = main, shortcut
+
+    def forward(self, x, labels=None):
+        return self.main(x, labels) + self.shortcut(x, labels)
+
+
+def _label_channels(code: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(N, K) -> (N, K, H, W) to join an image, or (N, K) as it is to join a vector."""
+    return code[:, :, None, None].expand(-1, -1, *like.shape[2:]) if like.dim() == 4 else code
+
+
+class JoinClass(Conditional):
+    def __init__(self, classes: int, embedding: int):
+        super().__init__()
+        self.classes = classes
+        self.embedding = tnn.Embedding(classes, embedding) if embedding else None
+        if self.embedding is not None:
+            tnn.init.xavier_uniform_(self.embedding.weight)
+
+    def forward(self, x, labels):
+        code = self.embedding(labels) if self.embedding is not None else F.one_hot(labels, self.classes).to(x.dtype)
+        return torch.cat([x, _label_channels(code, x)], 1)
+
+
+class ConditionalBatchNorm(Conditional):
+    """BatchNorm without its own scale and shift; those come from one row per class."""
+
+    def __init__(self, layer: nn.ConditionalBatchNorm, classes: int, channels: int, image: bool):
+        super().__init__()
+        norm = tnn.BatchNorm2d if image else tnn.BatchNorm1d
+        self.norm = norm(channels, eps=layer.eps, momentum=1 - layer.momentum, affine=False)
+        self.scale, self.shift = tnn.Embedding(classes, channels), tnn.Embedding(classes, channels)
+        tnn.init.ones_(self.scale.weight)
+        tnn.init.zeros_(self.shift.weight)
+
+    def forward(self, x, labels):
+        scale, shift = self.scale(labels), self.shift(labels)
+        if x.dim() == 4:
+            scale, shift = scale[:, :, None, None], shift[:, :, None, None]
+        return self.norm(x) * scale + shift
+
+
+class Projection(Conditional):
+    def __init__(self, layer: nn.Projection, classes: int, features: int):
+        super().__init__()
+        self.linear = tnn.Linear(features, 1, bias=layer.bias)
+        self.embedding = tnn.Embedding(classes, features)
+        tnn.init.xavier_uniform_(self.embedding.weight)
+
+    def forward(self, x, labels):
+        return self.linear(x) + (self.embedding(labels) * x).sum(1, keepdim=True)
+
+
+class GlobalSumPool(tnn.Module):
+    def forward(self, x):
+        return x.sum((2, 3))
+
+
 def _weighted(module: tnn.Module) -> tnn.Module:
     """The Linear/Conv module inside what ``_module`` made (padding or cropping may wrap it)."""
     return next(m for m in module.modules() if isinstance(m, (tnn.Linear, tnn.Conv2d, tnn.ConvTranspose2d)))
 
 
-def _module(layer, shape) -> tnn.Module:
+def _module(layer, shape, classes: int) -> tnn.Module:
+    if isinstance(layer, nn.Residual):
+        return Residual(_sequence(layer.layers, shape, classes), _sequence(layer.shortcut, shape, classes))
+    if isinstance(layer, nn.JoinClass):
+        return JoinClass(classes, layer.embedding)
+    if isinstance(layer, nn.ConditionalBatchNorm):
+        return ConditionalBatchNorm(layer, classes, shape[-1], len(shape) == 3)
+    if isinstance(layer, nn.Projection):
+        return Projection(layer, classes, shape[0])
+    if isinstance(layer, nn.Upsample):
+        return tnn.Upsample(scale_factor=layer.factor, mode="nearest")
+    if isinstance(layer, nn.AvgPool):
+        return tnn.AvgPool2d(layer.size)
+    if isinstance(layer, nn.GlobalSumPool):
+        return GlobalSumPool()
     if isinstance(layer, nn.Dense):
         return tnn.Linear(shape[0], layer.units, bias=layer.bias)
     if isinstance(layer, nn.Conv):
@@ -111,19 +200,37 @@ def _module(layer, shape) -> tnn.Module:
     return simple[type(layer)]()
 
 
+def _sequence(layers: tuple, shape, classes: int) -> Sequence:
+    """The modules of ``layers`` for an input of ``shape``, spectral norm registered."""
+    shapes = [tuple(shape), *nn.walk(layers, shape, classes)]
+    modules = [_module(layer, s, classes) for layer, s in zip(layers, shapes)]
+    for layer, module in zip(layers, modules):
+        if getattr(layer, "spectral_norm", False):
+            weighted = _weighted(module)
+            parametrize.register_parametrization(
+                weighted, "weight", SpectralNorm(weighted.weight, isinstance(weighted, tnn.ConvTranspose2d)))
+    return Sequence(*modules)
+
+
 def initialise(module: tnn.Module, init: str) -> None:
+    """Weights as ``init`` says; ``normal:STD`` also draws the label embeddings (N(0, STD),
+    conditional BatchNorm's scales N(1, STD)), which are Glorot-uniform otherwise."""
     if init == "default":
         return
     std = float(init.split(":", 1)[1]) if init.startswith("normal:") else None
     for sub in module.modules():
-        if isinstance(sub, (tnn.Linear, tnn.Conv2d, tnn.ConvTranspose2d)):
+        if isinstance(sub, ConditionalBatchNorm) and std is not None:
+            tnn.init.normal_(sub.scale.weight, 1.0, std)
+        elif isinstance(sub, (JoinClass, Projection)) and std is not None and sub.embedding is not None:
+            tnn.init.normal_(sub.embedding.weight, 0.0, std)
+        elif isinstance(sub, (tnn.Linear, tnn.Conv2d, tnn.ConvTranspose2d)):
             if std is None:
                 tnn.init.xavier_uniform_(sub.weight)
             else:
                 tnn.init.normal_(sub.weight, 0.0, std)
             if sub.bias is not None:
                 tnn.init.zeros_(sub.bias)
-        elif isinstance(sub, (tnn.BatchNorm1d, tnn.BatchNorm2d)):
+        elif isinstance(sub, (tnn.BatchNorm1d, tnn.BatchNorm2d)) and sub.affine:
             if std is None:
                 tnn.init.ones_(sub.weight)
             else:
@@ -131,21 +238,17 @@ def initialise(module: tnn.Module, init: str) -> None:
             tnn.init.zeros_(sub.bias)
 
 
-def compile_network(network: nn.Network) -> tnn.Sequential:
-    """A torch module computing ``network``; the output shape is checked against the description."""
-    shapes = [tuple(network.input_shape), *network.shapes()]
-    model = tnn.Sequential(*(_module(layer, shape) for layer, shape in zip(network.layers, shapes)))
+def compile_network(network: nn.Network) -> Sequence:
+    """A torch module computing ``network`` (``model(x)``, or ``model(x, labels)`` for a
+    conditional network); the output shape is checked against the description."""
+    model = _sequence(network.layers, tuple(network.input_shape), network.classes)
     initialise(model, network.init)
-    for layer, module in zip(network.layers, model):
-        if getattr(layer, "spectral_norm", False):
-            weighted = _weighted(module)
-            parametrize.register_parametrization(
-                weighted, "weight", SpectralNorm(weighted.weight, isinstance(weighted, tnn.ConvTranspose2d)))
     with torch.no_grad():
         probe = torch.zeros(2, *_torch_shape(network.input_shape))
+        labels = torch.zeros(2, dtype=torch.long) if network.conditional else None
         was_training = model.training
         model.eval()
-        got = tuple(model(probe).shape[1:])
+        got = tuple(model(probe, labels).shape[1:])
         model.train(was_training)
     if got != _torch_shape(network.output_shape):
         raise nn.ShapeError(f"compiled network gives {got}, expected {_torch_shape(network.output_shape)}")
