@@ -29,21 +29,26 @@ class Trainer(Protocol):
     def parameter_counts(self) -> dict[str, int]:
         """{"generator": n, "discriminator": m}"""
 
-    def set_data(self, images: np.ndarray) -> None:
-        """Take the training images, uint8 (N, H, W, C); the trainer may move them to its device."""
+    def set_data(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Take the training images, uint8 (N, H, W, C), and (a conditional run) their int64
+        labels (N,); the trainer may move them to its device."""
 
     def train_step(self, batches: list[np.ndarray], step: int) -> dict[str, Any]:
         """Step ``step`` (0-based): ``gankit.updates.Updates.step`` run with this backend's
         primitives on ``d_steps`` real batches (``batches``: arrays of indices into the
-        images). Returns its scalars as framework values, read only when logged."""
+        images), with their labels for a conditional run. Returns its scalars as framework
+        values, read only when logged."""
 
     def fixed_samples(self) -> np.ndarray:
-        """The generator's output for the fixed noise, uint8 (N, H, W, C): the EMA generator's
-        when ``train.ema`` is set."""
+        """The generator's output for the fixed noise (and, conditional, the fixed labels:
+        ``gankit.sampling.fixed_labels``), uint8 (N, H, W, C): the EMA generator's when
+        ``train.ema`` is set."""
 
-    def generate(self, count: int, seed: int, *, raw: bool = False) -> np.ndarray:
+    def generate(self, count: int, seed: int, *, raw: bool = False, labels: np.ndarray | None = None) -> np.ndarray:
         """``count`` new samples from noise drawn with ``seed``, uint8 (N, H, W, C), from the
-        EMA generator when there is one, unless ``raw``."""
+        EMA generator when there is one, unless ``raw``. A conditional generator draws the
+        classes ``labels`` (int, (count,)); without them, every class in turn
+        (``gankit.sampling.even_labels``)."""
 
     def save(self, directory: Path) -> None:
         """Write everything needed to continue training into the (empty) directory."""
@@ -60,11 +65,15 @@ class Primitives(Protocol):
     def latent(self, like: Any) -> Any:
         """Noise vectors from the run's noise generator, one per row of ``like``."""
 
-    def forward_generator(self, z: Any) -> Any:
-        """The generator in training mode."""
+    def fake_labels(self, like: Any) -> Any:
+        """Conditional runs: class labels drawn uniformly from the run's noise generator, one
+        per row of ``like`` (integers)."""
 
-    def forward_discriminator(self, images: Any) -> Any:
-        """The discriminator in training mode: one logit (N, 1) per image."""
+    def forward_generator(self, z: Any, labels: Any = None) -> Any:
+        """The generator in training mode (given the labels when conditional)."""
+
+    def forward_discriminator(self, images: Any, labels: Any = None) -> Any:
+        """The discriminator in training mode: one logit (N, 1) per image (and label)."""
 
     def tape(self) -> Any:
         """A context manager that records computations for differentiation (re-enterable),

@@ -191,7 +191,10 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise.")
 @click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
 @click.option("--raw", is_flag=True, help="Use the trained generator, not its EMA (for runs with train.ema).")
-def sample(run_dir: Path, count: int, output: Path, seed: int, checkpoint: str | None, raw: bool) -> None:
+@click.option("--class", "classes", multiple=True, metavar="CLASS",
+              help="Conditional runs: draw this class (a name or an index; repeatable). Default: every class evenly.")
+def sample(run_dir: Path, count: int, output: Path, seed: int, checkpoint: str | None, raw: bool,
+           classes: tuple[str, ...]) -> None:
     """Draw samples from a run's checkpoint (the last, unless --checkpoint names one)."""
     from gankit.recipe import RecipeError
     from gankit.runner import RunError
@@ -200,7 +203,7 @@ def sample(run_dir: Path, count: int, output: Path, seed: int, checkpoint: str |
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
-        used = sample_run(_registry(), run_dir, count, seed, output, checkpoint, raw=raw)
+        used = sample_run(_registry(), run_dir, count, seed, output, checkpoint, raw=raw, classes=classes)
     except (RecipeError, RunError) as error:
         fail(str(error))
     console.info(f"wrote {count} samples from {used} to {output}")

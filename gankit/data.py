@@ -18,14 +18,45 @@ import numpy as np
 
 @dataclass(frozen=True)
 class DataSpec:
+    """The images' shape and, for labelled data, how many classes there are and their names."""
+
     height: int
     width: int
     channels: int
     classes: int = 0
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        if self.class_names and len(self.class_names) != self.classes:
+            raise ValueError(f"{self.classes} classes but {len(self.class_names)} class names")
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.height, self.width, self.channels)
+
+    def class_index(self, name: str) -> int:
+        """The label of a class given by name or index; ValueError listing the known ones."""
+        if name in self.class_names:
+            return self.class_names.index(name)
+        if name.isdigit() and int(name) < self.classes:
+            return int(name)
+        known = ", ".join(f"{i} {n}" if n != str(i) else n for i, n in enumerate(self.names()))
+        raise ValueError(f"unknown class {name!r}; the known classes are {known}")
+
+    def names(self) -> tuple[str, ...]:
+        return self.class_names or tuple(str(i) for i in range(self.classes))
+
+
+def fixed_labels(classes: int, samples: int) -> np.ndarray:
+    """The labels of a conditional run's fixed-noise grid: one row per class, each of
+    ``max(1, samples // classes)`` images."""
+    return np.repeat(np.arange(classes, dtype=np.int64), max(1, samples // classes))
+
+
+def even_labels(classes: int, count: int) -> np.ndarray:
+    """``count`` labels covering every class as evenly as it divides, in class order."""
+    return np.sort(np.arange(count, dtype=np.int64) % classes)
 
 
 @dataclass
@@ -47,7 +78,11 @@ class ImageData:
     @property
     def spec(self) -> DataSpec:
         _, h, w, c = self.images.shape
-        return DataSpec(h, w, c, len(self.class_names))
+        return DataSpec(h, w, c, len(self.class_names), self.class_names)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.class_names) and bool(len(self.labels)) and int(self.labels.min()) >= 0
 
 
 class DataError(Exception):

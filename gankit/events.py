@@ -42,10 +42,12 @@ class EvalLogged:
 
 @dataclass(frozen=True)
 class SamplesReady:
-    """The generator's output for the run's fixed noise: uint8 (N, H, W, C)."""
+    """The generator's output for the run's fixed noise: uint8 (N, H, W, C). A conditional
+    run's holds one row of ``columns`` images per class, in class order."""
 
     step: int
     images: np.ndarray
+    columns: int | None = None
 
 
 @dataclass(frozen=True)

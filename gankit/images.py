@@ -39,7 +39,8 @@ def write_png(path: Path, image: np.ndarray) -> None:
     write_bytes(path, png_bytes(image))
 
 
-def write_npz(path: Path, images: np.ndarray) -> None:
+def write_npz(path: Path, images: np.ndarray, **arrays: np.ndarray) -> None:
+    """``images`` (and any further named arrays, e.g. ``labels``) in one compressed .npz."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=images)
+    np.savez_compressed(buffer, images=images, **arrays)
     write_bytes(path, buffer.getvalue())

@@ -89,6 +89,9 @@ def build_architecture(recipe: Recipe, spec) -> Architecture:
             f"architecture {component.name!r} supports only the {', '.join(backends)} backend(s), "
             f"not {recipe.backend.name!r}; set backend.use to one of them"
         )
+    if getattr(recipe.architecture.params, "conditional", False) and not spec.classes:
+        raise RunError(f"{recipe.path}: architecture.conditional needs labelled data, and dataset "
+                       f"{recipe.dataset.name!r} gives no classes; set conditional = false")
     try:
         return component.factory(recipe.architecture.params, spec)
     except (ShapeError, ValueError) as error:
@@ -109,6 +112,11 @@ def build_trainer(recipe: Recipe, spec):
     except ValueError as error:
         raise RunError(f"{recipe.path}: {error}") from None
     return trainer
+
+
+def trainer_classes(trainer) -> int:
+    """How many classes a trainer's generator draws (0: unconditional)."""
+    return getattr(trainer, "classes", 0)
 
 
 def load_data(recipe: Recipe, context: DataContext) -> ImageData:
@@ -170,7 +178,10 @@ def prepare(recipe: Recipe, context: DataContext) -> Prepared:
         schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
     except ScheduleError as error:
         raise RunError(f"{recipe.path}: train: {error}") from None
-    trainer.set_data(data.images)
+    if trainer_classes(trainer) and not data.labelled:
+        raise RunError(f"{recipe.path}: architecture.conditional needs every training image labelled, and "
+                       f"dataset {recipe.dataset.name!r} has unlabelled ones; set conditional = false")
+    trainer.set_data(data.images, data.labels if trainer_classes(trainer) else None)
     return Prepared(recipe, data, trainer, schedule, _evaluator(recipe, context, data))
 
 

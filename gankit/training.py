@@ -149,12 +149,17 @@ class Loop:
                 tick, tick_step = now, step
                 self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged))
             if any(_due(every, step, steps_per_epoch) for every in self.sample_every) or (step == total and self.sample_every):
-                self.emit(SamplesReady(step, self.trainer.fixed_samples()))
+                self.emit(self._samples(step))
             if checkpoint_due:
                 self.save_checkpoint(step)
             if stopping:
                 return self._finish(RunFinished(step, "interrupted", f"stopped at step {step} of {total}", values))
         return self._finish(RunFinished(step, "completed", f"trained {total} steps", values))
+
+    def _samples(self, step: int) -> SamplesReady:
+        images = self.trainer.fixed_samples()
+        classes = getattr(self.trainer, "classes", 0)
+        return SamplesReady(step, images, len(images) // classes if classes else None)
 
     def _finish(self, finished: RunFinished) -> RunFinished:
         self.emit(finished)

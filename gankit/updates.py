@@ -5,6 +5,11 @@ A backend runs ``Updates.step`` with its primitives (``gankit.backend.Primitives
 step does beyond the plain updates (which penalties are due, the EMA's decay) depends only
 on the step's index and is decided in Python first (``plan``), so that a backend that
 compiles its step (TensorFlow) traces it once per distinct plan.
+
+A conditional run hands the real batches' labels with them; each fake batch gets labels
+drawn uniformly (``ops.fake_labels``), the generator makes images of those classes and the
+discriminator judges every image together with its label. Penalties on real images (and
+gp's interpolates) use the real labels.
 """
 
 from __future__ import annotations
@@ -34,63 +39,73 @@ class Updates:
         decay = None if self.train.ema is None else (0.0 if step < self.train.ema_warmup else self.train.ema)
         return Plan(due, decay)
 
-    def step(self, ops, reals: list, plan: Plan, ema_decay=None) -> dict:
+    def step(self, ops, reals: list, plan: Plan, ema_decay=None, labels: list | None = None) -> dict:
         """One generator update and ``d_steps`` discriminator updates on ``reals`` (images in
-        [-1, 1]); returns the step's scalars as backend tensors. ``ema_decay`` overrides
-        ``plan.ema_decay`` with a backend tensor (so a compiled step need not retrace)."""
+        [-1, 1]) and, for a conditional run, their ``labels``; returns the step's scalars as
+        backend tensors. ``ema_decay`` overrides ``plan.ema_decay`` with a backend tensor (so
+        a compiled step need not retrace)."""
         ops.advance_spectral_norm("generator")
+        labels = labels if labels is not None else [None] * len(reals)
         if self.train.update == "simultaneous":
-            values = self._simultaneous(ops, reals[0], plan.due)
+            values = self._simultaneous(ops, reals[0], labels[0], plan.due)
         else:
-            values = self._alternating(ops, reals, plan.due)
+            values = self._alternating(ops, reals, labels, plan.due)
         if plan.ema_decay is not None:
             update_ema(ops, plan.ema_decay if ema_decay is None else ema_decay)
         return values
 
-    def _alternating(self, ops, reals, due):
+    @staticmethod
+    def _fake(ops, real, real_labels):
+        """A fake batch the size of ``real``, and its labels (None when unconditional)."""
+        fake_labels = None if real_labels is None else ops.fake_labels(real)
+        return ops.forward_generator(ops.latent(real), fake_labels), fake_labels
+
+    def _alternating(self, ops, reals, labels, due):
         """``d_steps`` discriminator updates, each on its own real batch; then one generator
         update through the updated discriminator, on the last fake batch."""
-        for real in reals:
+        for real, real_labels in zip(reals, labels):
             ops.advance_spectral_norm("discriminator")
             g_tape = ops.tape()
             with g_tape:
-                fake = ops.forward_generator(ops.latent(real))
+                fake, fake_labels = self._fake(ops, real, real_labels)
             with ops.tape() as d_tape:
-                d_loss, real_out, fake_out, extra = self._discriminator_loss(ops, real, ops.stop_gradient(fake), due)
+                d_loss, real_out, fake_out, extra = self._discriminator_loss(
+                    ops, real, ops.stop_gradient(fake), real_labels, fake_labels, due)
             ops.apply("discriminator", d_tape.gradient(d_loss, "discriminator"))
         with g_tape:
-            g_loss = self.loss.g_loss(ops, ops.forward_discriminator(fake))
+            g_loss = self.loss.g_loss(ops, ops.forward_discriminator(fake, fake_labels))
         ops.apply("generator", g_tape.gradient(g_loss, "generator"))
         return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra)
 
-    def _simultaneous(self, ops, real, due):
+    def _simultaneous(self, ops, real, real_labels, due):
         """Both losses from one forward pass, each network's gradients from its own loss (the
         TensorFlow tutorial's two-tape step)."""
         ops.advance_spectral_norm("discriminator")
         with ops.tape() as g_tape, ops.tape() as d_tape:
-            fake = ops.forward_generator(ops.latent(real))
-            d_loss, real_out, fake_out, extra = self._discriminator_loss(ops, real, fake, due)
+            fake, fake_labels = self._fake(ops, real, real_labels)
+            d_loss, real_out, fake_out, extra = self._discriminator_loss(ops, real, fake, real_labels, fake_labels, due)
             g_loss = self.loss.g_loss(ops, fake_out)
         g_gradients, d_gradients = g_tape.gradient(g_loss, "generator"), d_tape.gradient(d_loss, "discriminator")
         ops.apply("discriminator", d_gradients)
         ops.apply("generator", g_gradients)
         return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra)
 
-    def _discriminator_loss(self, ops, real, fake, due):
+    def _discriminator_loss(self, ops, real, fake, real_labels, fake_labels, due):
         """D's loss with every penalty due at this step (weight x every, so a lazy penalty
         keeps its average strength), D's outputs, and each penalty's value."""
         penalties = [penalty for penalty, is_due in zip(self.train.penalties, due) if is_due]
+        on_real = lambda images: ops.forward_discriminator(images, real_labels)  # noqa: E731
         if any(penalty.use == "r1" for penalty in penalties):
-            real_out, real_gradient = ops.input_gradient(ops.forward_discriminator, real)
+            real_out, real_gradient = ops.input_gradient(on_real, real)
         else:
-            real_out = ops.forward_discriminator(real)
-        fake_out = ops.forward_discriminator(fake)
+            real_out = on_real(real)
+        fake_out = ops.forward_discriminator(fake, fake_labels)
         real_target, fake_target = (label_targets(ops, real_out, fake_out, self.train.label_smoothing, self.train.label_noise)
                                     if self.loss.uses_targets else (None, None))
         loss = self.loss.d_loss(ops, real_out, fake_out, real_target, fake_target)
         values = {}
         for penalty in penalties:
-            value = (gradient_penalty(ops, ops.forward_discriminator, real, fake) if penalty.use == "gp"
+            value = (gradient_penalty(ops, on_real, real, fake) if penalty.use == "gp"
                      else r1_penalty(real_gradient, ops))
             loss = loss + value * (penalty.weight * penalty.every)
             values[f"d_{penalty.use}"] = value

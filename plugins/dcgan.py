@@ -16,7 +16,8 @@ from pydantic import Field
 from gankit import hookimpl, nn
 from gankit.data import DataSpec
 from gankit.params import Params
-from gankit_plugins.blocks import Activation, NetworkParams, NormOrder, activation, norm_act
+from gankit_plugins.blocks import (Activation, NetworkParams, NormOrder, activation, discriminator_input,
+                                   discriminator_logit, generator_condition, norm_act)
 
 
 class ConvLayer(Params):
@@ -85,11 +86,16 @@ def build(params: DcganParams, spec: DataSpec) -> nn.Architecture:
         raise ValueError("d_spectral_norm: BatchNorm after a normalised layer undoes its bound (SNGAN's D has none); "
                          "set d_batchnorm = false")
     g_sn, d_sn = params.g_spectral_norm, params.d_spectral_norm
-    dense = [nn.Dense(height * width * params.g_start_channels, bias=params.g_bias, spectral_norm=g_sn)]
+    classes = params.classes(spec)
+    cbn = params.conditional and params.g_condition == "batchnorm"
+    if cbn and not params.g_batchnorm:
+        raise ValueError("g_condition = batchnorm needs g_batchnorm = true")
+    dense = [*generator_condition(params),
+             nn.Dense(height * width * params.g_start_channels, bias=params.g_bias, spectral_norm=g_sn)]
     if params.g_norm_order == "norm_act":
-        g_layers = [*dense, *norm_act(params, "norm_act", params.g_batchnorm, act), nn.Reshape(start)]
+        g_layers = [*dense, *norm_act(params, "norm_act", params.g_batchnorm, act, cbn), nn.Reshape(start)]
     else:
-        g_layers = [*dense, act, nn.Reshape(start), *norm_act(params, "act_norm", params.g_batchnorm, act)[1:]]
+        g_layers = [*dense, act, nn.Reshape(start), *norm_act(params, "act_norm", params.g_batchnorm, act, cbn)[1:]]
     for index, layer in enumerate(g_spec):
         last = index == len(g_spec) - 1
         kind = nn.ConvTranspose if layer.transpose else nn.Conv
@@ -99,9 +105,9 @@ def build(params: DcganParams, spec: DataSpec) -> nn.Architecture:
         elif layer.filters is None:
             raise ValueError(f"g_layers[{index}] needs filters (only the last layer may omit them)")
         else:
-            g_layers += [conv, *norm_act(params, params.g_norm_order, params.g_batchnorm, act)]
+            g_layers += [conv, *norm_act(params, params.g_norm_order, params.g_batchnorm, act, cbn)]
 
-    d_layers: list = []
+    d_layers: list = discriminator_input(params)
     for index, layer in enumerate(params.d_layers or default_d_layers(spec)):
         if layer.filters is None:
             raise ValueError(f"d_layers[{index}] needs filters")
@@ -114,15 +120,16 @@ def build(params: DcganParams, spec: DataSpec) -> nn.Architecture:
     d_layers.append(nn.Flatten())
     if params.d_final_dropout:
         d_layers.append(nn.Dropout(params.d_final_dropout))
-    d_layers.append(nn.Dense(1, spectral_norm=d_sn))
+    d_layers += discriminator_logit(params)
     return nn.Architecture(
         latent_dim=params.latent_dim,
-        generator=nn.Network((params.latent_dim,), tuple(g_layers), params.init),
-        discriminator=nn.Network(spec.shape, tuple(d_layers), params.init),
+        generator=nn.Network((params.latent_dim,), tuple(g_layers), params.init, classes),
+        discriminator=nn.Network(spec.shape, tuple(d_layers), params.init, classes),
     )
 
 
 @hookimpl
 def register_architectures(register):
     register("dcgan", build, params=DcganParams,
-             description="convolutional G and D (DCGAN family), sized from the data: 28x28, 32x32, 64x64")
+             description="convolutional G and D (DCGAN family), sized from the data: 28x28, 32x32, 64x64; "
+                         "conditional = true for class-conditional")

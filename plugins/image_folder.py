@@ -5,6 +5,10 @@ converted to grey or RGB, resized so that its short side is ``size`` and center-
 to ``size`` x ``size``. Hidden files and folders are skipped; files that cannot be
 decoded are skipped too, counted in the run's summary and named in a warning.
 
+The first level of subfolders names the classes (``root/cat/*.png``, ``root/dog/*.png``:
+classes cat and dog, in sorted order), which a conditional architecture draws; images
+directly in ``root`` have no class.
+
 Decoding a large folder is slow, so the decoded arrays are cached under
 ``$GANKIT_CACHE/image-folder``, keyed by every file's path, size and modification time
 and by the parameters: change any image and the folder is decoded again (and the stale
@@ -47,6 +51,14 @@ def image_files(root: Path) -> list[Path]:
     )
 
 
+def classes_of(root: Path, files: list[Path]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The class names (first-level subfolders holding images, sorted) and each file's
+    label (-1 for a file directly in ``root``)."""
+    folders = [path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else None for path in files]
+    names = tuple(sorted({folder for folder in folders if folder is not None}))
+    return names, np.array([names.index(folder) if folder is not None else -1 for folder in folders], np.int64)
+
+
 def decode(path: Path, size: int, channels: int) -> np.ndarray:
     """One image as uint8 (size, size, channels); raises OSError/ValueError if unreadable."""
     from PIL import Image, ImageOps
@@ -72,7 +84,7 @@ class ImageFolder:
 
     def _cache_path(self, files: list[Path]) -> Path:
         """``<folder and parameters>-<every file's path, size and mtime>.npz``"""
-        setting = json.dumps(["v1", str(self.root.resolve()), self.params.size, self.params.channels, self.params.limit])
+        setting = json.dumps(["v2", str(self.root.resolve()), self.params.size, self.params.channels, self.params.limit])
         contents = hashlib.sha256()
         for path in files:
             stat = path.stat()
@@ -80,10 +92,10 @@ class ImageFolder:
         name = f"{hashlib.sha256(setting.encode()).hexdigest()[:16]}-{contents.hexdigest()[:16]}.npz"
         return self.context.cache_dir / "image-folder" / name
 
-    def _store(self, path: Path, images: np.ndarray, skipped: list[str]) -> None:
+    def _store(self, path: Path, images: np.ndarray, skipped: list[str], kept: np.ndarray) -> None:
         """Write the cache file, replacing this folder's older ones; a failure only warns."""
         buffer = io.BytesIO()
-        np.savez(buffer, images=images, skipped=np.array(skipped, dtype=str))
+        np.savez(buffer, images=images, skipped=np.array(skipped, dtype=str), kept=kept)
         try:
             write_bytes(path, buffer.getvalue())
             for old in path.parent.glob(path.name.split("-")[0] + "-*.npz"):
@@ -92,33 +104,35 @@ class ImageFolder:
         except OSError as error:
             self.context.warn(f"could not cache the decoded images in {path.parent} ({error}); they are decoded each run")
 
-    def _decode_all(self, files: list[Path]) -> tuple[np.ndarray, list[str]]:
+    def _decode_all(self, files: list[Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """The readable images, what was skipped, and the index in ``files`` of each image."""
         from PIL import Image
 
         unreadable = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)  # what Pillow raises
-        images, skipped = [], []
-        for path in files:
+        images, skipped, kept = [], [], []
+        for index, path in enumerate(files):
             if self.params.limit and len(images) == self.params.limit:
                 break
             try:
                 images.append(decode(path, self.params.size, self.params.channels))
+                kept.append(index)
             except unreadable as error:
                 skipped.append(f"{path.relative_to(self.root)} ({error})")
         shape = (0, self.params.size, self.params.size, self.params.channels)
-        return (np.stack(images) if images else np.zeros(shape, np.uint8)), skipped
+        return (np.stack(images) if images else np.zeros(shape, np.uint8)), skipped, np.array(kept, np.int64)
 
-    def _decoded(self, files: list[Path]) -> tuple[np.ndarray, list[str]]:
+    def _decoded(self, files: list[Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
         cached = self._cache_path(files) if self.params.cache else None
         if cached and cached.is_file():
             try:
                 with np.load(cached, allow_pickle=False) as stored:
-                    return stored["images"], stored["skipped"].tolist()
+                    return stored["images"], stored["skipped"].tolist(), stored["kept"]
             except (OSError, ValueError, KeyError):
                 cached.unlink(missing_ok=True)
-        images, skipped = self._decode_all(files)
+        images, skipped, kept = self._decode_all(files)
         if cached and len(images):
-            self._store(cached, images, skipped)
-        return images, skipped
+            self._store(cached, images, skipped, kept)
+        return images, skipped, kept
 
     def load(self, split: str = "train") -> ImageData:
         if split != "train":
@@ -130,13 +144,16 @@ class ImageFolder:
             raise DataError(
                 f"no PNG, JPEG or WebP images in {self.root} (searched recursively); add some or fix dataset.root"
             )
-        images, skipped = self._decoded(files)
+        images, skipped, kept = self._decoded(files)
         if not len(images):
             raise DataError(f"none of the {len(files)} image files in {self.root} could be read, e.g. {skipped[0]}")
         if skipped:
             self.context.warn(f"skipped {len(skipped)} unreadable image(s) in {self.root}, e.g. {skipped[0]}")
-        source = f"image-folder {self.root} ({len(images)} images, {len(skipped)} unreadable skipped)"
-        return ImageData(images, np.full(len(images), -1, np.int64), source)
+        names, labels = classes_of(self.root, files)
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        classes = f"; {len(names)} class(es): {shown}" if names else ""
+        source = f"image-folder {self.root} ({len(images)} images, {len(skipped)} unreadable skipped{classes})"
+        return ImageData(images, labels[kept], source, names)
 
 
 @hookimpl

@@ -9,7 +9,8 @@ from pydantic import Field
 
 from gankit import hookimpl, nn
 from gankit.data import DataSpec
-from gankit_plugins.blocks import Activation, NetworkParams, NormOrder, activation, norm_act
+from gankit_plugins.blocks import (Activation, NetworkParams, NormOrder, activation, discriminator_input,
+                                   discriminator_logit, generator_condition, norm_act)
 
 
 class MlpParams(NetworkParams):
@@ -23,25 +24,30 @@ class MlpParams(NetworkParams):
 
 def build(params: MlpParams, spec: DataSpec) -> nn.Architecture:
     pixels = math.prod(spec.shape)
-    g_layers: list = []
+    classes = params.classes(spec)
+    cbn = params.conditional and params.g_condition == "batchnorm"
+    if cbn and not params.g_batchnorm:
+        raise ValueError("g_condition = batchnorm needs g_batchnorm = true")
+    g_layers: list = generator_condition(params)
     g_sn, d_sn = params.g_spectral_norm, params.d_spectral_norm
     for units in params.g_hidden:
         g_layers += [nn.Dense(units, spectral_norm=g_sn), *norm_act(params, params.g_norm_order, params.g_batchnorm,
-                                                activation(params.g_activation, params.slope))]
+                                                activation(params.g_activation, params.slope), cbn)]
     g_layers += [nn.Dense(pixels, spectral_norm=g_sn), nn.Tanh(), nn.Reshape(spec.shape)]
-    d_layers: list = [nn.Flatten()]
+    d_layers: list = [nn.Flatten(), *discriminator_input(params)]
     for units in params.d_hidden:
         d_layers += [nn.Dense(units, spectral_norm=d_sn), nn.LeakyReLU(params.slope)]
         d_layers += [nn.Dropout(params.d_dropout)] if params.d_dropout else []
-    d_layers.append(nn.Dense(1, spectral_norm=d_sn))
+    d_layers += discriminator_logit(params)
     return nn.Architecture(
         latent_dim=params.latent_dim,
-        generator=nn.Network((params.latent_dim,), tuple(g_layers), params.init),
-        discriminator=nn.Network(spec.shape, tuple(d_layers), params.init),
+        generator=nn.Network((params.latent_dim,), tuple(g_layers), params.init, classes),
+        discriminator=nn.Network(spec.shape, tuple(d_layers), params.init, classes),
     )
 
 
 @hookimpl
 def register_architectures(register):
     register("mlp", build, params=MlpParams,
-             description="fully connected G and D (the classic MLP GAN), any image size")
+             description="fully connected G and D (the classic MLP GAN), any image size; conditional = true "
+                         "for class-conditional")

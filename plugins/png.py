@@ -25,7 +25,7 @@ class PngExporter:
 
     def handle(self, event) -> None:
         if isinstance(event, SamplesReady):
-            write_png(self.folder / f"step_{event.step:08d}.png", grid(event.images, self.params.columns))
+            write_png(self.folder / f"step_{event.step:08d}.png", grid(event.images, event.columns or self.params.columns))
 
 
 @hookimpl

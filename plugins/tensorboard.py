@@ -55,7 +55,7 @@ class TensorBoardExporter:
             for key, value in event.values.items():
                 self.writer.add_scalar(f"{prefix}/{key}", value, event.step)
         elif isinstance(event, SamplesReady):
-            image = grid(event.images)
+            image = grid(event.images, event.columns)
             self.writer.add_image("samples", image[..., 0] if image.shape[-1] == 1 else image, event.step,
                                   dataformats="HW" if image.shape[-1] == 1 else "HWC")
         elif isinstance(event, CheckpointSaved):

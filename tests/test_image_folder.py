@@ -57,7 +57,8 @@ def test_reads_every_format_recursively_and_skips_unreadable_files(folder):
     warnings = []
     data = load(folder, warnings, size=16)
     assert data.images.shape == (4, 16, 16, 3) and data.images.dtype == np.uint8
-    assert data.labels.tolist() == [-1] * 4 and data.spec.classes == 0
+    # a_wide.png lies directly in the root: no class; the others are in the subfolder "nested".
+    assert data.labels.tolist() == [-1, 0, 0, 0] and data.spec.class_names == ("nested",) and not data.labelled
     assert "4 images, 1 unreadable skipped" in data.source
     assert len(warnings) == 1 and "skipped 1 unreadable image(s)" in warnings[0] and "e_broken.jpg" in warnings[0]
 
@@ -127,3 +128,17 @@ def test_a_recipe_on_an_image_folder_trains_and_exports(folder, tmp_path):
     assert (run_dir / "progress.gif").is_file()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["data"]["shape"] == [32, 32, 3] and "1 unreadable skipped" in summary["data"]["source"]
+
+
+def test_first_level_subfolders_are_the_classes(tmp_path):
+    root = tmp_path / "pets"
+    for name, colour in (("dog", RED), ("cat", GREEN)):
+        (root / name / "more").mkdir(parents=True)
+        Image.new("RGB", (12, 12), colour).save(root / name / "one.png")
+        Image.new("RGB", (12, 12), colour).save(root / name / "more" / "two.png")
+    (root / "cat" / "broken.png").write_bytes(b"not a png")
+    for _ in range(2):  # decoded, then from the cache
+        data = load(root, size=8, channels=3)
+        assert data.spec.class_names == ("cat", "dog") and data.spec.classes == 2 and data.labelled
+        assert data.labels.tolist() == [0, 0, 1, 1]
+        assert [tuple(image[0, 0]) for image in data.images] == [GREEN, GREEN, RED, RED]

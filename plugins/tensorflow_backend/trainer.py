@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gankit.backend import BackendError, CheckpointError
+from gankit.data import even_labels, fixed_labels
 from gankit.updates import Plan, Updates
 from gankit_plugins.tensorflow_backend import import_tensorflow
 from gankit_plugins.tensorflow_backend.compile import compile_network, dropout_seed_states, spectral_layers
@@ -90,7 +91,7 @@ class TensorflowTrainer(TensorOps):
         self.device = resolve_device(params.device)
         if self.device.startswith("/CPU"):
             tf.config.experimental.enable_op_determinism()
-        self.train, self.latent_dim = train, architecture.latent_dim
+        self.train, self.latent_dim, self.classes = train, architecture.latent_dim, architecture.classes
         self.updates = Updates(train)
         with tf.device(self.device):
             self.generator = compile_network(architecture.generator, seed, "generator")
@@ -104,7 +105,9 @@ class TensorflowTrainer(TensorOps):
             self.optimizers = {"generator": self._optimizer(train.lr_g, self.generator),
                                "discriminator": self._optimizer(train.lr_d, self.discriminator)}
             self.noise = tf.random.Generator.from_seed(seed + 1)
-            fixed = tf.random.Generator.from_seed(seed + 2).normal([train.samples, self.latent_dim])
+            self.fixed_labels = tf.constant(fixed_labels(self.classes, train.samples), tf.int32) if self.classes else None
+            samples = train.samples if self.fixed_labels is None else int(self.fixed_labels.shape[0])
+            fixed = tf.random.Generator.from_seed(seed + 2).normal([samples, self.latent_dim])
             self.fixed_noise = tf.Variable(fixed, trainable=False, name="fixed_noise")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.weights = {name: net.trainable_variables for name, net in self.networks.items()}
@@ -117,11 +120,17 @@ class TensorflowTrainer(TensorOps):
             **averaged,
         )
         self.images = None
+        self.labels = tf.zeros([0], tf.int32)
         self.spec = spec
         self._steps: dict = {}
-        self._samplers = {raw: tf.function(lambda z, model=model: to_uint8(model(z, training=False)), autograph=False,
-                                           input_signature=[tf.TensorSpec([None, self.latent_dim], tf.float32)])
+        signature = [tf.TensorSpec([None, self.latent_dim], tf.float32), tf.TensorSpec([None], tf.int32)]
+        self._samplers = {raw: tf.function(lambda z, y, model=model: to_uint8(self._call(model, z, y, False)),
+                                           autograph=False, input_signature=signature)
                           for raw, model in ((True, self.generator), (False, self.average if self.average is not None else self.generator))}
+
+    def _call(self, model, x, labels, training: bool):
+        """A network on ``x`` (and the labels, if it is conditional)."""
+        return model([x, labels] if self.classes else x, training=training)
 
     def _optimizer(self, lr: float, model):
         clip = {"clipvalue": self.train.clip_value} if self.train.clip_value else {}
@@ -137,14 +146,18 @@ class TensorflowTrainer(TensorOps):
         count = lambda model: sum(int(np.prod(v.shape)) for v in model.trainable_variables)  # noqa: E731
         return {"generator": count(self.generator), "discriminator": count(self.discriminator)}
 
-    def set_data(self, images: np.ndarray) -> None:
+    def set_data(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
+        if self.classes and labels is None:
+            raise BackendError("a conditional generator needs the images' labels")
         with tf.device(self.device):
             self.images = tf.identity(tf.convert_to_tensor(images, tf.uint8))
+            if self.classes:
+                self.labels = tf.identity(tf.convert_to_tensor(np.asarray(labels), tf.int32))
 
     def train_step(self, batches: list[np.ndarray], step: int) -> dict:
         plan = self.updates.plan(step)
         with tf.device(self.device):
-            return self._compiled(plan.due)(self.images, np.stack(batches).astype(np.int64),
+            return self._compiled(plan.due)(self.images, self.labels, np.stack(batches).astype(np.int64),
                                             np.float32(plan.ema_decay or 0.0))
 
     def _compiled(self, due: tuple[bool, ...]):
@@ -153,15 +166,16 @@ class TensorflowTrainer(TensorOps):
         if due not in self._steps:
             plan = Plan(due, 0.0 if self.average is not None else None)
 
-            def step(images, batches, ema_decay):
+            def step(images, labels, batches, ema_decay):
                 reals = [tf.cast(tf.gather(images, batches[i]), tf.float32) / 127.5 - 1.0
                          for i in range(self.train.d_steps)]
-                values = self.updates.step(self, reals, plan, ema_decay)
+                real_labels = [tf.gather(labels, batches[i]) for i in range(self.train.d_steps)] if self.classes else None
+                values = self.updates.step(self, reals, plan, ema_decay, labels=real_labels)
                 self.step.assign_add(1)
                 return values
 
             self._steps[due] = tf.function(step, autograph=False, input_signature=[
-                tf.TensorSpec([None, *self.spec.shape], tf.uint8),
+                tf.TensorSpec([None, *self.spec.shape], tf.uint8), tf.TensorSpec([None], tf.int32),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int64), tf.TensorSpec([], tf.float32)])
         return self._steps[due]
 
@@ -170,11 +184,14 @@ class TensorflowTrainer(TensorOps):
     def latent(self, like):
         return self.noise.normal([tf.shape(like)[0], self.latent_dim])
 
-    def forward_generator(self, z):
-        return self.generator(z, training=True)
+    def fake_labels(self, like):
+        return self.noise.uniform([tf.shape(like)[0]], 0, self.classes, dtype=tf.int32)
 
-    def forward_discriminator(self, images):
-        return self.discriminator(images, training=True)
+    def forward_generator(self, z, labels=None):
+        return self._call(self.generator, z, labels, True)
+
+    def forward_discriminator(self, images, labels=None):
+        return self._call(self.discriminator, images, labels, True)
 
     def tape(self) -> _Tape:
         return _Tape(self.weights)
@@ -206,19 +223,22 @@ class TensorflowTrainer(TensorOps):
 
     # Sampling and checkpoints.
 
-    def _generate(self, noise, raw: bool = False) -> np.ndarray:
+    def _generate(self, noise, labels=None, raw: bool = False) -> np.ndarray:
         sample = self._samplers[raw]
         with tf.device(self.device):
             count = int(noise.shape[0])
-            return np.concatenate([sample(noise[i:i + 512]).numpy() for i in range(0, count, 512)])
+            labels = tf.zeros([count], tf.int32) if labels is None else tf.convert_to_tensor(labels, tf.int32)
+            return np.concatenate([sample(noise[i:i + 512], labels[i:i + 512]).numpy() for i in range(0, count, 512)])
 
     def fixed_samples(self) -> np.ndarray:
-        return self._generate(self.fixed_noise)
+        return self._generate(self.fixed_noise, self.fixed_labels)
 
-    def generate(self, count: int, seed: int, *, raw: bool = False) -> np.ndarray:
+    def generate(self, count: int, seed: int, *, raw: bool = False, labels: np.ndarray | None = None) -> np.ndarray:
         with tf.device(self.device):
             noise = tf.random.Generator.from_seed(seed).normal([count, self.latent_dim])
-        return self._generate(noise, raw)
+        if self.classes and labels is None:
+            labels = even_labels(self.classes, count)
+        return self._generate(noise, np.asarray(labels, np.int32) if self.classes else None, raw)
 
     def save(self, directory: Path) -> None:
         with tf.device(self.device):
