@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from gankit import __version__
-from gankit.data import DataContext, DataError, ImageData, default_cache_dir
+from gankit.data import DataContext, DataError, ImageData, default_cache_dir, even_labels
 from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.files import atomic_directory, write_bytes, write_json
 from gankit.registry import Component, Registry
@@ -64,6 +64,9 @@ class Metric(Protocol):
 
 
 class FeatureExtractor(Protocol):
+    """May also have ``class_labels``: the data's label of each logit, when its logits
+    classify the run's own classes (then conditional runs get a class accuracy)."""
+
     def describe(self) -> dict[str, Any]:
         """Exactly what it computes: name, weights and their sha256, input handling.
         Recorded with every score, and part of the key of the cached real features."""
@@ -232,10 +235,27 @@ class Evaluator:
 
     def score(self, images: np.ndarray) -> dict[str, float]:
         """Every metric's scores for these generated uint8 (N, H, W, C) images."""
+        return self.score_classes(images)[0]
+
+    def score_classes(self, images: np.ndarray, labels: np.ndarray | None = None,
+                      names: tuple[str, ...] = ()) -> tuple[dict[str, float], dict[str, Any] | None]:
+        """``score``, and for images generated as classes ``labels`` (a conditional run), how
+        often the extractor's classifier assigns each image its class: ``class_accuracy``
+        among the scores, and overall and per class (named by ``names``) in the second value.
+        That is None without labels or when the extractor does not classify the run's classes."""
         try:
             fake = self._extract(images, "generated images")
         except DataError as error:
             raise EvalError(f"feature extractor {self.config.features!r}: {error}") from None
+        scores = self._metric_scores(fake)
+        known = getattr(self.extractor, "class_labels", None)
+        if labels is None or known is None:
+            return scores, None
+        accuracy = class_accuracy(fake.logits, labels, known, names)
+        scores["class_accuracy"] = accuracy["overall"]
+        return scores, accuracy
+
+    def _metric_scores(self, fake: Features) -> dict[str, float]:
         real = self.real()[0] if self.uses_real else None
         scores: dict[str, float] = {}
         for name, metric in self.metrics.items():
@@ -254,6 +274,18 @@ class Evaluator:
         }
 
 
+def class_accuracy(logits: np.ndarray, labels: np.ndarray, known: list[int], names: tuple[str, ...] = ()) -> dict:
+    """How often ``argmax(logits)`` (logit i meaning label ``known[i]``) is the label each
+    image was generated for: overall and per class (by name, else by label)."""
+    predicted = np.asarray(known)[np.asarray(logits).argmax(1)]
+    correct = predicted == np.asarray(labels)
+    name = lambda label: names[label] if label < len(names) else str(label)  # noqa: E731
+    return {"overall": float(correct.mean()),
+            "per_class": {name(int(label)): float(correct[labels == label].mean()) for label in np.unique(labels)},
+            "images_per_class": int(np.bincount(labels).max()),
+            "how": "the feature extractor's classifier assigns each generated image the class it was drawn for"}
+
+
 def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, checkpoint: str | None = None,
                  raw: bool = False, extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
                  info: Callable[[str], None] = print, warn: Callable[[str], None] = print,
@@ -261,7 +293,7 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
     """Score a run's checkpoint (its EMA generator when it keeps one, unless ``raw``) and
     record how in ``run_dir/eval.json``, which keeps the latest evaluation with each feature
     extractor. Returns the record."""
-    from gankit.runner import load_generator
+    from gankit.runner import load_generator, spec_of_run, trainer_classes
     from gankit.training import read_meta
 
     started = time.perf_counter()
@@ -269,7 +301,13 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
     step = read_meta(checkpoint_dir).get("step")
     evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
                           extractor_params=extractor_params, info=info, warn=warn, progress=progress)
-    scores = evaluator.score(trainer.generate(config.n, config.seed, raw=raw))
+    spec = spec_of_run(run_dir)
+    labels = even_labels(spec.classes, config.n) if trainer_classes(trainer) else None
+    by_class = {"labels": labels} if labels is not None else {}
+    scores, accuracy = evaluator.score_classes(trainer.generate(config.n, config.seed, raw=raw, **by_class),
+                                               labels, spec.class_names)
+    if labels is not None and accuracy is None:
+        warn(f"no class accuracy: the {config.features!r} features do not classify the run's classes; use --features domain")
     record = {
         "gankit_version": __version__,
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -278,6 +316,7 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
         "generated": {"count": config.n, "seed": config.seed, "backend": recipe.backend.name,
                       "generator": "raw" if raw or recipe.train.ema is None else "ema"},
         **evaluator.describe(),
+        **({"class_accuracy": accuracy} if accuracy is not None else {}),
         "seconds": round(time.perf_counter() - started, 3),
     }
     update_record(run_dir / "eval.json", ("evaluations", config.features), record)
@@ -342,7 +381,10 @@ class TrainingEvaluation:
         from gankit.events import CheckpointSaved, EvalLogged
 
         config = self.evaluator.config
-        scores = self.evaluator.score(self.trainer.generate(config.n, config.seed))
+        classes = getattr(self.trainer, "classes", 0)
+        labels = even_labels(classes, config.n) if classes else None
+        by_class = {"labels": labels} if labels is not None else {}
+        scores = self.evaluator.score_classes(self.trainer.generate(config.n, config.seed, **by_class), labels)[0]
         self.emit(EvalLogged(step, epoch, scores))
         if self.key not in scores:
             raise EvalError(f"metric {self.key!r} reports no score named {self.key!r}, so no best checkpoint can be kept")

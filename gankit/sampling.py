@@ -33,7 +33,7 @@ def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output:
         columns = count // len(chosen) if count % len(chosen) == 0 else None
     elif classes:
         raise RunError(f"--class: {run_dir} is not a conditional run (set architecture.conditional = true)")
-    images = trainer.generate(count, seed, raw=raw, labels=labels)
+    images = trainer.generate(count, seed, raw=raw, **({"labels": labels} if labels is not None else {}))
     if output.suffix.lower() == ".npz":
         write_npz(output, images) if labels is None else write_npz(output, images, labels=labels)
     else:

@@ -130,7 +130,8 @@ def update_ema(ops, decay) -> None:
 
 
 NEEDED = {"gp": ("input_gradient", "batch_uniform"), "r1": ("input_gradient",),
-          "ema": ("ema_weights", "ema_state", "assign"), "spectral_norm": ("advance_spectral_norm", "matvec")}
+          "ema": ("ema_weights", "ema_state", "assign"), "spectral_norm": ("advance_spectral_norm", "matvec"),
+          "conditional": ("fake_labels",)}
 """The primitives each option needs beyond the plain losses."""
 
 
@@ -156,3 +157,5 @@ def check_supported(train: TrainConfig, architecture, primitives) -> None:
     normalised = any(getattr(layer, "spectral_norm", False) for net in networks if net is not None for layer in net.layers)
     if normalised and (problem := lacking("spectral_norm")):
         raise ValueError(f"architecture: spectral normalisation: {problem}; turn it off")
+    if getattr(architecture, "classes", 0) and (problem := lacking("conditional")):
+        raise ValueError(f"architecture.conditional: {problem}; set conditional = false")

@@ -91,3 +91,95 @@ def test_a_conditional_recipe_on_unlabelled_data_is_a_one_line_error(write_recip
     Image.new("L", (28, 28), 255).save(folder / "sub" / "x.png")
     result = CliRunner().invoke(main, ["run", str(recipe), "--runs-dir", str(runs)])
     assert result.exit_code == 2 and "has unlabelled ones" in result.output and not runs.exists()
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tiny_mnist, tmp_path_factory) -> Path:
+    """A tiny conditional MLP GAN trained briefly (300 steps, seconds) on 256 real MNIST
+    images: enough for its digits to be told apart by the run's domain classifier."""
+    import tomli_w
+
+    from conftest import recipe_dict
+
+    folder = tmp_path_factory.mktemp("conditional")
+    recipe = recipe_dict(tiny_mnist, architecture={"use": "mlp", "conditional": True, "g_condition": "onehot",
+                                                   "g_hidden": [128], "d_hidden": [128], "d_dropout": 0.0},
+                         train={"steps": 300, "batch_size": 32, "lr_g": 1e-3, "lr_d": 1e-3, "betas": [0.5, 0.999],
+                                "log_every": 100, "checkpoint_every": 0, "samples": 20},
+                         export=[{"use": "png", "every": 150}, {"use": "gif"}])
+    path = folder / "conditional.toml"
+    path.write_text(tomli_w.dumps(recipe))
+    result = CliRunner().invoke(main, ["run", str(path), "--runs-dir", str(folder / "runs")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return next((folder / "runs").iterdir())
+
+
+def domain_classes(run_dir: Path, images: np.ndarray) -> np.ndarray:
+    """The label the run's domain classifier (the one ``gankit evaluate`` trains) gives each image."""
+    from gankit.eval_config import EvalConfig
+    from gankit.evaluation import Evaluator, resolve_plan
+    from gankit.runner import load_generator
+
+    registry = load_registry()
+    recipe = load_generator(registry, run_dir)[0]
+    plan = resolve_plan(EvalConfig(metrics=["is"], features="domain", n=len(images), seed=0), registry)
+    extractor = Evaluator(plan, recipe, info=lambda message: None, warn=lambda message: None).extractor
+    return np.asarray(extractor.class_labels)[extractor.extract(images).logits.argmax(1)]
+
+
+def test_the_fixed_grid_has_one_row_per_class(conditional_run):
+    import imageio.v3 as iio
+
+    grid = iio.imread(conditional_run / "samples" / "step_00000300.png")
+    assert grid.shape[:2] == (10 * 30 + 2, 2 * 30 + 2)  # 10 rows of 2 images of 28 pixels, 2-pixel borders
+    assert iio.imread(conditional_run / "progress.gif").shape[1:3] == grid.shape[:2]
+
+
+def test_evaluate_reports_class_accuracy_overall_and_per_class(conditional_run):
+    import json
+
+    result = CliRunner().invoke(main, ["evaluate", str(conditional_run), "--metric", "is", "-n", "200"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((conditional_run / "eval.json").read_text())["evaluations"]["domain"]
+    accuracy = record["class_accuracy"]
+    assert set(accuracy["per_class"]) == {str(digit) for digit in range(10)} and accuracy["images_per_class"] == 20
+    assert record["scores"]["class_accuracy"] == accuracy["overall"] == pytest.approx(
+        np.mean(list(accuracy["per_class"].values())))
+    assert accuracy["overall"] >= 0.6, accuracy  # chance is 0.1
+
+
+def test_sample_class_draws_that_class(conditional_run, tmp_path):
+    drawn = {}
+    for chosen in ("7", "3"):
+        out = tmp_path / f"{chosen}.npz"
+        result = CliRunner().invoke(main, ["sample", str(conditional_run), "-n", "30", "--class", chosen, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        with np.load(out) as stored:
+            assert stored["labels"].tolist() == [int(chosen)] * 30
+            drawn[chosen] = domain_classes(conditional_run, stored["images"])
+    assert np.mean(drawn["7"] == 7) >= 0.7 and np.mean(drawn["3"] == 3) >= 0.7, drawn
+    out = tmp_path / "two.npz"
+    result = CliRunner().invoke(main, ["sample", str(conditional_run), "-n", "4", "--class", "1", "--class", "0",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with np.load(out) as stored:
+        assert stored["labels"].tolist() == [1, 1, 0, 0]
+
+
+def test_sample_without_class_draws_every_class_evenly(conditional_run, tmp_path):
+    import imageio.v3 as iio
+
+    out = tmp_path / "all.npz"
+    assert CliRunner().invoke(main, ["sample", str(conditional_run), "-n", "64", "-o", str(out)]).exit_code == 0
+    with np.load(out) as stored:
+        assert np.bincount(stored["labels"]).tolist() == [7] * 4 + [6] * 6
+    png = tmp_path / "all.png"
+    assert CliRunner().invoke(main, ["sample", str(conditional_run), "-n", "20", "-o", str(png)]).exit_code == 0
+    assert iio.imread(png).shape[:2] == (10 * 30 + 2, 2 * 30 + 2)
+
+
+def test_an_unknown_class_is_a_one_line_error_listing_the_known_ones(conditional_run, tmp_path):
+    result = CliRunner().invoke(main, ["sample", str(conditional_run), "--class", "eleven", "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and not (tmp_path / "x.png").exists()
+    assert "unknown class 'eleven'; the known classes are 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in result.output
+    assert len(result.output.strip().splitlines()) == 1

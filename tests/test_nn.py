@@ -145,3 +145,26 @@ def test_a_conditional_torch_network_reads_the_label():
     z = torch.randn(1, 4).expand(5, 4)
     out = model(z, torch.arange(5))
     assert out.shape == (5, 2) and len({tuple(row.tolist()) for row in out}) == 5
+
+
+@pytest.mark.parametrize("size, start, blocks", [(28, 7, 2), (32, 4, 3), (64, 4, 4)])
+def test_resnet_is_sized_from_the_data(size, start, blocks):
+    spec = DataSpec(size, size, 3, 10)
+    plain = architecture("resnet", spec, g_channels=16, d_channels=16)
+    shapes = plain.generator.shapes()
+    assert shapes[1] == (start, start, 16) and plain.generator.output_shape == (size, size, 3)
+    assert sum(isinstance(layer, nn.Residual) for layer in plain.generator.layers) == blocks
+    assert plain.discriminator.output_shape == (1,) and plain.discriminator.shapes()[-3] == (start, start, 16)
+    conditional = architecture("resnet", spec, g_channels=16, d_channels=16, conditional=True)
+    assert conditional.generator.classes == conditional.discriminator.classes == 10
+    # conditional BatchNorm: one scale and shift per class instead of one; projection: an embedding per class
+    g_extra = conditional.generator.parameter_count() - plain.generator.parameter_count()
+    assert g_extra == 2 * blocks * (2 * 10 * 16 - 2 * 16)
+    assert conditional.discriminator.parameter_count() - plain.discriminator.parameter_count() == 10 * 16
+
+
+def test_conditional_dcgan_and_mlp_need_labelled_data():
+    with pytest.raises(ValueError, match="conditional = true needs labelled data"):
+        architecture("dcgan", DataSpec(28, 28, 1), conditional=True)
+    onehot = architecture("mlp", MNIST, conditional=True, g_condition="onehot", d_condition="onehot")
+    assert onehot.generator.shapes()[0] == (110,) and isinstance(onehot.discriminator.layers[1], nn.JoinClass)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(find_spec("torch") is None or find_spec("tensorf
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 RECIPES = sorted(RECIPE_DIR.rglob("*.toml"))
-SPECS = {"mnist": DataSpec(28, 28, 1), "fashion-mnist": DataSpec(28, 28, 1), "cifar10": DataSpec(32, 32, 3, 10)}
+SPECS = {"mnist": DataSpec(28, 28, 1, 10), "fashion-mnist": DataSpec(28, 28, 1, 10), "cifar10": DataSpec(32, 32, 3, 10)}
 """The shape of each bundled dataset, so that a recipe's networks are built without its data."""
 
 

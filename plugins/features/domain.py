@@ -115,6 +115,7 @@ class DomainExtractor:
             write_json(meta_path, {"held_out_accuracy": round(accuracy, 4), "classes": classes.tolist(),
                                    "feature_scale": scale})
         self.meta = json.loads(meta_path.read_text())
+        self.class_labels = self.meta["classes"]  # the label of each logit, for a conditional run's class accuracy
         self.model = _network(data.images.shape[-1], len(self.meta["classes"]), params.seed)
         self.model.load_state_dict(load(self.weights_path.read_bytes()))
         self.model.eval()
