@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from gankit.cli import main
-from gankit.data import DataContext
+from gankit.data import DataContext, DataSpec
 from gankit.plugins import load_registry
 from gankit.recipe import load_recipe
 from gankit.runner import prepare
@@ -183,3 +183,12 @@ def test_an_unknown_class_is_a_one_line_error_listing_the_known_ones(conditional
     assert result.exit_code == 2 and not (tmp_path / "x.png").exists()
     assert "unknown class 'eleven'; the known classes are 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_backend_without_fake_labels_cannot_run_a_conditional_recipe(write_recipe):
+    from gankit.updates import check_supported
+
+    recipe = load_recipe(write_recipe(architecture=CONDITIONAL_DCGAN), [], load_registry())
+    architecture = recipe.architecture.component.factory(recipe.architecture.params, DataSpec(28, 28, 1, 10))
+    with pytest.raises(ValueError, match=r"architecture.conditional: the backend lacks the primitive\(s\) fake_labels"):
+        check_supported(recipe.train, architecture, object())
