@@ -15,7 +15,7 @@ from gankit.params import Every, Interval, Params
 
 class PngParams(Params):
     every: Every = Field(Interval(500, "steps"), description="steps (500) or epochs ('1 epoch'); the end is always saved")
-    columns: Optional[int] = Field(None, ge=1, le=64, description="grid width (default: square)")
+    columns: Optional[int] = Field(None, ge=1, le=64, description="grid width (default: square; a conditional run: one row per class)")
 
 
 class PngExporter:
