@@ -45,7 +45,8 @@ class Trained:
     {**CONDITIONAL_DCGAN, "d_spectral_norm": True},
     {"use": "mlp", "conditional": True, "g_condition": "embedding", "d_condition": "onehot", "g_hidden": [32],
      "d_hidden": [32], "d_dropout": 0.0},
-], ids=["cbn-projection", "embedding-onehot"])
+    {"use": "resnet", "conditional": True, "g_channels": 8, "d_channels": 8},
+], ids=["cbn-projection", "embedding-onehot", "resnet"])
 def test_a_conditional_run_resumes_bit_exact(backend, architecture, write_recipe, tmp_path):
     recipe = write_recipe(architecture=architecture, backend={"use": backend, "device": "cpu"},
                           train={**EVERYTHING, "samples": 20})
