@@ -76,3 +76,24 @@ def write_recipe(tmp_path, tiny_mnist):
         return path
 
     return write
+
+
+class Trained:
+    """A backend's trainer on a recipe's data, stepped by the shared schedule, as a run steps it."""
+
+    def __init__(self, recipe_path: Path):
+        from gankit.data import DataContext
+        from gankit.plugins import load_registry
+        from gankit.recipe import load_recipe
+        from gankit.runner import build_trainer, load_data
+        from gankit.training import Schedule
+
+        recipe = load_recipe(recipe_path, [], load_registry())
+        data = load_data(recipe, DataContext(warn=lambda message: None))
+        self.trainer = build_trainer(recipe, data.spec)
+        self.trainer.set_data(data.images)
+        self.schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
+
+    def steps(self, start: int, stop: int) -> list[dict[str, float]]:
+        return [{k: float(v) for k, v in self.trainer.train_step(self.schedule.batches(step), step).items()}
+                for step in range(start, stop)]

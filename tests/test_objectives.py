@@ -11,17 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import Trained
 import tomli_w
 from click.testing import CliRunner
 
 from gankit import nn
 from gankit.cli import main
-from gankit.data import DataContext
-from gankit.objectives import LOSSES, bce, gradient_penalty, label_targets, r1_penalty
+from gankit.objectives import LOSSES, bce, gradient_penalty, r1_penalty
 from gankit.plugins import load_registry
 from gankit.recipe import load_recipe
-from gankit.runner import build_trainer, load_data
-from gankit.training import Schedule
 
 BOTH = pytest.mark.skipif(find_spec("torch") is None or find_spec("tensorflow") is None,
                           reason="needs both torch and tensorflow")
@@ -208,21 +206,6 @@ def test_spectral_norm_normalises_alike_on_both_backends(name):
         assert float(spectral.sigma(TensorOps, matrix, parametrization.u)) == pytest.approx(largest, rel=1e-3)
         normalised = parametrization.matrix(module.weight.detach()).numpy()
         assert np.linalg.svd(normalised, compute_uv=False)[0] == pytest.approx(1.0, rel=1e-3)
-
-
-class Trained:
-    """A trainer on the tiny real MNIST data, stepped by the shared schedule."""
-
-    def __init__(self, recipe_path: Path):
-        recipe = load_recipe(recipe_path, [], load_registry())
-        data = load_data(recipe, DataContext(warn=lambda message: None))
-        self.trainer = build_trainer(recipe, data.spec)
-        self.trainer.set_data(data.images)
-        self.schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
-
-    def steps(self, start: int, stop: int) -> list[dict[str, float]]:
-        return [{k: float(v) for k, v in self.trainer.train_step(self.schedule.batches(step), step).items()}
-                for step in range(start, stop)]
 
 
 DCGAN_TINY = {"use": "dcgan", "g_start_channels": 16,
