@@ -48,8 +48,12 @@ def _registry():
         fail(str(error))
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Ctrl-C, a kill, and a closed terminal or SSH session all stop a run the same way."""
+
+
 class StopFlag:
-    """First Ctrl-C (or SIGTERM): finish the step, checkpoint, stop. Second: abort now."""
+    """First Ctrl-C (or SIGTERM, SIGHUP): finish the step, checkpoint, stop. Second: abort now."""
 
     def __init__(self):
         self.requested = False
@@ -61,12 +65,12 @@ class StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        console.warn("stopping after this step (press Ctrl-C again to abort now)")
+        console.warn("stopping at the next step (press Ctrl-C again to abort now)")
 
     @contextmanager
     def installed(self):
-        """Handle SIGINT and SIGTERM inside the block; the previous handlers come back after."""
-        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        """Handle STOP_SIGNALS inside the block; the previous handlers come back after."""
+        previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
         try:
             yield self
         finally:
@@ -112,6 +116,9 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
         if recipes:
             fail("--resume continues one run: give no recipe files with it")
         run_dir = _latest_run(runs_dir) if resume_from == "latest" else Path(resume_from)
+        if run_dir.is_dir() and not [p for p in run_dir.iterdir() if p.name != ".lock"]:
+            fail(f"--resume {resume_from}: {run_dir} is empty (the run was stopped before it began); "
+                 f"remove it with: rm -r {run_dir}")
         if not (run_dir / "recipe.toml").is_file():
             fail(f"--resume {resume_from}: {run_dir} is not a gankit run directory (no recipe.toml)")
 
@@ -155,8 +162,8 @@ def _run_jobs(jobs, invalid, start, keep_going, stop):
         else:
             outcomes = invalid + run_all(jobs, start, keep_going=keep_going, stop_requested=stop, report=_report)
             console.batch_table(outcomes)
-    except KeyboardInterrupt:
-        console.error("aborted at once; every file written so far is complete")
+    except KeyboardInterrupt as error:
+        console.error(str(error) or "aborted at once; every file written so far is complete")
         sys.exit(130)
     return outcomes
 

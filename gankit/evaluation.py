@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from gankit import __version__
 from gankit.data import DataContext, DataError, ImageData, default_cache_dir
 from gankit.eval_config import EvalConfig, EvalPlan
-from gankit.files import atomic_directory, write_bytes, write_json
+from gankit.files import write_bytes, write_json
 from gankit.registry import Component, Registry
 
 
@@ -317,6 +317,7 @@ class TrainingEvaluation:
 
     def evaluate(self, step: int, epoch: int) -> dict[str, float]:
         from gankit.events import CheckpointSaved, EvalLogged
+        from gankit.training import write_checkpoint
 
         config = self.evaluator.config
         scores = self.evaluator.score(self.trainer.generate(config.n, config.seed))
@@ -325,9 +326,7 @@ class TrainingEvaluation:
             raise EvalError(f"metric {self.key!r} reports no score named {self.key!r}, so no best checkpoint can be kept")
         if self._better(scores[self.key]):
             self.best = scores[self.key]
-            with atomic_directory(self.best_dir) as staging:
-                self.trainer.save(staging)
-                write_json(staging / "meta.json", {"step": step, "epoch": epoch, "scores": scores})
+            write_checkpoint(self.trainer, self.best_dir, {"step": step, "epoch": epoch, "scores": scores})
             self.emit(CheckpointSaved(step, self.best_dir))
         update_record(self.run_dir / "eval.json", ("during_training",), {
             "gankit_version": __version__,

@@ -6,8 +6,12 @@ is built before the run directory is created, so a failed start leaves nothing b
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,10 +23,11 @@ from gankit.backend import BackendError, CheckpointError
 from gankit.data import DataContext, DataError, DataSpec, ImageData
 from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
 from gankit.events import EvalLogged, Event, RunFinished, StepLogged
-from gankit.files import write_json, write_text
+from gankit.files import remove_leftovers, write_json, write_text
 from gankit.nn import Architecture, ShapeError
 from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
-from gankit.training import Loop, Schedule, ScheduleError, list_checkpoints, read_meta
+from gankit.training import (Loop, Schedule, ScheduleError, last_good_checkpoint, list_checkpoints, no_space_left,
+                             read_meta, verify_checkpoint)
 
 
 class RunError(Exception):
@@ -103,7 +108,19 @@ def provenance(recipe: Recipe, spec: DataSpec) -> dict[str, Any]:
         "plugins": {f"{c.component.kind}.{c.name}": c.component.provider for c in choices},
         "data_spec": asdict(spec),
         "sweep": recipe.sweep,
+        "recipe_sha256": recipe_digest(recipe),
     }
+
+
+RESUME_OVERRIDES = ("train.steps", "train.epochs")
+
+
+def recipe_digest(recipe: Recipe) -> str:
+    """The sha256 of the resolved recipe, less the keys a resume may change: a resume
+    compares it with the one recorded at the start to catch an edited recipe.toml."""
+    table = recipe.as_dict()
+    table["train"] = {k: v for k, v in table["train"].items() if f"train.{k}" not in RESUME_OVERRIDES}
+    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
 
 
 def spec_of_run(run_dir: Path) -> DataSpec:
@@ -119,10 +136,30 @@ class MetricsWriter:
     def __init__(self, path: Path):
         self.path = path
 
+    @staticmethod
+    def truncate(path: Path, step: int) -> None:
+        """Keep only whole lines up to ``step``, the checkpoint a resume starts from: after
+        a kill, later lines would be logged twice, and a torn last line is dropped."""
+        if not path.is_file():
+            return
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+        if kept != lines:
+            write_text(path, "".join(line if line.endswith("\n") else line + "\n" for line in kept))
+
     def handle(self, event: Event) -> None:
         if isinstance(event, (StepLogged, EvalLogged)):
             with open(self.path, "a", encoding="utf-8") as out:
                 out.write(json.dumps({"step": event.step, "epoch": event.epoch, **event.values}) + "\n")
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) else None
 
 
 @dataclass
@@ -158,6 +195,54 @@ def _evaluator(recipe: Recipe, context: DataContext, data: ImageData) -> Evaluat
         raise RunError(f"{recipe.path}: eval: {error}") from None
 
 
+def writable_root(runs_root: Path) -> Path:
+    """The folder that will hold ``runs_root`` (itself, or its nearest existing parent),
+    proven writable by creating a file in it: a read-only disk, a file in the way or a
+    folder without permission is refused before anything is loaded."""
+    folder = runs_root
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise RunError(f"--runs-dir {runs_root}: {folder} is a file, not a folder; choose another --runs-dir")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise RunError(f"--runs-dir {runs_root}: cannot write in {folder} ({error.strerror or error}); "
+                       "choose another --runs-dir") from None
+    return folder
+
+
+def check_space(folder: Path, trainer) -> None:
+    """Refuse to start when ``folder`` cannot hold even one checkpoint (weights and two
+    optimizer moments in float32, roughly what every backend writes)."""
+    needed = 3 * 4 * sum(trainer.parameter_counts().values())
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise RunError(f"no space left on device: {folder} has {free / 2**20:.1f} MiB free and a checkpoint of "
+                       f"this run needs about {needed / 2**20:.1f} MiB; free some space or choose another --runs-dir")
+
+
+LOCK = ".lock"
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold the run's lock for the block: a second process training the same run is refused."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(run_dir / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(f"{run_dir} is in use by another gankit process (training or resuming it); "
+                       "wait for that one to end") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def run(
     recipe: Recipe,
     *,
@@ -167,24 +252,35 @@ def run(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
     """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory."""
+    folder = writable_root(runs_root)
     prepared = prepare(recipe, context)
+    check_space(folder, prepared.trainer)
+    if should_stop():
+        raise KeyboardInterrupt("stopped before the run began; nothing was written")
     resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
     run_dir = next_run_dir(runs_root, recipe.name)
-    write_text(run_dir / "recipe.toml", resolved)
-    return _train(prepared, run_dir, listeners, should_stop)
+    with run_lock(run_dir):
+        write_text(run_dir / "recipe.toml", resolved)
+        return _train(prepared, run_dir, listeners, should_stop)
 
 
-RESUME_OVERRIDES = ("train.steps", "train.epochs")
-
-
-def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path) -> str:
-    """The message for a checkpoint that cannot be loaded, pointing at the one before it."""
+def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path, load: Callable[[Path], None]) -> str:
+    """The message for a checkpoint that cannot be used. It points at an earlier one only
+    when that one verifies and ``load`` takes it; nothing is ever deleted here."""
     if damaged not in checkpoints:
         return str(error)
-    earlier = checkpoints[: checkpoints.index(damaged)]
-    if not earlier:
-        return f"{error}; no earlier checkpoint is left"
-    return f"{error}; the previous checkpoint is {earlier[-1]}: delete {damaged} to use it"
+    index = checkpoints.index(damaged)
+    for candidate in reversed(checkpoints[:index]):
+        try:
+            load(verify_checkpoint(candidate))
+        except CheckpointError:
+            continue
+        if damaged != checkpoints[-1]:
+            return f"{error}; the newest earlier checkpoint that verifies and loads is {candidate}: pass --checkpoint {candidate.name}"
+        newer = " and ".join(str(p) for p in checkpoints[checkpoints.index(candidate) + 1:])
+        return f"{error}; the newest earlier checkpoint that verifies and loads is {candidate}: delete {newer} to use it"
+    earlier = f"none of the {index} earlier checkpoint(s) verifies and loads either" if index else "there is no earlier checkpoint"
+    return f"{error}; {earlier}, so no checkpoint of this run fits its recipe.toml (nothing was deleted)"
 
 
 def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:
@@ -204,15 +300,19 @@ def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:
 
 def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
     """A run's recipe, and its trainer holding the generator of one checkpoint (the last,
-    by default): what ``gankit sample`` and ``gankit evaluate`` draw from."""
+    by default), verified first: what ``gankit sample`` and ``gankit evaluate`` draw from."""
     recipe_path = run_dir / "recipe.toml"
     recipe = build_recipe(read_toml(recipe_path), recipe_path, registry)
     chosen = resolve_checkpoint(run_dir, checkpoint)
     trainer = build_trainer(recipe, spec_of_run(run_dir))
+
+    def load(path: Path) -> None:
+        trainer.load(path, generator_only=True)
+
     try:
-        trainer.load(chosen, generator_only=True)
+        load(verify_checkpoint(chosen))
     except CheckpointError as error:
-        raise RunError(damaged_checkpoint(error, list_checkpoints(run_dir), chosen)) from None
+        raise RunError(damaged_checkpoint(error, list_checkpoints(run_dir), chosen, load)) from None
     return recipe, trainer, chosen
 
 
@@ -225,33 +325,48 @@ def resume(
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
-    """Continue a run from its last checkpoint, exactly where it stopped. Only the length of
-    training may change (``--set train.steps=N``); anything else would not be the same run."""
+    """Continue a run from its last checkpoint (from step 0 if it was stopped before its
+    first), exactly where it stopped. Only the length of training may change
+    (``--set train.steps=N``); anything else, edited into recipe.toml or not, is refused."""
     for override in overrides:
         if override.partition("=")[0].strip() not in RESUME_OVERRIDES:
             raise RunError(f"--set {override}: a resumed run can only change {' or '.join(RESUME_OVERRIDES)}")
     recipe_path = run_dir / "recipe.toml"
-    raw = read_toml(recipe_path)
-    if overrides:
-        raw.setdefault("train", {}).pop("steps", None)
-    recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
+    with run_lock(run_dir):
+        raw = read_toml(recipe_path)
+        if overrides:
+            raw.setdefault("train", {}).pop("steps", None)
+        recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
+        recorded = raw.get("gankit", {}).get("recipe_sha256")
+        if recorded is not None and recorded != recipe_digest(recipe):
+            raise RunError(f"{recipe_path} was edited after the run started; a resumed run can only change "
+                           f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
+        prepared = prepare(recipe, context)
+        step = _restore(prepared, run_dir)
+        remove_leftovers(run_dir)
+        MetricsWriter.truncate(run_dir / "metrics.jsonl", step)
+        if overrides:
+            resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
+            write_text(recipe_path, tomli_w.dumps(resolved))
+        return _train(prepared, run_dir, listeners, should_stop, start_step=step)
+
+
+def _restore(prepared: Prepared, run_dir: Path) -> int:
+    """Load the run's last checkpoint, verified, into the trainer; its step (0 if none)."""
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
-        raise RunError(f"{run_dir}: no checkpoint to resume from; start it again with gankit run")
-    prepared = prepare(recipe, context)
-    total = recipe.train.total_steps(prepared.schedule.steps_per_epoch)
+        return 0
+    total = prepared.recipe.train.total_steps(prepared.schedule.steps_per_epoch)
+    latest = checkpoints[-1]
     try:
-        step = int(read_meta(checkpoints[-1])["step"])
+        step = int(read_meta(verify_checkpoint(latest))["step"])
         if step >= total:
             raise RunError(f"{run_dir} already trained to step {step} of {total}; "
                            f"to train longer: gankit run --resume {run_dir} --set train.steps=N")
-        prepared.trainer.load(checkpoints[-1])
+        prepared.trainer.load(latest)
     except CheckpointError as error:
-        raise RunError(damaged_checkpoint(error, checkpoints, checkpoints[-1])) from None
-    if overrides:
-        resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
-        write_text(recipe_path, tomli_w.dumps(resolved))
-    return _train(prepared, run_dir, listeners, should_stop, start_step=step)
+        raise RunError(damaged_checkpoint(error, checkpoints, latest, prepared.trainer.load)) from None
+    return step
 
 
 def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0) -> RunResult:
@@ -273,14 +388,30 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
         emit=emit,
         sample_every=[e.sample_every for e in exporters if getattr(e, "sample_every", None) is not None],
         should_stop=should_stop,
+        step=start_step,
     )
     started = time.perf_counter()
+
+    def stopped(status: str, message: str) -> RunFinished:
+        good = last_good_checkpoint(run_dir)
+        finished = RunFinished(loop.step, status, f"{message}; the last good checkpoint is {good or 'none'}")
+        try:
+            _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
+        except OSError:
+            pass  # the disk may be full: the checkpoint matters more than the summary
+        return finished
+
     try:
         finished = loop.run(start_step)
     except KeyboardInterrupt:
-        found = list_checkpoints(run_dir)
-        finished = RunFinished(start_step, "aborted", f"aborted; the last checkpoint is {found[-1] if found else 'none'}")
-        _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
+        stopped("aborted", f"aborted at step {loop.step}")
+        raise
+    except Exception as error:
+        if isinstance(error, OSError) and no_space_left(error, run_dir):
+            finished = stopped("failed", f"no space left on device writing {error.filename or run_dir}; "
+                                         f"stopped at step {loop.step}")
+            return RunResult(recipe, run_dir, finished, time.perf_counter() - started)
+        stopped("failed", f"{type(error).__name__} at step {loop.step}: {error}")
         raise
     seconds = time.perf_counter() - started
     _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
