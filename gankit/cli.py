@@ -93,8 +93,10 @@ def _latest_run(runs_dir: Path) -> Path:
 @click.option("--resume", "resume_from", metavar="RUN_DIR|latest", help="Continue a run from its last checkpoint.")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Where run directories are created.")
+@click.option("--max-runs", default=10_000, show_default=True, type=click.IntRange(1),
+              help="Refuse recipes and sweeps that expand to more runs than this.")
 def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, keep_going: bool,
-        resume_from: str | None, runs_dir: Path) -> None:
+        resume_from: str | None, runs_dir: Path, max_runs: int) -> None:
     """Train the GAN each RECIPE describes, one after another (a [sweep] table expands into
     one run per combination), or continue a stopped run with --resume."""
     import tomli_w
@@ -131,7 +133,7 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     else:
         if not recipes:
             fail("name at least one recipe file, e.g. gankit run recipes/dcgan_mnist.toml")
-        jobs, invalid = load_all(recipes, list(overrides), registry)
+        jobs, invalid = load_all(recipes, list(overrides), registry, max_runs)
         if invalid and not keep_going:
             fail(invalid[0].message)
         if dry_run:
@@ -198,15 +200,18 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 def sample(run_dir: Path, count: int, output: Path, seed: int) -> None:
     """Draw samples from a run's last checkpoint."""
     from gankit.recipe import RecipeError
-    from gankit.runner import RunError
+    from gankit.runner import RunError, writable_root
     from gankit.sampling import sample_run
 
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
+        writable_root(output.parent, "-o")
         checkpoint = sample_run(_registry(), run_dir, count, seed, output)
     except (RecipeError, RunError) as error:
         fail(str(error))
+    except OSError as error:
+        fail(f"-o {output}: cannot write it ({error.strerror or error})")
     console.info(f"wrote {count} samples from {checkpoint} to {output}")
 
 

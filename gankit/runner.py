@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import shutil
 import tempfile
 import time
@@ -75,9 +77,36 @@ def build_architecture(recipe: Recipe, spec) -> Architecture:
             f"not {recipe.backend.name!r}; set backend.use to one of them"
         )
     try:
-        return component.factory(recipe.architecture.params, spec)
+        architecture = component.factory(recipe.architecture.params, spec)
+        architecture.check(spec.shape, recipe.train.batch_size)
     except (ShapeError, ValueError) as error:
         raise RunError(f"{recipe.path}: architecture: {error}") from None
+    _check_memory(architecture, recipe)
+    return architecture
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_memory(architecture: Architecture, recipe: Recipe) -> None:
+    """Refuse networks that could not be trained in this machine's memory: float32 weights,
+    gradients and two optimizer moments, and each layer's output kept for the backward
+    pass (twice: D sees real and generated batches)."""
+    networks = [n for n in (architecture.generator, architecture.discriminator) if n is not None]
+    memory = _physical_memory()
+    if not networks or memory is None:
+        return
+    parameters = sum(network.parameter_count() for network in networks)
+    activations = sum(math.prod(shape) for network in networks for shape in network.shapes())
+    needed = 4 * (4 * parameters + 2 * recipe.train.batch_size * activations)
+    if needed > memory:
+        raise RunError(f"{recipe.path}: architecture: training would need at least {needed / 2**30:,.1f} GiB "
+                       f"({parameters:,} parameters), more than this machine's {memory / 2**30:,.1f} GiB of memory; "
+                       "make the networks smaller (channels, hidden units) or lower train.batch_size")
 
 
 def build_trainer(recipe: Recipe, spec):
@@ -195,21 +224,21 @@ def _evaluator(recipe: Recipe, context: DataContext, data: ImageData) -> Evaluat
         raise RunError(f"{recipe.path}: eval: {error}") from None
 
 
-def writable_root(runs_root: Path) -> Path:
-    """The folder that will hold ``runs_root`` (itself, or its nearest existing parent),
-    proven writable by creating a file in it: a read-only disk, a file in the way or a
-    folder without permission is refused before anything is loaded."""
-    folder = runs_root
+def writable_root(path: Path, option: str = "--runs-dir") -> Path:
+    """The folder that will hold ``path`` (itself, or its nearest existing parent), proven
+    writable by creating a file in it: a read-only disk, a file in the way or a folder
+    without permission is refused (naming ``option``) before anything is loaded."""
+    folder = path
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise RunError(f"--runs-dir {runs_root}: {folder} is a file, not a folder; choose another --runs-dir")
+        raise RunError(f"{option} {path}: {folder} is a file, not a folder; choose another {option}")
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise RunError(f"--runs-dir {runs_root}: cannot write in {folder} ({error.strerror or error}); "
-                       "choose another --runs-dir") from None
+        raise RunError(f"{option} {path}: cannot write in {folder} ({error.strerror or error}); "
+                       f"choose another {option}") from None
     return folder
 
 
