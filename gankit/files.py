@@ -73,6 +73,15 @@ def atomic_directory(path: Path) -> Iterator[Path]:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+def follow_umask(folder: Path) -> None:
+    """Give everything under ``folder`` the modes ``open`` and ``mkdir`` would have: some
+    writers (safetensors, for one) make their files private."""
+    mask = _umask()
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def remove_directory(path: Path) -> None:
     """Delete a folder so that it disappears at once: it is first renamed to a leftover
     name, so a kill mid-deletion never leaves a half-deleted folder under its own name."""

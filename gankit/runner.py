@@ -290,7 +290,7 @@ def run(
     run_dir = next_run_dir(runs_root, recipe.name)
     with run_lock(run_dir):
         write_text(run_dir / "recipe.toml", resolved)
-        return _train(prepared, run_dir, listeners, should_stop)
+        return _train(prepared, run_dir, listeners, should_stop, warn=context.warn)
 
 
 def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path, load: Callable[[Path], None]) -> str:
@@ -377,7 +377,7 @@ def resume(
         if overrides:
             resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
             write_text(recipe_path, tomli_w.dumps(resolved))
-        return _train(prepared, run_dir, listeners, should_stop, start_step=step)
+        return _train(prepared, run_dir, listeners, should_stop, start_step=step, warn=context.warn)
 
 
 def _restore(prepared: Prepared, run_dir: Path) -> int:
@@ -398,9 +398,35 @@ def _restore(prepared: Prepared, run_dir: Path) -> int:
     return step
 
 
-def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0) -> RunResult:
+class GuardedExporter:
+    """An exporter whose ``handle`` raises is reported once, then left out of the rest of
+    the run; ``failure`` says what happened. A full disk is the run's to handle."""
+
+    def __init__(self, name: str, exporter, run_dir: Path, warn: Callable[[str], None], then: str):
+        self.name, self.exporter, self.run_dir, self.warn, self.then = name, exporter, run_dir, warn, then
+        self.failure: str | None = None
+
+    def handle(self, event: Event) -> None:
+        if self.failure is not None:
+            return
+        try:
+            self.exporter.handle(event)
+        except Exception as error:
+            if isinstance(error, OSError) and no_space_left(error, self.run_dir):
+                raise
+            step = getattr(event, "step", "?")
+            self.failure = f"exporter {self.name!r} failed at step {step} ({type(error).__name__}: {error})".splitlines()[0]
+            self.warn(f"{self.failure}; {self.then}")
+
+
+def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0,
+           warn: Callable[[str], None] = print) -> RunResult:
     recipe = prepared.recipe
-    exporters = [choice.component.factory(choice.params, run_dir) for choice in recipe.exports]
+    stop_on_error = recipe.train.on_exporter_error == "stop"
+    then = "the run stops at the next step (train.on_exporter_error)" if stop_on_error else "it is disabled for the rest of the run"
+    exporters = [GuardedExporter(choice.name, choice.component.factory(choice.params, run_dir), run_dir, warn, then)
+                 for choice in recipe.exports]
+    failures = lambda: [e.failure for e in exporters if e.failure]  # noqa: E731
     handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, *(e.handle for e in exporters), *listeners]
 
     def emit(event: Event) -> None:
@@ -415,8 +441,8 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
         schedule=prepared.schedule,
         run_dir=run_dir,
         emit=emit,
-        sample_every=[e.sample_every for e in exporters if getattr(e, "sample_every", None) is not None],
-        should_stop=should_stop,
+        sample_every=[e.exporter.sample_every for e in exporters if getattr(e.exporter, "sample_every", None) is not None],
+        should_stop=lambda: should_stop() or (stop_on_error and bool(failures())),
         step=start_step,
     )
     started = time.perf_counter()
@@ -442,6 +468,10 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
             return RunResult(recipe, run_dir, finished, time.perf_counter() - started)
         stopped("failed", f"{type(error).__name__} at step {loop.step}: {error}")
         raise
+    if stop_on_error and failures() and finished.status == "interrupted":
+        finished = RunFinished(finished.step, "failed", f"{failures()[0]}; {finished.message} with a checkpoint; "
+                               f"resume with: gankit run --resume {run_dir}",
+                               finished.values)
     seconds = time.perf_counter() - started
     _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
     return RunResult(recipe, run_dir, finished, seconds)

@@ -22,7 +22,7 @@ import numpy as np
 from gankit.backend import CheckpointError, Trainer
 from gankit.events import CheckpointSaved, Event, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.data import sha256_of
-from gankit.files import atomic_directory, remove_directory, write_json
+from gankit.files import atomic_directory, follow_umask, remove_directory, write_json
 from gankit.params import Interval
 from gankit.train_config import TrainConfig
 
@@ -118,6 +118,7 @@ def write_checkpoint(trainer: Trainer, path: Path, meta: dict) -> Path:
     try:
         with atomic_directory(path) as staging:
             trainer.save(staging)
+            follow_umask(staging)
             write_json(staging / "meta.json", meta)
             files = sorted(p for p in staging.rglob("*") if p.is_file())
             write_json(staging / MANIFEST, {"sha256": {p.relative_to(staging).as_posix(): sha256_of(p) for p in files}})

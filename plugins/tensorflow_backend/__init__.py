@@ -9,6 +9,7 @@ the terminal. Set ``GANKIT_TF_VERBOSE=1`` to see all of it; an explicit
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -42,6 +43,10 @@ def import_tensorflow():
     (whatever KERAS_BACKEND says, unless Keras was already imported on another backend)."""
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("torchvision") is not None:
+        # torchvision imported after TensorFlow crashes the process (a segmentation fault in
+        # their shared libraries); first is safe, and evaluation needs both.
+        import torchvision  # noqa: F401
     if "tensorflow" in sys.modules or verbose():
         import tensorflow as tf
     else:
