@@ -98,6 +98,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise RecipeError(f"{path}: is a directory, not a recipe file") from None
     except tomllib.TOMLDecodeError as error:
         raise RecipeError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError(f"{path}: cannot read: {error}") from None
 
@@ -107,7 +109,7 @@ def parse_value(text: str) -> Any:
     ``"x"``), else taken as a bare string."""
     try:
         return tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -185,7 +187,9 @@ def _format_validation(path: Path, prefix: str, error: ValidationError, params: 
         hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known) or 'none'}"
         return f"{path}: {key}: unknown key; {hint}"
     message = first["msg"].removeprefix("Value error, ")
-    got = f" (got {first['input']!r})" if first["type"] not in ("missing",) and loc else ""
+    shown = repr(first["input"])
+    shown = shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown):,} characters)"
+    got = f" (got {shown})" if first["type"] not in ("missing",) and loc else ""
     return f"{path}: {key}: {message}{got}"
 
 

@@ -192,3 +192,19 @@ def test_ctrl_c_during_start_up_is_a_clean_exit(tmp_path, tiny_mnist, delay):
     assert "Traceback" not in output and output.strip()
     run_dir = runs / "00000-long"
     assert not run_dir.exists() or list_checkpoints(run_dir), "a run that began was stopped with a checkpoint"
+
+
+def test_a_damaged_tensorflow_checkpoint_is_refused_too(tiny_mnist, tmp_path):
+    pytest.importorskip("tensorflow")
+    recipe = tmp_path / "tf.toml"
+    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, backend={"use": "tensorflow", "device": "cpu"},
+                                                train={"steps": 4, "checkpoint_every": 2}, export=[])))
+    assert cli("run", recipe, "--runs-dir", tmp_path / "runs").exit_code == 0
+    run_dir = tmp_path / "runs" / "00000-tiny"
+    damaged = max((p for p in checkpoint(run_dir, 4).iterdir() if p.name not in (MANIFEST, "meta.json")),
+                  key=lambda p: p.stat().st_size)
+    overwrite_4kb(damaged)
+    result = cli("run", "--resume", run_dir, "--set", "train.steps=6")
+    assert result.exit_code == 2
+    message = one_line(result.output)
+    assert str(damaged) in message and f"delete {checkpoint(run_dir, 4)} to use it" in message
