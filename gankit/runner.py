@@ -289,8 +289,19 @@ def run(
     resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
     run_dir = next_run_dir(runs_root, recipe.name)
     with run_lock(run_dir):
-        write_text(run_dir / "recipe.toml", resolved)
+        with _writing(run_dir):
+            write_text(run_dir / "recipe.toml", resolved)
         return _train(prepared, run_dir, listeners, should_stop, warn=context.warn)
+
+
+@contextmanager
+def _writing(run_dir: Path):
+    """Before training: a write that fails (a full or read-only disk) is a RunError."""
+    try:
+        yield
+    except OSError as error:
+        reason = "no space left on device" if no_space_left(error, run_dir) else (error.strerror or str(error))
+        raise RunError(f"cannot write {error.filename or run_dir}: {reason}") from None
 
 
 def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path, load: Callable[[Path], None]) -> str:
@@ -372,11 +383,12 @@ def resume(
                            f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
         prepared = prepare(recipe, context)
         step = _restore(prepared, run_dir)
-        remove_leftovers(run_dir)
-        MetricsWriter.truncate(run_dir / "metrics.jsonl", step)
-        if overrides:
-            resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
-            write_text(recipe_path, tomli_w.dumps(resolved))
+        with _writing(run_dir):
+            remove_leftovers(run_dir)
+            MetricsWriter.truncate(run_dir / "metrics.jsonl", step)
+            if overrides:
+                resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
+                write_text(recipe_path, tomli_w.dumps(resolved))
         return _train(prepared, run_dir, listeners, should_stop, start_step=step, warn=context.warn)
 
 
