@@ -200,7 +200,7 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 def sample(run_dir: Path, count: int, output: Path, seed: int) -> None:
     """Draw samples from a run's last checkpoint."""
     from gankit.recipe import RecipeError
-    from gankit.runner import RunError, writable_root
+    from gankit.rundir import RunError, writable_root
     from gankit.sampling import sample_run
 
     if output.suffix.lower() not in (".png", ".npz"):

@@ -211,12 +211,14 @@ class Architecture:
         if self.generator is None or self.discriminator is None:
             return
         if tuple(self.generator.input_shape) != (self.latent_dim,):
-            raise ShapeError(f"the generator takes {self.generator.input_shape}, not the latent size ({self.latent_dim},)")
+            raise ShapeError(f"the generator takes {self.generator.input_shape}, "
+                             f"not the latent size ({self.latent_dim},)")
         if self.generator.output_shape != tuple(image_shape):
             raise ShapeError(f"the generator makes {self.generator.output_shape} images but the data is "
                              f"{tuple(image_shape)} (H, W, C); check its layers' strides and padding")
         if tuple(self.discriminator.input_shape) != tuple(image_shape):
-            raise ShapeError(f"the discriminator takes {self.discriminator.input_shape}, not the data's {tuple(image_shape)}")
+            raise ShapeError(f"the discriminator takes {self.discriminator.input_shape}, "
+                             f"not the data's {tuple(image_shape)}")
         if self.discriminator.output_shape != (1,):
             raise ShapeError(f"the discriminator must end in one logit, not {self.discriminator.output_shape}")
         for role, network in (("generator", self.generator), ("discriminator", self.discriminator)):

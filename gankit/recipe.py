@@ -149,7 +149,8 @@ def _label(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)
 
 
-def expand_sweep(data: dict[str, Any], path: Path, max_runs: int = MAX_RUNS) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def expand_sweep(data: dict[str, Any], path: Path,
+                 max_runs: int = MAX_RUNS) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """The recipes a ``[sweep]`` table of lists stands for: one per combination of values
     (the Cartesian product), each named after its values. Returns (recipe data, sweep values).
     More than ``max_runs`` combinations are refused before any is made."""

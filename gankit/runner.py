@@ -10,10 +10,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,12 +25,9 @@ from gankit.events import EvalLogged, Event, RunFinished, StepLogged
 from gankit.files import remove_leftovers, write_json, write_text
 from gankit.nn import Architecture, ShapeError
 from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
+from gankit.rundir import RunError, check_space, run_lock, truncate_metrics, writable_root, writing
 from gankit.training import (Loop, Schedule, ScheduleError, last_good_checkpoint, list_checkpoints, no_space_left,
                              read_meta, verify_checkpoint)
-
-
-class RunError(Exception):
-    """A run could not start. The message is one line that says what to fix."""
 
 
 @dataclass
@@ -165,30 +159,10 @@ class MetricsWriter:
     def __init__(self, path: Path):
         self.path = path
 
-    @staticmethod
-    def truncate(path: Path, step: int) -> None:
-        """Keep only whole lines up to ``step``, the checkpoint a resume starts from: after
-        a kill, later lines would be logged twice, and a torn last line is dropped."""
-        if not path.is_file():
-            return
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-        kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
-        if kept != lines:
-            write_text(path, "".join(line if line.endswith("\n") else line + "\n" for line in kept))
-
     def handle(self, event: Event) -> None:
         if isinstance(event, (StepLogged, EvalLogged)):
             with open(self.path, "a", encoding="utf-8") as out:
                 out.write(json.dumps({"step": event.step, "epoch": event.epoch, **event.values}) + "\n")
-
-
-def _step_of(line: str) -> int | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    step = record.get("step") if isinstance(record, dict) else None
-    return step if isinstance(step, int) else None
 
 
 @dataclass
@@ -224,54 +198,6 @@ def _evaluator(recipe: Recipe, context: DataContext, data: ImageData) -> Evaluat
         raise RunError(f"{recipe.path}: eval: {error}") from None
 
 
-def writable_root(path: Path, option: str = "--runs-dir") -> Path:
-    """The folder that will hold ``path`` (itself, or its nearest existing parent), proven
-    writable by creating a file in it: a read-only disk, a file in the way or a folder
-    without permission is refused (naming ``option``) before anything is loaded."""
-    folder = path
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise RunError(f"{option} {path}: {folder} is a file, not a folder; choose another {option}")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise RunError(f"{option} {path}: cannot write in {folder} ({error.strerror or error}); "
-                       f"choose another {option}") from None
-    return folder
-
-
-def check_space(folder: Path, trainer) -> None:
-    """Refuse to start when ``folder`` cannot hold even one checkpoint (weights and two
-    optimizer moments in float32, roughly what every backend writes)."""
-    needed = 3 * 4 * sum(trainer.parameter_counts().values())
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise RunError(f"no space left on device: {folder} has {free / 2**20:.1f} MiB free and a checkpoint of "
-                       f"this run needs about {needed / 2**20:.1f} MiB; free some space or choose another --runs-dir")
-
-
-LOCK = ".lock"
-
-
-@contextmanager
-def run_lock(run_dir: Path):
-    """Hold the run's lock for the block: a second process training the same run is refused."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(run_dir / LOCK, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunError(f"{run_dir} is in use by another gankit process (training or resuming it); "
-                       "wait for that one to end") from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def run(
     recipe: Recipe,
     *,
@@ -289,22 +215,13 @@ def run(
     resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
     run_dir = next_run_dir(runs_root, recipe.name)
     with run_lock(run_dir):
-        with _writing(run_dir):
+        with writing(run_dir):
             write_text(run_dir / "recipe.toml", resolved)
         return _train(prepared, run_dir, listeners, should_stop, warn=context.warn)
 
 
-@contextmanager
-def _writing(run_dir: Path):
-    """Before training: a write that fails (a full or read-only disk) is a RunError."""
-    try:
-        yield
-    except OSError as error:
-        reason = "no space left on device" if no_space_left(error, run_dir) else (error.strerror or str(error))
-        raise RunError(f"cannot write {error.filename or run_dir}: {reason}") from None
-
-
-def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path, load: Callable[[Path], None]) -> str:
+def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path,
+                       load: Callable[[Path], None]) -> str:
     """The message for a checkpoint that cannot be used. It points at an earlier one only
     when that one verifies and ``load`` takes it; nothing is ever deleted here."""
     if damaged not in checkpoints:
@@ -315,11 +232,13 @@ def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged:
             load(verify_checkpoint(candidate))
         except CheckpointError:
             continue
+        found = f"{error}; the newest earlier checkpoint that verifies and loads is {candidate}"
         if damaged != checkpoints[-1]:
-            return f"{error}; the newest earlier checkpoint that verifies and loads is {candidate}: pass --checkpoint {candidate.name}"
+            return f"{found}: pass --checkpoint {candidate.name}"
         newer = " and ".join(str(p) for p in checkpoints[checkpoints.index(candidate) + 1:])
-        return f"{error}; the newest earlier checkpoint that verifies and loads is {candidate}: delete {newer} to use it"
-    earlier = f"none of the {index} earlier checkpoint(s) verifies and loads either" if index else "there is no earlier checkpoint"
+        return f"{found}: delete {newer} to use it"
+    earlier = (f"none of the {index} earlier checkpoint(s) verifies and loads either" if index
+               else "there is no earlier checkpoint")
     return f"{error}; {earlier}, so no checkpoint of this run fits its recipe.toml (nothing was deleted)"
 
 
@@ -383,9 +302,9 @@ def resume(
                            f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
         prepared = prepare(recipe, context)
         step = _restore(prepared, run_dir)
-        with _writing(run_dir):
+        with writing(run_dir):
             remove_leftovers(run_dir)
-            MetricsWriter.truncate(run_dir / "metrics.jsonl", step)
+            truncate_metrics(run_dir / "metrics.jsonl", step)
             if overrides:
                 resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
                 write_text(recipe_path, tomli_w.dumps(resolved))
@@ -427,7 +346,8 @@ class GuardedExporter:
             if isinstance(error, OSError) and no_space_left(error, self.run_dir):
                 raise
             step = getattr(event, "step", "?")
-            self.failure = f"exporter {self.name!r} failed at step {step} ({type(error).__name__}: {error})".splitlines()[0]
+            failure = f"exporter {self.name!r} failed at step {step} ({type(error).__name__}: {error})"
+            self.failure = failure.splitlines()[0]
             self.warn(f"{self.failure}; {self.then}")
 
 
@@ -435,9 +355,10 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
            warn: Callable[[str], None] = print) -> RunResult:
     recipe = prepared.recipe
     stop_on_error = recipe.train.on_exporter_error == "stop"
-    then = "the run stops at the next step (train.on_exporter_error)" if stop_on_error else "it is disabled for the rest of the run"
-    exporters = [GuardedExporter(choice.name, choice.component.factory(choice.params, run_dir), run_dir, warn, then)
-                 for choice in recipe.exports]
+    then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
+            else "it is disabled for the rest of the run")
+    exporters = [GuardedExporter(c.name, c.component.factory(c.params, run_dir), run_dir, warn, then)
+                 for c in recipe.exports]
     failures = lambda: [e.failure for e in exporters if e.failure]  # noqa: E731
     handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, *(e.handle for e in exporters), *listeners]
 
@@ -453,7 +374,8 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
         schedule=prepared.schedule,
         run_dir=run_dir,
         emit=emit,
-        sample_every=[e.exporter.sample_every for e in exporters if getattr(e.exporter, "sample_every", None) is not None],
+        sample_every=[e.exporter.sample_every for e in exporters
+                      if getattr(e.exporter, "sample_every", None) is not None],
         should_stop=lambda: should_stop() or (stop_on_error and bool(failures())),
         step=start_step,
     )

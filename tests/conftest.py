@@ -76,3 +76,12 @@ def write_recipe(tmp_path, tiny_mnist):
         return path
 
     return write
+
+
+def overwrite_4kb(path: Path) -> None:
+    """The damage from issue 12: 4 KB in the middle of a file overwritten by 0xff; the file
+    still parses, so only its checksum can tell."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = b"\xff" * min(4096, len(data) - middle)
+    path.write_bytes(bytes(data))

@@ -8,13 +8,11 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import tomli_w
 from click.testing import CliRunner
 
-from conftest import recipe_dict
+from conftest import overwrite_4kb, recipe_dict
 from gankit import hookimpl
 from gankit.cli import main
 from gankit.data import DataContext
@@ -28,13 +26,6 @@ from gankit.training import list_checkpoints
 
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def overwrite_4kb(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle:middle + 4096] = b"\xff" * min(4096, len(data) - middle)
-    path.write_bytes(bytes(data))
 
 
 def test_damaged_feature_cache_and_domain_classifier_are_named_discarded_and_rebuilt(write_recipe, tmp_path):

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from gankit.cli import main
 from gankit.training import MANIFEST, last_good_checkpoint, list_checkpoints
-from conftest import recipe_dict
+from conftest import overwrite_4kb, recipe_dict
 from test_runs import gankit, metric_steps, wait_for
 
 
@@ -47,15 +47,6 @@ def run_dir(finished_run, tmp_path) -> Path:
 
 def checkpoint(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step_{step:08d}"
-
-
-def overwrite_4kb(path: Path) -> None:
-    """The damage from the issue: 4 KB in the middle of the file overwritten by 0xff; the
-    file still parses, so only its checksum can tell."""
-    data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle:middle + 4096] = b"\xff" * min(4096, len(data) - middle)
-    path.write_bytes(bytes(data))
 
 
 def test_every_checkpoint_lists_the_sha256_of_each_of_its_files(run_dir):
