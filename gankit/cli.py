@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -52,6 +53,15 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 """Ctrl-C, a kill, and a closed terminal or SSH session all stop a run the same way."""
 
 
+def _detach_from_terminal() -> None:
+    """After a hang-up the terminal is gone and every write to it fails: from now on the
+    output goes to /dev/null, so that the run can still stop with a checkpoint."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for descriptor in (1, 2):
+        os.dup2(null, descriptor)
+    os.close(null)
+
+
 class StopFlag:
     """First Ctrl-C (or SIGTERM, SIGHUP): finish the step, checkpoint, stop. Second: abort now."""
 
@@ -62,6 +72,8 @@ class StopFlag:
         return self.requested
 
     def _handle(self, signum, frame):
+        if signum == getattr(signal, "SIGHUP", None):
+            _detach_from_terminal()
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True

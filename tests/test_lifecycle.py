@@ -199,3 +199,43 @@ def test_a_damaged_tensorflow_checkpoint_is_refused_too(tiny_mnist, tmp_path):
     assert result.exit_code == 2
     message = one_line(result.output)
     assert str(damaged) in message and f"delete {checkpoint(run_dir, 4)} to use it" in message
+
+
+def test_closing_the_terminal_stops_the_run_with_a_checkpoint(tmp_path, tiny_mnist):
+    """A real hang-up: gankit runs on a pseudo-terminal as its controlling terminal, and the
+    terminal goes away; writing to it fails from then on, as after a dropped SSH session."""
+    import fcntl
+    import os
+    import pty
+    import subprocess
+    import sys
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+
+    def take_the_terminal():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    runs = tmp_path / "runs"
+    run_dir = runs / "00000-long"
+    process = subprocess.Popen([sys.executable, "-m", "gankit", "run", long_recipe(tmp_path, tiny_mnist), "--runs-dir",
+                                runs], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                               preexec_fn=take_the_terminal)
+    os.close(slave)
+
+    def drain():
+        try:
+            while os.read(master, 65536):
+                pass
+        except OSError:
+            pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    wait_for(lambda: len(list_checkpoints(run_dir)) >= 1 and len(metric_steps(run_dir)) >= 8, process)
+    os.close(master)  # the terminal hangs up: SIGHUP, and writes to it fail
+    assert process.wait(timeout=120) == 130
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert json.loads((list_checkpoints(run_dir)[-1] / "meta.json").read_text())["step"] == summary["steps"]
