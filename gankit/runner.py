@@ -237,9 +237,9 @@ def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged:
             return f"{found}: pass --checkpoint {candidate.name}"
         newer = " and ".join(str(p) for p in checkpoints[checkpoints.index(candidate) + 1:])
         return f"{found}: delete {newer} to use it"
-    earlier = (f"none of the {index} earlier checkpoint(s) verifies and loads either" if index
-               else "there is no earlier checkpoint")
-    return f"{error}; {earlier}, so no checkpoint of this run fits its recipe.toml (nothing was deleted)"
+    earlier = (f"none of the {index} earlier checkpoint(s) verifies and loads with this recipe.toml either"
+               if index else "there is no earlier checkpoint to use instead")
+    return f"{error}; {earlier}; nothing was deleted"
 
 
 def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:

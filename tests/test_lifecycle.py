@@ -90,7 +90,7 @@ def test_no_advice_to_delete_when_no_earlier_checkpoint_verifies(run_dir):
     result = cli("run", "--resume", run_dir, "--set", "train.steps=8")
     assert result.exit_code == 2
     message = one_line(result.output)
-    assert "none of the 2 earlier checkpoint(s) verifies and loads either" in message
+    assert "none of the 2 earlier checkpoint(s) verifies and loads with this recipe.toml either" in message
     assert "nothing was deleted" in message and "delete " not in message.replace("nothing was deleted", "")
     assert len(list_checkpoints(run_dir)) == 3
 
