@@ -53,11 +53,12 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 """Ctrl-C, a kill, and a closed terminal or SSH session all stop a run the same way."""
 
 
-def _detach_from_terminal() -> None:
-    """After a hang-up the terminal is gone and every write to it fails: from now on the
-    output goes to /dev/null, so that the run can still stop with a checkpoint."""
+def _detach_from_terminal(descriptors: list[int]) -> None:
+    """After a hang-up the terminal is gone and every write to it fails: from now on what
+    went to it (``descriptors``) goes to /dev/null, so that the run can still stop with a
+    checkpoint. Output to a file or a pipe is left as it is."""
     null = os.open(os.devnull, os.O_WRONLY)
-    for descriptor in (1, 2):
+    for descriptor in descriptors:
         os.dup2(null, descriptor)
     os.close(null)
 
@@ -67,13 +68,14 @@ class StopFlag:
 
     def __init__(self):
         self.requested = False
+        self.terminal: list[int] = []
 
     def __call__(self) -> bool:
         return self.requested
 
     def _handle(self, signum, frame):
         if signum == getattr(signal, "SIGHUP", None):
-            _detach_from_terminal()
+            _detach_from_terminal(self.terminal)
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -82,6 +84,7 @@ class StopFlag:
     @contextmanager
     def installed(self):
         """Handle STOP_SIGNALS inside the block; the previous handlers come back after."""
+        self.terminal = [descriptor for descriptor in (1, 2) if os.isatty(descriptor)]
         previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
         try:
             yield self
