@@ -122,6 +122,9 @@ def output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
             raise ShapeError(f"{type(layer).__name__} needs an (H, W, C) input, got {shape}")
         h, w, _ = shape
         if isinstance(layer, Conv):
+            if layer.padding == "valid" and layer.kernel > min(h, w):
+                raise ShapeError(f"its {layer.kernel}x{layer.kernel} kernel is larger than its {h}x{w} input; "
+                                 "use a smaller kernel or padding 'same'")
             if layer.padding == "same":
                 return (math.ceil(h / layer.stride), math.ceil(w / layer.stride), layer.filters)
             return ((h - layer.kernel) // layer.stride + 1, (w - layer.kernel) // layer.stride + 1, layer.filters)
@@ -181,6 +184,14 @@ class Network:
         shapes = [tuple(self.input_shape), *self.shapes()]
         return sum(parameter_count(layer, shape) for layer, shape in zip(self.layers, shapes))
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise ShapeError where a BatchNorm would see a single value per channel."""
+        shapes = [tuple(self.input_shape), *self.shapes()]
+        for index, (layer, shape) in enumerate(zip(self.layers, shapes)):
+            if isinstance(layer, BatchNorm) and batch_size * math.prod(shape[:-1]) < 2:
+                raise ShapeError(f"layer {index} (BatchNorm) would normalise a single value per channel "
+                                 f"with batch size {batch_size}; use a batch size of 2 or more")
+
     @property
     def init_std(self) -> float | None:
         """The standard deviation of a ``normal:STD`` init, else None."""
@@ -199,3 +210,25 @@ class Architecture:
     generator: Network | None
     discriminator: Network | None
     native: dict = field(default_factory=dict)
+
+    def check(self, image_shape: tuple[int, ...], batch_size: int) -> None:
+        """Raise ShapeError unless G makes images of ``image_shape`` from the latent vector
+        and D turns them into one logit, with every BatchNorm fit for ``batch_size``."""
+        if self.generator is None or self.discriminator is None:
+            return
+        if tuple(self.generator.input_shape) != (self.latent_dim,):
+            raise ShapeError(f"the generator takes {self.generator.input_shape}, "
+                             f"not the latent size ({self.latent_dim},)")
+        if self.generator.output_shape != tuple(image_shape):
+            raise ShapeError(f"the generator makes {self.generator.output_shape} images but the data is "
+                             f"{tuple(image_shape)} (H, W, C); check its layers' strides and padding")
+        if tuple(self.discriminator.input_shape) != tuple(image_shape):
+            raise ShapeError(f"the discriminator takes {self.discriminator.input_shape}, "
+                             f"not the data's {tuple(image_shape)}")
+        if self.discriminator.output_shape != (1,):
+            raise ShapeError(f"the discriminator must end in one logit, not {self.discriminator.output_shape}")
+        for role, network in (("generator", self.generator), ("discriminator", self.discriminator)):
+            try:
+                network.check_batch_size(batch_size)
+            except ShapeError as error:
+                raise ShapeError(f"{role} {error}") from None

@@ -55,6 +55,8 @@ class TrainConfig(Params):
     checkpoint_every: Every = Field(Interval(1000, "steps"), description="checkpoint this often (and at the end); 0: end only")
     keep_checkpoints: int = Field(3, ge=1, description="keep this many most recent checkpoints (the final one among them)")
     max_loss: Optional[float] = Field(None, gt=0, description="stop as diverged when a loss exceeds this in size")
+    on_exporter_error: Literal["disable", "stop"] = Field(
+        "disable", description="an exporter that raises: disable it and go on, or stop the run with a checkpoint")
 
     @model_validator(mode="after")
     def _consistent(self):

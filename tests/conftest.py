@@ -78,6 +78,15 @@ def write_recipe(tmp_path, tiny_mnist):
     return write
 
 
+def overwrite_4kb(path: Path) -> None:
+    """The damage from issue 12: 4 KB in the middle of a file overwritten by 0xff; the file
+    still parses, so only its checksum can tell."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = b"\xff" * min(4096, len(data) - middle)
+    path.write_bytes(bytes(data))
+
+
 class Trained:
     """A backend's trainer on a recipe's data, stepped by the shared schedule, as a run steps it."""
 
