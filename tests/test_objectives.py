@@ -258,9 +258,10 @@ def test_every_option_changes_the_losses(backend, write_recipe, tmp_path):
         "clip_value": {"clip_value": 1e-3},
     }
     for name, train in options.items():
-        assert _last_losses(write_recipe, tmp_path, backend, name, **train)["d_loss"] != plain["d_loss"], name
+        changed = _last_losses(write_recipe, tmp_path, backend, name, **train)
+        assert (changed["d_loss"], changed["g_loss"]) != (plain["d_loss"], plain["g_loss"]), name
     normalised = _last_losses(write_recipe, tmp_path, backend, "sn", {**DCGAN_TINY, "d_spectral_norm": True})
-    assert normalised["d_loss"] != plain["d_loss"]
+    assert (normalised["d_loss"], normalised["g_loss"]) != (plain["d_loss"], plain["g_loss"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
