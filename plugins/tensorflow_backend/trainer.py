@@ -19,6 +19,7 @@ import numpy as np
 from gankit.backend import BackendError, CheckpointError
 from gankit_plugins.tensorflow_backend import import_tensorflow
 from gankit_plugins.tensorflow_backend.compile import compile_network, dropout_seed_states
+from gankit_plugins.tensorflow_backend.optimizers import Adam, RMSprop
 
 tf = import_tensorflow()
 keras = tf.keras
@@ -99,10 +100,10 @@ class TensorflowTrainer:
     def _optimizer(self, lr: float, model):
         clip = {"clipvalue": self.train.clip_value} if self.train.clip_value else {}
         if self.train.optimizer == "rmsprop":
-            optimizer = keras.optimizers.RMSprop(lr, rho=0.9, epsilon=1e-7, **clip)
+            optimizer = RMSprop(lr, rho=0.9, epsilon=1e-7, **clip)
         else:
             beta_1, beta_2 = self.train.betas
-            optimizer = keras.optimizers.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=1e-8, **clip)
+            optimizer = Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=1e-8, **clip)
         optimizer.build(model.trainable_variables)  # its state exists before a checkpoint is loaded into it
         return optimizer
 
