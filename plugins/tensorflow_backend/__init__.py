@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from importlib.util import find_spec
 
 from pydantic import Field, field_validator
 
@@ -42,6 +43,11 @@ def import_tensorflow():
     (whatever KERAS_BACKEND says, unless Keras was already imported on another backend)."""
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"
+    if "tensorflow" not in sys.modules and find_spec("triton") is not None:
+        # triton (torch's compiler, pulled in by torchvision and torch.optim) crashes the
+        # process if it loads after TensorFlow, as evaluating a TensorFlow run does; the
+        # other way round both work.
+        import triton  # noqa: F401
     if "tensorflow" in sys.modules or verbose():
         import tensorflow as tf
     else:
