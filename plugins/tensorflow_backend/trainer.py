@@ -1,7 +1,8 @@
 """Training one step at a time on TensorFlow: each step is one ``tf.function``.
 
-Random state lives in variables so that a checkpoint holds all of it: the noise (and
-label noise) comes from a ``tf.random.Generator``, each Dropout layer draws stateless
+Random state lives in variables so that a checkpoint holds all of it: the latent noise is
+a function of the seed and the step (``gankit.noise``), label noise comes from a
+``tf.random.Generator``, each Dropout layer draws stateless
 masks from a Keras seed generator whose state is checkpointed with the models. A run
 resumed from a checkpoint therefore continues exactly as if it had never stopped.
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gankit.backend import BackendError, CheckpointError
+from gankit.noise import fixed_noise, sample_noise, training_noise
 from gankit_plugins.tensorflow_backend import import_tensorflow
 from gankit_plugins.tensorflow_backend.compile import compile_network, dropout_seed_states
 from gankit_plugins.tensorflow_backend.optimizers import Adam, RMSprop
@@ -74,15 +76,15 @@ class TensorflowTrainer:
         self.device = resolve_device(params.device)
         if self.device.startswith("/CPU"):
             tf.config.experimental.enable_op_determinism()
-        self.train, self.latent_dim = train, architecture.latent_dim
+        self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
         with tf.device(self.device):
             self.generator = compile_network(architecture.generator, seed, "generator")
             self.discriminator = compile_network(architecture.discriminator, seed + 1, "discriminator")
             self.opt_g = self._optimizer(train.lr_g, self.generator)
             self.opt_d = self._optimizer(train.lr_d, self.discriminator)
-            self.noise = tf.random.Generator.from_seed(seed + 1)
-            fixed = tf.random.Generator.from_seed(seed + 2).normal([train.samples, self.latent_dim])
-            self.fixed_noise = tf.Variable(fixed, trainable=False, name="fixed_noise")
+            self.noise = tf.random.Generator.from_seed(seed + 1)  # label noise
+            self.fixed_noise = tf.Variable(fixed_noise(seed, train.samples, self.latent_dim), trainable=False,
+                                           name="fixed_noise")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = tf.train.Checkpoint(
             generator=self.generator, discriminator=self.discriminator, opt_g=self.opt_g, opt_d=self.opt_d,
@@ -90,10 +92,12 @@ class TensorflowTrainer:
             g_dropout=dropout_seed_states(self.generator), d_dropout=dropout_seed_states(self.discriminator),
         )
         self.images = None
+        self.steps_taken = 0  # self.step, kept on the host so that reading it does not wait for the device
         # One trace for the whole run: the schedule always hands over d_steps full batches.
         step = self._simultaneous_step if train.update == "simultaneous" else self._alternating_step
         self._step = tf.function(step, autograph=False, input_signature=[
-            tf.TensorSpec([None, *spec.shape], tf.uint8), tf.TensorSpec([train.d_steps, train.batch_size], tf.int64)])
+            tf.TensorSpec([None, *spec.shape], tf.uint8), tf.TensorSpec([train.d_steps, train.batch_size], tf.int64),
+            tf.TensorSpec([train.d_steps, train.batch_size, self.latent_dim], tf.float32)])
         self._generate_batch = tf.function(lambda z: to_uint8(self.generator(z, training=False)), autograph=False,
                                            input_signature=[tf.TensorSpec([None, self.latent_dim], tf.float32)])
 
@@ -116,15 +120,14 @@ class TensorflowTrainer:
             self.images = tf.identity(tf.convert_to_tensor(images, tf.uint8))
 
     def train_step(self, batches: list[np.ndarray]) -> dict:
+        noise = training_noise(self.seed, self.steps_taken, self.train.d_steps, self.train.batch_size, self.latent_dim)
+        self.steps_taken += 1
         with tf.device(self.device):
-            return self._step(self.images, np.stack(batches).astype(np.int64))
+            return self._step(self.images, np.stack(batches).astype(np.int64), noise)
 
     @staticmethod
     def _real(images, indices):
         return tf.cast(tf.gather(images, indices), tf.float32) / 127.5 - 1.0
-
-    def _z(self, count):
-        return self.noise.normal([count, self.latent_dim])
 
     def _targets(self, count, real: bool):
         """D's targets: 1 - label_smoothing for real, 0 for fake, each moved toward the
@@ -149,14 +152,14 @@ class TensorflowTrainer:
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
-    def _alternating_step(self, images, batches):
+    def _alternating_step(self, images, batches, noise):
         """``d_steps`` discriminator updates, each on its own real batch; then one generator
         update through the updated discriminator on the last fake batch."""
         for index in range(self.train.d_steps):
             real = self._real(images, batches[index])
             g_tape = tf.GradientTape()
             with g_tape:
-                fake = self.generator(self._z(tf.shape(real)[0]), training=True)
+                fake = self.generator(noise[index], training=True)
             with tf.GradientTape() as d_tape:
                 real_logits = self.discriminator(real, training=True)
                 fake_logits = self.discriminator(tf.stop_gradient(fake), training=True)
@@ -168,12 +171,12 @@ class TensorflowTrainer:
         self.step.assign_add(1)
         return self._metrics(d_loss, g_loss, real_logits, fake_logits)
 
-    def _simultaneous_step(self, images, batches):
+    def _simultaneous_step(self, images, batches, noise):
         """Both losses from one forward pass, each network's gradients from its own loss
         (the TensorFlow tutorial's two-tape step)."""
         real = self._real(images, batches[0])
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake = self.generator(self._z(tf.shape(real)[0]), training=True)
+            fake = self.generator(noise[0], training=True)
             real_logits = self.discriminator(real, training=True)
             fake_logits = self.discriminator(fake, training=True)
             d_loss, g_loss = self._d_loss(real_logits, fake_logits), self._g_loss(fake_logits)
@@ -202,9 +205,7 @@ class TensorflowTrainer:
         return self._generate(self.fixed_noise)
 
     def generate(self, count: int, seed: int) -> np.ndarray:
-        with tf.device(self.device):
-            noise = tf.random.Generator.from_seed(seed).normal([count, self.latent_dim])
-        return self._generate(noise)
+        return self._generate(sample_noise(seed, count, self.latent_dim))
 
     def save(self, directory: Path) -> None:
         with tf.device(self.device):
@@ -227,6 +228,7 @@ class TensorflowTrainer:
             if generator_only:
                 status.expect_partial()
             status.assert_existing_objects_matched()
+            self.steps_taken = int(self.step.numpy())
         except Exception as error:
             data = sorted(directory.glob(f"{CHECKPOINT}.data-*"))
             raise CheckpointError(data[0] if data else index, error) from None

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from gankit.backend import BackendError, CheckpointError
+from gankit.noise import fixed_noise, sample_noise, training_noise
 from gankit_plugins.torch_backend.compile import compile_network
 
 
@@ -42,7 +43,7 @@ class TorchTrainer:
         if params.threads:
             torch.set_num_threads(params.threads)
         self.device = resolve_device(params.device)
-        self.train, self.latent_dim = train, architecture.latent_dim
+        self.train, self.latent_dim, self.seed, self.step = train, architecture.latent_dim, seed, 0
         torch.manual_seed(seed)
         # channels-last convolutions are about 25% faster on CPU (oneDNN) and suit tensor cores.
         self.layout = torch.channels_last
@@ -50,9 +51,8 @@ class TorchTrainer:
         self.discriminator = compile_network(architecture.discriminator).to(self.device, memory_format=self.layout)
         self.opt_g = self._optimizer(self.generator, train.lr_g)
         self.opt_d = self._optimizer(self.discriminator, train.lr_d)
-        self.noise = torch.Generator(self.device).manual_seed(seed + 1)
-        fixed = torch.Generator().manual_seed(seed + 2)
-        self.fixed_noise = torch.randn(train.samples, self.latent_dim, generator=fixed).to(self.device)
+        self.noise = torch.Generator(self.device).manual_seed(seed + 1)  # label noise
+        self.fixed_noise = torch.from_numpy(fixed_noise(seed, train.samples, self.latent_dim)).to(self.device)
         self.images: torch.Tensor | None = None
 
     def _optimizer(self, model, lr):
@@ -71,8 +71,11 @@ class TorchTrainer:
         batch = self.images[torch.from_numpy(indices).to(self.device)]
         return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=self.layout)
 
-    def _z(self, count: int) -> torch.Tensor:
-        return torch.randn(count, self.latent_dim, generator=self.noise, device=self.device)
+    def _noise(self) -> torch.Tensor:
+        """This step's latent noise, one batch per discriminator update (gankit.noise)."""
+        noise = training_noise(self.seed, self.step, self.train.d_steps, self.train.batch_size, self.latent_dim)
+        self.step += 1
+        return torch.from_numpy(noise).to(self.device)
 
     def _targets(self, count: int, real: bool) -> torch.Tensor:
         """D's targets: 1 - label_smoothing for real, 0 for fake, each moved toward the
@@ -99,11 +102,12 @@ class TorchTrainer:
         optimizer.step()
 
     def train_step(self, batches: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        noise = self._noise()
         if self.train.update == "simultaneous":
-            return self._simultaneous_step(batches[0])
-        for indices in batches:
+            return self._simultaneous_step(batches[0], noise[0])
+        for indices, z in zip(batches, noise):
             real = self._real(indices)
-            fake = self.generator(self._z(len(real)))
+            fake = self.generator(z[:len(real)])
             real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
             d_loss = self._d_loss(real_logits, fake_logits)
             self.opt_d.zero_grad(set_to_none=True)
@@ -115,11 +119,11 @@ class TorchTrainer:
         self._step(self.opt_g, self.generator)
         return self._metrics(d_loss, g_loss, real_logits, fake_logits)
 
-    def _simultaneous_step(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+    def _simultaneous_step(self, indices: np.ndarray, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both losses from one forward pass; each network's gradients from its own loss
         (the TensorFlow tutorial's two-tape step)."""
         real = self._real(indices)
-        fake = self.generator(self._z(len(real)))
+        fake = self.generator(z[:len(real)])
         real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
         d_loss, g_loss = self._d_loss(real_logits, fake_logits), self._g_loss(fake_logits)
         g_params, d_params = list(self.generator.parameters()), list(self.discriminator.parameters())
@@ -153,8 +157,7 @@ class TorchTrainer:
         return self._generate(self.fixed_noise)
 
     def generate(self, count: int, seed: int) -> np.ndarray:
-        noise = torch.randn(count, self.latent_dim, generator=torch.Generator().manual_seed(seed))
-        return self._generate(noise.to(self.device))
+        return self._generate(torch.from_numpy(sample_noise(seed, count, self.latent_dim)).to(self.device))
 
     def save(self, directory: Path) -> None:
         cpu = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
@@ -167,6 +170,7 @@ class TorchTrainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "rng_noise": self.noise.get_state(),
             "fixed_noise": self.fixed_noise.cpu(),
+            "step": self.step,
         }
         torch.save(state, directory / "state.pt")
 
@@ -189,6 +193,7 @@ class TorchTrainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         self.noise.set_state(state["rng_noise"].cpu())
         self.fixed_noise = state["fixed_noise"].to(self.device)
+        self.step = state["step"]
 
 
 def _load_weights(module: torch.nn.Module, path: Path, device) -> None:
