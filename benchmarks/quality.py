@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,9 @@ def main() -> None:
                         help="comma-separated backends to train each recipe on (default: the recipe's own)")
     parser.add_argument("--seeds", type=comma_list(int), default=None,
                         help="comma-separated recipe seeds to train with (default: the recipe's own)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key in every run, as gankit run --set does (repeatable)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (each in its own process)")
     parser.add_argument("--one-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_run:
@@ -127,7 +131,7 @@ def main() -> None:
             print(f"warning: {message}", file=sys.stderr)
 
     config = EvalConfig(metrics=["fid"], features="domain", n=args.n, seed=args.seed)
-    overrides = [f"train.steps={args.steps}", "train.checkpoint_every=0", "export=[]"]
+    overrides = [f"train.steps={args.steps}", "train.checkpoint_every=0", "export=[]", *args.sets]
     variants = [(backend, seed) for seed in (args.seeds or [None]) for backend in (args.backends or [None])]
     floors: dict[str, tuple[str, float, str]] = {}
     rows: list[tuple[str, ...]] = []
@@ -149,18 +153,22 @@ def main() -> None:
             except EvalError as error:
                 rows.append((shown, recipe.dataset.name, "-", "-", f"skipped: {error}"))
                 continue
-            scores: dict[str, list[str]] = {}
-            for backend, seed in variants:
+            def variant(backend, seed):
                 chosen = [*overrides, *([f"backend.use={backend}"] if backend else []), *([f"seed={seed}"] if seed is not None else [])]
-                name = backend or recipe.backend.name
+                name = f"{backend or recipe.backend.name}, seed {recipe.seed if seed is None else seed}"
                 try:
-                    fid, status, seconds = in_own_process(path, chosen, scratch, config)
-                except (RecipeError, RunError, EvalError) as error:
-                    scores.setdefault(name, []).append(f"skipped: {error}")
-                    continue
-                print(f"{shown} on {name}, seed {recipe.seed if seed is None else seed}: FID {fid:.2f} "
-                      f"({status}, {seconds:.0f}s of training)", file=sys.stderr, flush=True)
-                scores.setdefault(name, []).append(f"{fid:.2f}")
+                    fid, status, seconds = in_own_process(path, chosen, tempfile.mkdtemp(dir=scratch), config)
+                except RunError as error:
+                    print(f"{shown} on {name}: {error}", file=sys.stderr, flush=True)
+                    return f"skipped: {error}"
+                print(f"{shown} on {name}: FID {fid:.2f} ({status}, {seconds:.0f}s of training)", file=sys.stderr, flush=True)
+                return f"{fid:.2f}"
+
+            with ThreadPoolExecutor(args.jobs) as pool:
+                found_all = list(pool.map(lambda chosen: variant(*chosen), variants))
+            scores: dict[str, list[str]] = {}
+            for (backend, _), found in zip(variants, found_all):
+                scores.setdefault(backend or recipe.backend.name, []).append(found)
             for name, found in scores.items():
                 rows.append((shown, recipe.dataset.name, name, *summary(found)))
 
