@@ -137,7 +137,8 @@ def main() -> None:
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="gankit-quality-") as scratch:
         for path in args.recipes or sorted(RECIPES.rglob("*.toml")):
-            shown = str(path.resolve().relative_to(RECIPES.parent) if path.resolve().is_relative_to(RECIPES.parent) else path)
+            inside = path.resolve().is_relative_to(RECIPES.parent)
+            shown = str(path.resolve().relative_to(RECIPES.parent) if inside else path)
             try:
                 recipe = load_recipe(path, overrides, registry)
             except RecipeError as error:
@@ -154,14 +155,16 @@ def main() -> None:
                 rows.append((shown, recipe.dataset.name, "-", "-", f"skipped: {error}"))
                 continue
             def variant(backend, seed):
-                chosen = [*overrides, *([f"backend.use={backend}"] if backend else []), *([f"seed={seed}"] if seed is not None else [])]
+                chosen = [*overrides, *([f"backend.use={backend}"] if backend else []),
+                          *([f"seed={seed}"] if seed is not None else [])]
                 name = f"{backend or recipe.backend.name}, seed {recipe.seed if seed is None else seed}"
                 try:
                     fid, status, seconds = in_own_process(path, chosen, tempfile.mkdtemp(dir=scratch), config)
                 except RunError as error:
                     print(f"{shown} on {name}: {error}", file=sys.stderr, flush=True)
                     return f"skipped: {error}"
-                print(f"{shown} on {name}: FID {fid:.2f} ({status}, {seconds:.0f}s of training)", file=sys.stderr, flush=True)
+                print(f"{shown} on {name}: FID {fid:.2f} ({status}, {seconds:.0f}s of training)",
+                      file=sys.stderr, flush=True)
                 return f"{fid:.2f}"
 
             with ThreadPoolExecutor(args.jobs) as pool:

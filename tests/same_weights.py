@@ -58,7 +58,8 @@ def _torch_layers(torch_model):
 def copy_torch_to_keras(network: nn.Network, torch_model, keras_model) -> None:
     orders = vector_orders(network)
     numpy = lambda tensor: tensor.detach().cpu().numpy()  # noqa: E731
-    for index, (layer, module, keras_layer) in enumerate(zip(network.layers, _torch_layers(torch_model), keras_model.layers)):
+    layers = zip(network.layers, _torch_layers(torch_model), keras_model.layers)
+    for index, (layer, module, keras_layer) in enumerate(layers):
         order_in, order_out = orders[index], orders[index + 1]
         if isinstance(layer, nn.Dense):
             kernel = numpy(module.weight)[order_out][:, order_in].T
@@ -96,4 +97,5 @@ def keras_weights_in_torch_order(network: nn.Network, keras_model) -> list[np.nd
 
 def torch_weights(torch_model) -> list[np.ndarray]:
     """``torch_model.state_dict()`` as numpy arrays, without BatchNorm's batch counters."""
-    return [v.detach().cpu().numpy().copy() for k, v in torch_model.state_dict().items() if not k.endswith("num_batches_tracked")]
+    return [value.detach().cpu().numpy().copy() for key, value in torch_model.state_dict().items()
+            if not key.endswith("num_batches_tracked")]

@@ -46,7 +46,8 @@ class Pair:
         self.torch = self.another_torch()
         self.tensorflow = build_trainer(load_recipe(recipe_path, ["backend.use=tensorflow"], registry), data.spec)
         for name in ("generator", "discriminator"):
-            copy_torch_to_keras(getattr(self.architecture, name), getattr(self.torch, name), getattr(self.tensorflow, name))
+            description = getattr(self.architecture, name)
+            copy_torch_to_keras(description, getattr(self.torch, name), getattr(self.tensorflow, name))
         self.tensorflow.set_data(data.images)
         self.schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
         self.start = self.weights("torch")

@@ -1,10 +1,10 @@
 """Training one step at a time on TensorFlow: each step is one ``tf.function``.
 
-Random state lives in variables so that a checkpoint holds all of it: the latent noise is
-a function of the seed and the step (``gankit.noise``), label noise comes from a
-``tf.random.Generator``, each Dropout layer draws stateless
-masks from a Keras seed generator whose state is checkpointed with the models. A run
-resumed from a checkpoint therefore continues exactly as if it had never stopped.
+The latent noise is a function of the seed and the step (``gankit.noise``); the other
+random state lives in variables so that a checkpoint holds all of it: label noise comes
+from a ``tf.random.Generator``, and each Dropout layer draws stateless masks from a Keras
+seed generator whose state is checkpointed with the models. A run resumed from a
+checkpoint therefore continues exactly as if it had never stopped.
 
 On CPU the trainer turns on ``tf.config.experimental.enable_op_determinism()`` (for the
 whole process, as TensorFlow only allows), so the same recipe and seed give the same
