@@ -9,12 +9,18 @@ Conventions, chosen so that a description means the same thing on every backend:
 - ``padding="same"`` follows TensorFlow: output size ``ceil(in / stride)`` for Conv and
   ``in * stride`` for ConvTranspose (backends pad asymmetrically where needed).
 - ``BatchNorm.momentum`` is the fraction of the running statistics *kept* at each step
-  (Keras's meaning; PyTorch's ``momentum`` is ``1 - momentum``).
+  (Keras's meaning; PyTorch's ``momentum`` is ``1 - momentum``). The running variance
+  averages each batch's biased variance, the one the batch is normalised with (Keras's
+  choice; PyTorch's own BatchNorm keeps the unbiased ``n / (n - 1)`` one), so sampling
+  mode matches training mode on every backend. ``eps`` is added to the variance on both.
 - Discriminators end in a logit; the losses apply the sigmoid. A tutorial's
   "Dense(1, sigmoid) + binary cross-entropy" is the same function, computed stably.
-- ``init`` names the weight initialisation: ``"default"`` (the framework's own),
-  ``"glorot_uniform"`` (Keras's default: Glorot-uniform kernels, zero biases) or
-  ``"normal:STD"`` (DCGAN: N(0, STD) kernels, BatchNorm scale N(1, STD), zero biases).
+- ``init`` names the weight initialisation: ``"default"`` (the framework's own, so it
+  differs between backends: PyTorch draws kernels and biases from U(+-1/sqrt(fan_in)),
+  Keras Glorot-uniform kernels and zero biases), ``"glorot_uniform"`` (Keras's default:
+  Glorot-uniform kernels, zero biases) or ``"normal:STD"`` (DCGAN: N(0, STD) kernels,
+  BatchNorm scale N(1, STD), zero biases). The last two draw from the same distributions
+  on every backend (not the same numbers: copy weights across for that).
 - ``spectral_norm=True`` on Dense, Conv or ConvTranspose divides the weight by its largest
   singular value (``gankit.spectral`` defines how, once for every backend). It adds no
   trainable parameter: its power-iteration vector is state, saved in checkpoints.

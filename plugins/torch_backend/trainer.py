@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gankit.backend import BackendError, CheckpointError
+from gankit.noise import fixed_noise, sample_noise, training_noise
 from gankit.updates import Updates
 from gankit_plugins.torch_backend.compile import advance_spectral_norm, compile_network
 from gankit_plugins.torch_backend.ops import TensorOps
@@ -63,7 +64,7 @@ class TorchTrainer(TensorOps):
         if params.threads:
             torch.set_num_threads(params.threads)
         self.device = resolve_device(params.device)
-        self.train, self.latent_dim = train, architecture.latent_dim
+        self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
         self.updates = Updates(train)
         torch.manual_seed(seed)
         # channels-last convolutions are about 25% faster on CPU (oneDNN) and suit tensor cores.
@@ -75,9 +76,9 @@ class TorchTrainer(TensorOps):
         self.weights = {name: list(net.parameters()) for name, net in self.networks.items()}
         self.optimizers = {"generator": self._optimizer(self.generator, train.lr_g),
                            "discriminator": self._optimizer(self.discriminator, train.lr_d)}
-        self.noise = torch.Generator(self.device).manual_seed(seed + 1)
-        fixed = torch.Generator().manual_seed(seed + 2)
-        self.fixed_noise = torch.randn(train.samples, self.latent_dim, generator=fixed).to(self.device)
+        self.noise = torch.Generator(self.device).manual_seed(seed + 1)  # label noise and interpolation
+        self.fixed_noise = torch.from_numpy(fixed_noise(seed, train.samples, self.latent_dim)).to(self.device)
+        self.latents: list[torch.Tensor] = []
         self.images: torch.Tensor | None = None
 
     def _averaged_copy(self, description) -> torch.nn.Module:
@@ -105,12 +106,15 @@ class TorchTrainer(TensorOps):
         return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=self.layout)
 
     def train_step(self, batches: list[np.ndarray], step: int) -> dict[str, torch.Tensor]:
+        noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
+        self.latents = list(torch.from_numpy(noise).to(self.device).unbind(0))
         return self.updates.step(self, [self._real(indices) for indices in batches], self.updates.plan(step))
 
     # The stateful primitives (the stateless ones come from TensorOps).
 
     def latent(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.randn(len(like), self.latent_dim, generator=self.noise, device=self.device)
+        """The next of this step's noise batches (``gankit.noise``: the same numbers on every backend)."""
+        return self.latents.pop(0)[:len(like)]
 
     def forward_generator(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
@@ -167,8 +171,7 @@ class TorchTrainer(TensorOps):
         return self._generate(self.fixed_noise)
 
     def generate(self, count: int, seed: int, *, raw: bool = False) -> np.ndarray:
-        noise = torch.randn(count, self.latent_dim, generator=torch.Generator().manual_seed(seed))
-        return self._generate(noise.to(self.device), raw)
+        return self._generate(torch.from_numpy(sample_noise(seed, count, self.latent_dim)).to(self.device), raw)
 
     def save(self, directory: Path) -> None:
         cpu = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
