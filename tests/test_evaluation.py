@@ -130,7 +130,7 @@ def test_scoring_a_run_twice_gives_the_same_numbers_and_records_how(trained_run,
     recorded = json.loads((trained_run / "eval.json").read_text())["evaluations"]["domain"]
     assert recorded["scores"] == first["scores"] and set(recorded["scores"]) == {"fid", "kid", "kid_std", "is", "is_std"}
     assert recorded["gankit_version"] == __version__
-    assert recorded["generated"] == {"count": 500, "seed": 3, "backend": "torch"}
+    assert recorded["generated"] == {"count": 500, "seed": 3, "backend": "torch", "generator": "raw"}
     real = recorded["real"]
     assert (real["split"], real["count"], real["images_in_split"]) == ("train", 500, HALF)
     assert real["selection"] == "random subset drawn with seed 3" and len(real["sha256"]) == 64
