@@ -69,10 +69,10 @@ def test_a_crashing_run_in_a_keep_going_batch_is_one_failed_row(write_recipe, tm
 
     original = TorchTrainer.train_step
 
-    def out_of_memory_at_lr_0_1(self, batches):
+    def out_of_memory_at_lr_0_1(self, batches, step):
         if self.train.lr_g == 0.1:
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\n(a second line)")
-        return original(self, batches)
+        return original(self, batches, step)
 
     monkeypatch.setattr(TorchTrainer, "train_step", out_of_memory_at_lr_0_1)
     recipe = write_recipe(sweep={"train.lr_g": [1e-4, 0.1, 2e-4]}, train={"steps": 2})
