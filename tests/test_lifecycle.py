@@ -120,7 +120,11 @@ def test_after_sigkill_resume_repairs_metrics_clears_staging_and_holds_a_lock(tm
     runs = tmp_path / "runs"
     run_dir = runs / "00000-long"
     process = gankit("run", long_recipe(tmp_path, tiny_mnist), "--runs-dir", runs)
-    wait_for(lambda: len(list_checkpoints(run_dir)) >= 2 and len(metric_steps(run_dir)) >= 13, process)
+    def logged_past_a_checkpoint() -> bool:
+        found = list_checkpoints(run_dir)  # a checkpoint comes after its step's metrics line
+        return len(found) >= 2 and metric_steps(run_dir)[-1] > json.loads((found[-1] / "meta.json").read_text())["step"]
+
+    wait_for(logged_past_a_checkpoint, process)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     last = json.loads((list_checkpoints(run_dir)[-1] / "meta.json").read_text())["step"]
