@@ -14,7 +14,7 @@ from importlib.util import find_spec
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import Trained
+from conftest import Trained as Stepped
 from click.testing import CliRunner
 
 from gankit import console, hookimpl, nn
@@ -44,6 +44,15 @@ def metrics(run_dir, *, timings=False):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return rows if timings else [{k: v for k, v in row.items() if k != "images_per_sec"} for row in rows]
 
+
+
+class Trained(Stepped):
+    def state(self):
+        """Every number the TensorFlow trainer holds: weights, statistics, optimizer slots, random state."""
+        t = self.trainer
+        variables = (t.generator.variables + t.discriminator.variables + t.optimizers["generator"].variables
+                     + t.optimizers["discriminator"].variables)
+        return [np.asarray(v) for v in variables] + [t.noise.state.numpy(), t.step.numpy(), t.fixed_noise.numpy()]
 
 def test_one_line_switches_a_recipe_to_tensorflow(write_recipe, tmp_path):
     run_dir = train(write_recipe(architecture=DCGAN_SMALL), tmp_path / "runs", "--set", "backend.use=tensorflow")
