@@ -106,3 +106,14 @@ class Trained:
     def steps(self, start: int, stop: int) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in self.trainer.train_step(self.schedule.batches(step), step).items()}
                 for step in range(start, stop)]
+
+    @classmethod
+    def interrupted(cls, recipe_path: Path, stop: int, end: int, directory: Path):
+        """Steps 0..stop, a checkpoint into ``directory``, a fresh trainer loading it, steps
+        stop..end: every step's losses, and the resumed harness."""
+        first = cls(recipe_path)
+        head = first.steps(0, stop)
+        first.trainer.save(directory)
+        resumed = cls(recipe_path)
+        resumed.trainer.load(directory)
+        return head + resumed.steps(stop, end), resumed
