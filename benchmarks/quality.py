@@ -4,7 +4,9 @@ conditional recipes (cgan_mnist) the class accuracy: how often the domain classi
 assigns a generated image the class it was drawn for (the N images cover every class
 evenly).
 
-Each recipe is trained for ``--steps`` generator updates (its own architecture, loss,
+Each recipe is trained for ``--steps`` generator updates, or with ``--cpu-seconds S`` for as
+many as S seconds of its process's CPU time allow (a fixed budget whatever a step of the
+recipe costs, and fair on a busy machine) (its own architecture, loss,
 optimizer and batch size; its length, checkpoints and exports overridden) in a scratch
 directory, then its last checkpoint is scored exactly as ``gankit evaluate --metric fid
 --features domain -n N`` would: N generated images against N real train images.
@@ -16,15 +18,28 @@ falls back to the 10,000 shipped test images), the other set is instead the trai
 outside that subset, so N should be at most half the data. Prints a table; asserts
 nothing.
 
-    python benchmarks/quality.py [--steps 1000] [-n 5000] [RECIPE ...]
+``--backends`` and ``--seeds`` train each recipe on each backend with each seed (the
+recipe's ``seed``, which sets the initial weights, noise and data order) and print each
+FID with the mean and standard deviation over the seeds: the way to tell whether two
+backends learn alike, as one run of a GAN is not enough to judge (class accuracy likewise). Each run trains and is
+scored in a process of its own, so that TensorFlow's process-wide settings (and its
+clash with torch's compiler stack when TensorFlow is imported first) stay in that run.
+
+    python benchmarks/quality.py [--steps 1000 | --cpu-seconds 300] [-n 5000] [RECIPE ...]
+    python benchmarks/quality.py recipes/dcgan_mnist.toml --steps 780 -n 2000 \
+        --backends torch,tensorflow --seeds 0,1,2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +52,8 @@ from gankit.recipe import RecipeError, load_recipe
 from gankit.runner import RunError, run
 
 DATASETS = ("mnist", "fashion-mnist")
+SCORES = {"fid": "{:.2f}", "class_accuracy": "{:.1%}"}
+"""What a run is scored on (class accuracy only for conditional runs) and how each is shown."""
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
@@ -53,13 +70,70 @@ def floor(evaluator: Evaluator, n: int, seed: int) -> tuple[float, str]:
     return evaluator.score(other)["fid"], what
 
 
+def train_and_score(path: Path, overrides: list[str], scratch: str, config: EvalConfig,
+                    cpu_seconds: float | None = None) -> tuple[dict[str, float], str, float]:
+    """Train one recipe (for at most ``cpu_seconds`` of CPU time) and score its last
+    checkpoint: (its scores, steps and run status, seconds of training)."""
+    registry, cache = load_registry(), default_cache_dir()
+    recipe = load_recipe(path, overrides, registry)
+    context = DataContext(cache, warn=lambda message: None)
+    started = time.perf_counter()
+    cpu_end = time.process_time() + (cpu_seconds or float("inf"))
+    result = run(recipe, runs_root=Path(scratch), context=context, should_stop=lambda: time.process_time() >= cpu_end)
+    seconds = time.perf_counter() - started
+    record = evaluate_run(registry, result.run_dir, config, cache_dir=cache, info=lambda message: None,
+                          warn=lambda message: None)
+    scores = {key: record["scores"][key] for key in SCORES if key in record["scores"]}
+    return scores, f"{result.finished.step} steps, {result.finished.status}", seconds
+
+
+def in_own_process(path: Path, overrides: list[str], scratch: str, config: EvalConfig,
+                   cpu_seconds: float | None) -> tuple[dict[str, float], str, float]:
+    """``train_and_score`` in a fresh interpreter running this script."""
+    job = json.dumps({"path": str(path), "overrides": overrides, "scratch": scratch, "config": config.model_dump(),
+                      "cpu_seconds": cpu_seconds})
+    done = subprocess.run([sys.executable, __file__, "--one-run", job], stdout=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise RunError(f"the run exited with status {done.returncode}")
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    if "error" in answer:
+        raise RunError(answer["error"])
+    return answer["scores"], answer["status"], answer["seconds"]
+
+
+def one_run(job: str) -> None:
+    """The child's side of ``in_own_process``: one JSON line on stdout."""
+    job = json.loads(job)
+    try:
+        scores, status, seconds = train_and_score(Path(job["path"]), job["overrides"], job["scratch"],
+                                                  EvalConfig.model_validate(job["config"]), job["cpu_seconds"])
+        print(json.dumps({"scores": scores, "status": status, "seconds": seconds}))
+    except (RecipeError, RunError, EvalError) as error:
+        print(json.dumps({"error": str(error)}))
+
+
+def comma_list(kind):
+    return lambda text: [kind(item) for item in text.split(",") if item]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("recipes", nargs="*", type=Path, help="default: every shipped MNIST/Fashion-MNIST recipe")
     parser.add_argument("--steps", type=int, default=1000, help="generator updates per recipe")
+    parser.add_argument("--cpu-seconds", type=float, help="instead: train each run for this much CPU time")
     parser.add_argument("-n", type=int, default=5000, help="generated and real images scored")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the scored noise and real subset")
+    parser.add_argument("--backends", type=comma_list(str), default=None,
+                        help="comma-separated backends to train each recipe on (default: the recipe's own)")
+    parser.add_argument("--seeds", type=comma_list(int), default=None,
+                        help="comma-separated recipe seeds to train with (default: the recipe's own)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key in every run, as gankit run --set does (repeatable)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (each in its own process)")
+    parser.add_argument("--one-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_run:
+        return one_run(args.one_run)
 
     registry = load_registry()
     cache = default_cache_dir()
@@ -70,45 +144,86 @@ def main() -> None:
             warned.add(message)
             print(f"warning: {message}", file=sys.stderr)
 
-    context = DataContext(cache, warn=warn)
     config = EvalConfig(metrics=["fid"], features="domain", n=args.n, seed=args.seed)
-    overrides = [f"train.steps={args.steps}", "train.checkpoint_every=0", "export=[]"]
+    steps = 10**9 if args.cpu_seconds else args.steps
+    overrides = [f"train.steps={steps}", "train.checkpoint_every=0", "export=[]", *args.sets]
+    variants = [(backend, seed) for seed in (args.seeds or [None]) for backend in (args.backends or [None])]
     floors: dict[str, tuple[str, float, str]] = {}
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="gankit-quality-") as scratch:
         for path in args.recipes or sorted(RECIPES.rglob("*.toml")):
+            inside = path.resolve().is_relative_to(RECIPES.parent)
+            shown = str(path.resolve().relative_to(RECIPES.parent) if inside else path)
             try:
                 recipe = load_recipe(path, overrides, registry)
             except RecipeError as error:
-                rows.append((str(path), "-", "-", "-", f"skipped: {error}"))
+                rows.append((shown, "-", "-", "-", "-", f"skipped: {error}"))
                 continue
             if recipe.dataset.name not in DATASETS:
                 continue
             try:
                 data_key = str(recipe.dataset.as_table())
-                if data_key not in floors:
+                if data_key not in floors:  # also trains and caches the domain classifier, once
                     evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache, warn=warn)
                     floors[data_key] = (recipe.dataset.name, *floor(evaluator, args.n, args.seed))
-                started = time.perf_counter()
-                result = run(recipe, runs_root=Path(scratch), context=context)
-                seconds = time.perf_counter() - started
-                scores = evaluate_run(registry, result.run_dir, config, cache_dir=cache, warn=warn)["scores"]
-            except (RunError, EvalError) as error:
-                rows.append((str(path), recipe.dataset.name, "-", "-", f"skipped: {error}"))
+            except EvalError as error:
+                rows.append((shown, recipe.dataset.name, "-", "-", "-", f"skipped: {error}"))
                 continue
-            accuracy = f"{scores['class_accuracy']:.1%}" if "class_accuracy" in scores else "-"
-            rows.append((str(path.relative_to(RECIPES.parent) if path.is_relative_to(RECIPES.parent) else path),
-                         recipe.dataset.name, f"{scores['fid']:.2f}", accuracy,
-                         f"{result.finished.status}, {seconds:.0f}s of training"))
+            def variant(backend, seed):
+                chosen = [*overrides, *([f"backend.use={backend}"] if backend else []),
+                          *([f"seed={seed}"] if seed is not None else [])]
+                name = f"{backend or recipe.backend.name}, seed {recipe.seed if seed is None else seed}"
+                try:
+                    scores, status, seconds = in_own_process(path, chosen, tempfile.mkdtemp(dir=scratch), config,
+                                                          args.cpu_seconds)
+                except RunError as error:
+                    print(f"{shown} on {name}: {error}", file=sys.stderr, flush=True)
+                    return f"skipped: {error}"
+                shown_scores = ", ".join(f"{key} {SCORES[key].format(value)}" for key, value in scores.items())
+                print(f"{shown} on {name}: {shown_scores} ({status}, {seconds:.0f}s of training)",
+                      file=sys.stderr, flush=True)
+                return scores
 
-    print(f"\ndomain FID after {args.steps} steps, {args.n:,} generated vs {args.n:,} real train images "
-          f"(seed {args.seed}; lower is better)\n")
-    table = [("recipe", "dataset", "FID", "class acc", "notes")]
-    table += [("real vs real (floor)", name, f"{fid:.2f}", "-", what) for name, fid, what in floors.values()]
+            with ThreadPoolExecutor(args.jobs) as pool:
+                found_all = list(pool.map(lambda chosen: variant(*chosen), variants))
+            by_backend: dict[str, list] = {}
+            for (backend, _), found in zip(variants, found_all):
+                by_backend.setdefault(backend or recipe.backend.name, []).append(found)
+            for name, found in by_backend.items():
+                rows.append((shown, recipe.dataset.name, name, *summary(found)))
+
+    seeds = ", ".join(map(str, args.seeds)) if args.seeds else "each recipe's own"
+    budget = f"{args.cpu_seconds:.0f} CPU seconds of training" if args.cpu_seconds else f"{args.steps} steps"
+    print(f"\ndomain FID and class accuracy after {budget}, {args.n:,} generated vs {args.n:,} real train images "
+          f"(recipe seeds: {seeds}; scoring seed {args.seed}; lower is better)\n")
+    table = [("recipe", "dataset", "backend", "FID", "class acc", "notes")]
+    table += [("real vs real (floor)", name, "-", f"{fid:.2f}", "-", what) for name, fid, what in floors.values()]
     table += rows
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+
+
+def summary(found: list[dict[str, float] | str]) -> tuple[str, ...]:
+    """One column per score (a mean ± sd over seeds where there are several; "-" for a
+    score the runs lack) and the notes column: the skipped runs, and each seed's figures."""
+    scored = [item for item in found if isinstance(item, dict)]
+    skipped = [item for item in found if isinstance(item, str)]
+    columns = []
+    for key, shown in SCORES.items():
+        values = [item[key] for item in scored if key in item]
+        if not values:
+            columns.append("-")
+        elif len(values) == 1:
+            columns.append(shown.format(values[0]))
+        else:
+            spread = f" ± {shown.format(statistics.stdev(values))}"
+            columns.append(f"{shown.format(statistics.mean(values))}{spread}")
+    notes = list(skipped)
+    if len(found) > 1:
+        notes.append("seeds: " + "; ".join(
+            " ".join(SCORES[key].format(value) for key, value in item.items()) for item in scored))
+    return (*columns, "; ".join(notes))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,22 @@
-"""``python -m gankit`` is the ``gankit`` command."""
+"""``python -m gankit`` and the ``gankit`` command's entry point."""
 
-from gankit.cli import main
+import signal
+import sys
 
-main(prog_name="gankit")
+
+def _interrupted(signum, frame):
+    sys.stderr.write("interrupted; no file was left half-written\n")
+    sys.exit(130)
+
+
+def entry() -> None:
+    """Run the CLI with Ctrl-C a clean exit (code 130) from the first instant, even while
+    the CLI is still importing; ``gankit run`` installs its own stop-at-a-step handler."""
+    signal.signal(signal.SIGINT, _interrupted)
+    from gankit.cli import main
+
+    main(prog_name="gankit")
+
+
+if __name__ == "__main__":
+    entry()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from gankit.recipe import Recipe, RecipeError, load_recipes
+from gankit.recipe import MAX_RUNS, Recipe, RecipeError, load_recipes
 from gankit.registry import Registry
 from gankit.runner import RunError, RunResult
 
@@ -37,13 +37,18 @@ class Outcome:
                    finished.step, result.seconds, finished.values, result.run_dir, result.recipe.sweep)
 
 
-def load_all(paths: Iterable[Path], overrides: list[str], registry: Registry) -> tuple[list[Recipe], list[Outcome]]:
+def load_all(paths: Iterable[Path], overrides: list[str], registry: Registry,
+             max_runs: int = MAX_RUNS) -> tuple[list[Recipe], list[Outcome]]:
     """Every recipe the paths stand for (sweeps expanded), and an ``invalid`` outcome for
-    each file that cannot be loaded."""
+    each file that cannot be loaded or that would take the batch past ``max_runs``."""
     recipes, invalid = [], []
     for path in paths:
         try:
-            recipes += load_recipes(path, overrides, registry)
+            loaded = load_recipes(path, overrides, registry, max_runs)
+            if len(recipes) + len(loaded) > max_runs:
+                raise RecipeError(f"{path}: takes the batch to {len(recipes) + len(loaded):,} runs, more than the "
+                                  f"{max_runs:,} allowed; pass --max-runs {len(recipes) + len(loaded)} to run them all")
+            recipes += loaded
         except RecipeError as error:
             invalid.append(Outcome(str(path), "invalid", message=str(error)))
     return recipes, invalid
@@ -58,13 +63,17 @@ def run_all(
     report: Callable[[Outcome], None] = lambda outcome: None,
 ) -> list[Outcome]:
     """Run each recipe with ``start``; after a failure, the rest run only with ``keep_going``.
-    An interrupted run ends the batch whatever ``keep_going`` says."""
+    An interrupted run ends the batch whatever ``keep_going`` says. A run that crashes is a
+    failed line of the table like any other, never the end of the batch."""
     outcomes: list[Outcome] = []
     for index, recipe in enumerate(recipes):
         try:
             outcome = Outcome.of(start(recipe))
         except RunError as error:
             outcome = Outcome(recipe.name, "failed", recipe.backend.name, str(error), sweep=recipe.sweep)
+        except Exception as error:  # a bug or a resource gone (memory, device): the rest may still run
+            message = f"crashed: {type(error).__name__}: {error}".splitlines()[0]
+            outcome = Outcome(recipe.name, "failed", recipe.backend.name, message, sweep=recipe.sweep)
         outcomes.append(outcome)
         report(outcome)
         if outcome.status == "interrupted" or stop_requested() or (not outcome.succeeded and not keep_going):

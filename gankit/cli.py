@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -49,25 +50,43 @@ def _registry():
         fail(str(error))
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Ctrl-C, a kill, and a closed terminal or SSH session all stop a run the same way."""
+
+
+def _detach_from_terminal(descriptors: list[int]) -> None:
+    """After a hang-up the terminal is gone and every write to it fails: from now on what
+    went to it (``descriptors``) goes to /dev/null, so that the run can still stop with a
+    checkpoint. Output to a file or a pipe is left as it is."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for descriptor in descriptors:
+        os.dup2(null, descriptor)
+    os.close(null)
+
+
 class StopFlag:
-    """First Ctrl-C (or SIGTERM): finish the step, checkpoint, stop. Second: abort now."""
+    """First Ctrl-C (or SIGTERM, SIGHUP): finish the step, checkpoint, stop. Second: abort now."""
 
     def __init__(self):
         self.requested = False
+        self.terminal: list[int] = []
 
     def __call__(self) -> bool:
         return self.requested
 
     def _handle(self, signum, frame):
+        if signum == getattr(signal, "SIGHUP", None):
+            _detach_from_terminal(self.terminal)
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        console.warn("stopping after this step (press Ctrl-C again to abort now)")
+        console.warn("stopping at the next step (press Ctrl-C again to abort now)")
 
     @contextmanager
     def installed(self):
-        """Handle SIGINT and SIGTERM inside the block; the previous handlers come back after."""
-        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        """Handle STOP_SIGNALS inside the block; the previous handlers come back after."""
+        self.terminal = [descriptor for descriptor in (1, 2) if os.isatty(descriptor)]
+        previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
         try:
             yield self
         finally:
@@ -90,8 +109,10 @@ def _latest_run(runs_dir: Path) -> Path:
 @click.option("--resume", "resume_from", metavar="RUN_DIR|latest", help="Continue a run from its last checkpoint.")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Where run directories are created.")
+@click.option("--max-runs", default=10_000, show_default=True, type=click.IntRange(1),
+              help="Refuse recipes and sweeps that expand to more runs than this.")
 def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, keep_going: bool,
-        resume_from: str | None, runs_dir: Path) -> None:
+        resume_from: str | None, runs_dir: Path, max_runs: int) -> None:
     """Train the GAN each RECIPE describes, one after another (a [sweep] table expands into
     one run per combination), or continue a stopped run with --resume."""
     import tomli_w
@@ -113,6 +134,9 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
         if recipes:
             fail("--resume continues one run: give no recipe files with it")
         run_dir = _latest_run(runs_dir) if resume_from == "latest" else Path(resume_from)
+        if run_dir.is_dir() and not [p for p in run_dir.iterdir() if p.name != ".lock"]:
+            fail(f"--resume {resume_from}: {run_dir} is empty (the run was stopped before it began); "
+                 f"remove it with: rm -r {run_dir}")
         if not (run_dir / "recipe.toml").is_file():
             fail(f"--resume {resume_from}: {run_dir} is not a gankit run directory (no recipe.toml)")
 
@@ -125,7 +149,7 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     else:
         if not recipes:
             fail("name at least one recipe file, e.g. gankit run recipes/dcgan_mnist.toml")
-        jobs, invalid = load_all(recipes, list(overrides), registry)
+        jobs, invalid = load_all(recipes, list(overrides), registry, max_runs)
         if invalid and not keep_going:
             fail(invalid[0].message)
         if dry_run:
@@ -156,8 +180,8 @@ def _run_jobs(jobs, invalid, start, keep_going, stop):
         else:
             outcomes = invalid + run_all(jobs, start, keep_going=keep_going, stop_requested=stop, report=_report)
             console.batch_table(outcomes)
-    except KeyboardInterrupt:
-        console.error("aborted at once; every file written so far is complete")
+    except KeyboardInterrupt as error:
+        console.error(str(error) or "aborted at once; every file written so far is complete")
         sys.exit(130)
     return outcomes
 
@@ -197,15 +221,18 @@ def sample(run_dir: Path, count: int, output: Path, seed: int, checkpoint: str |
            classes: tuple[str, ...]) -> None:
     """Draw samples from a run's checkpoint (the last, unless --checkpoint names one)."""
     from gankit.recipe import RecipeError
-    from gankit.runner import RunError
+    from gankit.rundir import RunError, writable_root
     from gankit.sampling import sample_run
 
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
+        writable_root(output.parent, "-o")
         used = sample_run(_registry(), run_dir, count, seed, output, checkpoint, raw=raw, classes=classes)
     except (RecipeError, RunError) as error:
         fail(str(error))
+    except OSError as error:
+        fail(f"-o {output}: cannot write it ({error.strerror or error})")
     console.info(f"wrote {count} samples from {used} to {output}")
 
 

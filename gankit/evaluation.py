@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from gankit import __version__
 from gankit.data import DataContext, DataError, ImageData, default_cache_dir, even_labels
 from gankit.eval_config import EvalConfig, EvalPlan
-from gankit.files import atomic_directory, write_bytes, write_json
+from gankit.files import write_bytes, write_json
 from gankit.registry import Component, Registry
 
 
@@ -83,6 +84,7 @@ class ExtractorContext:
     training_data: Callable[[], ImageData]
     """The run's labelled training split, as the run's recipe configures the dataset."""
     info: Callable[[str], None] = print
+    warn: Callable[[str], None] = print
 
 
 def data_sha256(data: ImageData) -> str:
@@ -137,11 +139,17 @@ def _params(component: Component, values: dict[str, Any]) -> BaseModel | None:
         raise EvalError(f"{component.kind} {component.name!r}: {key}: {first['msg']}") from None
 
 
-def _read_features(path: Path) -> Features | None:
+def _read_features(path: Path, warn: Callable[[str], None]) -> Features | None:
+    """The cached features in ``path``; None if there are none, or (with a warning, the
+    file removed) if they are damaged."""
+    if not path.is_file():
+        return None
     try:
-        with np.load(path) as stored:
+        with np.load(path, allow_pickle=False) as stored:
             return Features(stored["features"], stored["logits"])
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        warn(f"the cached features {path} are damaged ({error}); extracting them again")
+        path.unlink(missing_ok=True)
         return None
 
 
@@ -174,7 +182,8 @@ class Evaluator:
             self._dataset = recipe.dataset.component.factory(recipe.dataset.params, DataContext(self.cache_dir, warn))
         except DataError as error:
             raise EvalError(f"{recipe.path}: dataset: {error}") from None
-        context = ExtractorContext(self.cache_dir, lambda: self.load("train"), info)
+        self.warn = warn
+        context = ExtractorContext(self.cache_dir, lambda: self.load("train"), info, warn)
         try:
             self.extractor: FeatureExtractor = extractor_component.factory(
                 _params(extractor_component, extractor_params or {}), context)
@@ -214,7 +223,7 @@ class Evaluator:
             key = _digest({"data": checksum, "count": count, "seed": self.config.seed if subset else None,
                            "extractor": self.extractor.describe()})
             path = self.cache_dir / "eval" / "real" / f"{key}.npz"
-            features = _read_features(path)
+            features = _read_features(path, self.warn)
             if features is None:
                 features = self._extract(data.images[real_subset(total, count, self.config.seed)], "real images")
                 _write_features(path, features)
@@ -379,6 +388,7 @@ class TrainingEvaluation:
 
     def evaluate(self, step: int, epoch: int) -> dict[str, float]:
         from gankit.events import CheckpointSaved, EvalLogged
+        from gankit.training import write_checkpoint
 
         config = self.evaluator.config
         classes = getattr(self.trainer, "classes", 0)
@@ -390,9 +400,7 @@ class TrainingEvaluation:
             raise EvalError(f"metric {self.key!r} reports no score named {self.key!r}, so no best checkpoint can be kept")
         if self._better(scores[self.key]):
             self.best = scores[self.key]
-            with atomic_directory(self.best_dir) as staging:
-                self.trainer.save(staging)
-                write_json(staging / "meta.json", {"step": step, "epoch": epoch, "scores": scores})
+            write_checkpoint(self.trainer, self.best_dir, {"step": step, "epoch": epoch, "scores": scores})
             self.emit(CheckpointSaved(step, self.best_dir))
         update_record(self.run_dir / "eval.json", ("during_training",), {
             "gankit_version": __version__,

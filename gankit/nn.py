@@ -9,12 +9,18 @@ Conventions, chosen so that a description means the same thing on every backend:
 - ``padding="same"`` follows TensorFlow: output size ``ceil(in / stride)`` for Conv and
   ``in * stride`` for ConvTranspose (backends pad asymmetrically where needed).
 - ``BatchNorm.momentum`` is the fraction of the running statistics *kept* at each step
-  (Keras's meaning; PyTorch's ``momentum`` is ``1 - momentum``).
+  (Keras's meaning; PyTorch's ``momentum`` is ``1 - momentum``). The running variance
+  averages each batch's biased variance, the one the batch is normalised with (Keras's
+  choice; PyTorch's own BatchNorm keeps the unbiased ``n / (n - 1)`` one), so sampling
+  mode matches training mode on every backend. ``eps`` is added to the variance on both.
 - Discriminators end in a logit; the losses apply the sigmoid. A tutorial's
   "Dense(1, sigmoid) + binary cross-entropy" is the same function, computed stably.
-- ``init`` names the weight initialisation: ``"default"`` (the framework's own),
-  ``"glorot_uniform"`` (Keras's default: Glorot-uniform kernels, zero biases) or
-  ``"normal:STD"`` (DCGAN: N(0, STD) kernels, BatchNorm scale N(1, STD), zero biases).
+- ``init`` names the weight initialisation: ``"default"`` (the framework's own, so it
+  differs between backends: PyTorch draws kernels and biases from U(+-1/sqrt(fan_in)),
+  Keras Glorot-uniform kernels and zero biases), ``"glorot_uniform"`` (Keras's default:
+  Glorot-uniform kernels, zero biases) or ``"normal:STD"`` (DCGAN: N(0, STD) kernels,
+  BatchNorm scale N(1, STD), zero biases). The last two draw from the same distributions
+  on every backend (not the same numbers: copy weights across for that).
 - ``spectral_norm=True`` on Dense, Conv, ConvTranspose or Projection divides the weight by
   its largest singular value (``gankit.spectral`` defines how, once for every backend). It
   adds no trainable parameter: its power-iteration vector is state, saved in checkpoints.
@@ -230,6 +236,9 @@ def output_shape(layer: Layer, shape: tuple[int, ...], classes: int = 0) -> tupl
             raise ShapeError(f"{type(layer).__name__} needs an (H, W, C) input, got {shape}")
         h, w, _ = shape
         if isinstance(layer, Conv):
+            if layer.padding == "valid" and layer.kernel > min(h, w):
+                raise ShapeError(f"its {layer.kernel}x{layer.kernel} kernel is larger than its {h}x{w} input; "
+                                 "use a smaller kernel or padding 'same'")
             if layer.padding == "same":
                 return (math.ceil(h / layer.stride), math.ceil(w / layer.stride), layer.filters)
             return ((h - layer.kernel) // layer.stride + 1, (w - layer.kernel) // layer.stride + 1, layer.filters)
@@ -280,6 +289,17 @@ def flatten(layers: tuple) -> list:
     return found
 
 
+def _check_batch_size(layers: tuple, shape: tuple[int, ...], classes: int, batch_size: int) -> None:
+    shapes = [tuple(shape), *walk(layers, shape, classes)]
+    for index, (layer, shape) in enumerate(zip(layers, shapes)):
+        if isinstance(layer, Residual):
+            _check_batch_size(layer.layers, shape, classes, batch_size)
+            _check_batch_size(layer.shortcut, shape, classes, batch_size)
+        elif isinstance(layer, (BatchNorm, ConditionalBatchNorm)) and batch_size * math.prod(shape[:-1]) < 2:
+            raise ShapeError(f"layer {index} ({type(layer).__name__}) would normalise a single value per channel "
+                             f"with batch size {batch_size}; use a batch size of 2 or more")
+
+
 @dataclass(frozen=True)
 class Network:
     """A sequence of layers applied to inputs of ``input_shape`` (and, with ``classes``, to
@@ -312,6 +332,11 @@ class Network:
     def parameter_count(self) -> int:
         return sequence_parameters(self.layers, tuple(self.input_shape), self.classes)
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise ShapeError where a (conditional) BatchNorm, residual blocks' included, would
+        see a single value per channel."""
+        _check_batch_size(self.layers, tuple(self.input_shape), self.classes, batch_size)
+
     @property
     def init_std(self) -> float | None:
         """The standard deviation of a ``normal:STD`` init, else None."""
@@ -335,3 +360,25 @@ class Architecture:
     def classes(self) -> int:
         """How many classes a conditional architecture's generator draws (0: unconditional)."""
         return self.generator.classes if self.generator is not None else 0
+
+    def check(self, image_shape: tuple[int, ...], batch_size: int) -> None:
+        """Raise ShapeError unless G makes images of ``image_shape`` from the latent vector
+        and D turns them into one logit, with every BatchNorm fit for ``batch_size``."""
+        if self.generator is None or self.discriminator is None:
+            return
+        if tuple(self.generator.input_shape) != (self.latent_dim,):
+            raise ShapeError(f"the generator takes {self.generator.input_shape}, "
+                             f"not the latent size ({self.latent_dim},)")
+        if self.generator.output_shape != tuple(image_shape):
+            raise ShapeError(f"the generator makes {self.generator.output_shape} images but the data is "
+                             f"{tuple(image_shape)} (H, W, C); check its layers' strides and padding")
+        if tuple(self.discriminator.input_shape) != tuple(image_shape):
+            raise ShapeError(f"the discriminator takes {self.discriminator.input_shape}, "
+                             f"not the data's {tuple(image_shape)}")
+        if self.discriminator.output_shape != (1,):
+            raise ShapeError(f"the discriminator must end in one logit, not {self.discriminator.output_shape}")
+        for role, network in (("generator", self.generator), ("discriminator", self.discriminator)):
+            try:
+                network.check_batch_size(batch_size)
+            except ShapeError as error:
+                raise ShapeError(f"{role} {error}") from None

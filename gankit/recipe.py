@@ -9,7 +9,10 @@ import copy
 import dataclasses
 import difflib
 import itertools
+import math
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +80,17 @@ class Recipe:
         }
 
 
+MAX_RUNS = 10_000
+"""The most runs one ``gankit run`` expands its recipes and sweeps into, unless raised with --max-runs."""
+MAX_NAME_BYTES = 255 - len("00000-")
+"""A run directory is ``NNNNN-<name>`` and file systems allow 255 bytes a name."""
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise RecipeError(f"{path}: not a regular file (a pipe, socket or device); give a recipe file")
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
@@ -87,6 +99,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise RecipeError(f"{path}: is a directory, not a recipe file") from None
     except tomllib.TOMLDecodeError as error:
         raise RecipeError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError(f"{path}: cannot read: {error}") from None
 
@@ -96,7 +110,7 @@ def parse_value(text: str) -> Any:
     ``"x"``), else taken as a bare string."""
     try:
         return tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -155,9 +169,11 @@ def _label(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)
 
 
-def expand_sweep(data: dict[str, Any], path: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def expand_sweep(data: dict[str, Any], path: Path,
+                 max_runs: int = MAX_RUNS) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """The recipes a ``[sweep]`` table of lists stands for: one per combination of values
-    (the Cartesian product), each named after its values. Returns (recipe data, sweep values)."""
+    (the Cartesian product), each named after its values. Returns (recipe data, sweep values).
+    More than ``max_runs`` combinations are refused before any is made."""
     sweep = data.pop("sweep", None)
     if sweep is None:
         return [(data, {})]
@@ -166,6 +182,10 @@ def expand_sweep(data: dict[str, Any], path: Path) -> list[tuple[dict[str, Any],
     for key, values in sweep.items():
         if not isinstance(values, list) or not values:
             raise RecipeError(f"{path}: sweep.{key}: expected a non-empty list of values (got {values!r})")
+    count = math.prod(len(values) for values in sweep.values())
+    if count > max_runs:
+        raise RecipeError(f"{path}: sweep: {count:,} combinations, more than the {max_runs:,} runs allowed; "
+                          f"shorten the lists, or pass --max-runs {count} to run them all")
     expanded = []
     for combination in itertools.product(*sweep.values()):
         values = dict(zip(sweep, combination))
@@ -188,7 +208,9 @@ def _format_validation(path: Path, prefix: str, error: ValidationError, params: 
         hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known) or 'none'}"
         return f"{path}: {key}: unknown key; {hint}"
     message = first["msg"].removeprefix("Value error, ")
-    got = f" (got {first['input']!r})" if first["type"] not in ("missing",) and loc else ""
+    shown = repr(first["input"])
+    shown = shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown):,} characters)"
+    got = f" (got {shown})" if first["type"] not in ("missing",) and loc else ""
     return f"{path}: {key}: {message}{got}"
 
 
@@ -230,6 +252,9 @@ def build_recipe(data: dict[str, Any], path: Path, registry: Registry) -> Recipe
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise RecipeError(f"{path}: name: use letters, digits, '-', '_' and '.' only (got {name!r})")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise RecipeError(f"{path}: name: {len(name.encode())} bytes, longer than the {MAX_NAME_BYTES} a run directory "
+                          f"name can hold (got {name[:40]}...); shorten the name (in a sweep: or its values)")
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise RecipeError(f"{path}: seed: must be an integer in [0, 2**32) (got {seed!r})")
@@ -270,8 +295,8 @@ def load_recipe(path: Path, overrides: list[str], registry: Registry) -> Recipe:
     return recipes[0]
 
 
-def load_recipes(path: Path, overrides: list[str], registry: Registry) -> list[Recipe]:
+def load_recipes(path: Path, overrides: list[str], registry: Registry, max_runs: int = MAX_RUNS) -> list[Recipe]:
     """The recipe in ``path`` with ``overrides`` applied, or one recipe per sweep combination."""
     data = apply_overrides(read_toml(path), overrides, path)
     return [dataclasses.replace(build_recipe(variant, path, registry), sweep=values)
-            for variant, values in expand_sweep(data, path)]
+            for variant, values in expand_sweep(data, path, max_runs)]

@@ -6,7 +6,10 @@ is built before the run directory is created, so a failed start leaves nothing b
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -22,15 +25,13 @@ from gankit.curves import CurvesWriter
 from gankit.data import DataContext, DataError, DataSpec, ImageData
 from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
 from gankit.events import EvalLogged, Event, RunFinished, StepLogged
-from gankit.files import write_json, write_text
+from gankit.files import remove_leftovers, write_json, write_text
 from gankit.nn import Architecture, ShapeError
 from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
-from gankit.training import Loop, Schedule, ScheduleError, list_checkpoints, read_meta
+from gankit.rundir import RunError, check_space, run_lock, truncate_metrics, writable_root, writing
+from gankit.training import (Loop, Schedule, ScheduleError, last_good_checkpoint, list_checkpoints, no_space_left,
+                             read_meta, verify_checkpoint)
 from gankit.updates import check_supported
-
-
-class RunError(Exception):
-    """A run could not start. The message is one line that says what to fix."""
 
 
 @dataclass
@@ -93,9 +94,36 @@ def build_architecture(recipe: Recipe, spec) -> Architecture:
         raise RunError(f"{recipe.path}: architecture.conditional needs labelled data, and dataset "
                        f"{recipe.dataset.name!r} gives no classes; set conditional = false")
     try:
-        return component.factory(recipe.architecture.params, spec)
+        architecture = component.factory(recipe.architecture.params, spec)
+        architecture.check(spec.shape, recipe.train.batch_size)
     except (ShapeError, ValueError) as error:
         raise RunError(f"{recipe.path}: architecture: {error}") from None
+    _check_memory(architecture, recipe)
+    return architecture
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_memory(architecture: Architecture, recipe: Recipe) -> None:
+    """Refuse networks that could not be trained in this machine's memory: float32 weights,
+    gradients and two optimizer moments, and each layer's output kept for the backward
+    pass (twice: D sees real and generated batches)."""
+    networks = [n for n in (architecture.generator, architecture.discriminator) if n is not None]
+    memory = _physical_memory()
+    if not networks or memory is None:
+        return
+    parameters = sum(network.parameter_count() for network in networks)
+    activations = sum(math.prod(shape) for network in networks for shape in network.shapes())
+    needed = 4 * (4 * parameters + 2 * recipe.train.batch_size * activations)
+    if needed > memory:
+        raise RunError(f"{recipe.path}: architecture: training would need at least {needed / 2**30:,.1f} GiB "
+                       f"({parameters:,} parameters), more than this machine's {memory / 2**30:,.1f} GiB of memory; "
+                       "make the networks smaller (channels, hidden units) or lower train.batch_size")
 
 
 def build_trainer(recipe: Recipe, spec):
@@ -136,7 +164,19 @@ def provenance(recipe: Recipe, spec: DataSpec) -> dict[str, Any]:
         "plugins": {f"{c.component.kind}.{c.name}": c.component.provider for c in choices},
         "data_spec": asdict(spec),
         "sweep": recipe.sweep,
+        "recipe_sha256": recipe_digest(recipe),
     }
+
+
+RESUME_OVERRIDES = ("train.steps", "train.epochs")
+
+
+def recipe_digest(recipe: Recipe) -> str:
+    """The sha256 of the resolved recipe, less the keys a resume may change: a resume
+    compares it with the one recorded at the start to catch an edited recipe.toml."""
+    table = recipe.as_dict()
+    table["train"] = {k: v for k, v in table["train"].items() if f"train.{k}" not in RESUME_OVERRIDES}
+    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
 
 
 def spec_of_run(run_dir: Path) -> DataSpec:
@@ -205,24 +245,39 @@ def run(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
     """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory."""
+    folder = writable_root(runs_root)
     prepared = prepare(recipe, context)
+    check_space(folder, prepared.trainer)
+    if should_stop():
+        raise KeyboardInterrupt("stopped before the run began; nothing was written")
     resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
     run_dir = next_run_dir(runs_root, recipe.name)
-    write_text(run_dir / "recipe.toml", resolved)
-    return _train(prepared, run_dir, listeners, should_stop)
+    with run_lock(run_dir):
+        with writing(run_dir):
+            write_text(run_dir / "recipe.toml", resolved)
+        return _train(prepared, run_dir, listeners, should_stop, warn=context.warn)
 
 
-RESUME_OVERRIDES = ("train.steps", "train.epochs")
-
-
-def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path) -> str:
-    """The message for a checkpoint that cannot be loaded, pointing at the one before it."""
+def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path,
+                       load: Callable[[Path], None]) -> str:
+    """The message for a checkpoint that cannot be used. It points at an earlier one only
+    when that one verifies and ``load`` takes it; nothing is ever deleted here."""
     if damaged not in checkpoints:
         return str(error)
-    earlier = checkpoints[: checkpoints.index(damaged)]
-    if not earlier:
-        return f"{error}; no earlier checkpoint is left"
-    return f"{error}; the previous checkpoint is {earlier[-1]}: delete {damaged} to use it"
+    index = checkpoints.index(damaged)
+    for candidate in reversed(checkpoints[:index]):
+        try:
+            load(verify_checkpoint(candidate))
+        except CheckpointError:
+            continue
+        found = f"{error}; the newest earlier checkpoint that verifies and loads is {candidate}"
+        if damaged != checkpoints[-1]:
+            return f"{found}: pass --checkpoint {candidate.name}"
+        newer = " and ".join(str(p) for p in checkpoints[checkpoints.index(candidate) + 1:])
+        return f"{found}: delete {newer} to use it"
+    earlier = (f"none of the {index} earlier checkpoint(s) verifies and loads with this recipe.toml either"
+               if index else "there is no earlier checkpoint to use instead")
+    return f"{error}; {earlier}; nothing was deleted"
 
 
 def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:
@@ -242,15 +297,19 @@ def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:
 
 def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
     """A run's recipe, and its trainer holding the generator of one checkpoint (the last,
-    by default): what ``gankit sample`` and ``gankit evaluate`` draw from."""
+    by default), verified first: what ``gankit sample`` and ``gankit evaluate`` draw from."""
     recipe_path = run_dir / "recipe.toml"
     recipe = build_recipe(read_toml(recipe_path), recipe_path, registry)
     chosen = resolve_checkpoint(run_dir, checkpoint)
     trainer = build_trainer(recipe, spec_of_run(run_dir))
+
+    def load(path: Path) -> None:
+        trainer.load(path, generator_only=True)
+
     try:
-        trainer.load(chosen, generator_only=True)
+        load(verify_checkpoint(chosen))
     except CheckpointError as error:
-        raise RunError(damaged_checkpoint(error, list_checkpoints(run_dir), chosen)) from None
+        raise RunError(damaged_checkpoint(error, list_checkpoints(run_dir), chosen, load)) from None
     return recipe, trainer, chosen
 
 
@@ -263,38 +322,82 @@ def resume(
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
-    """Continue a run from its last checkpoint, exactly where it stopped. Only the length of
-    training may change (``--set train.steps=N``); anything else would not be the same run."""
+    """Continue a run from its last checkpoint (from step 0 if it was stopped before its
+    first), exactly where it stopped. Only the length of training may change
+    (``--set train.steps=N``); anything else, edited into recipe.toml or not, is refused."""
     for override in overrides:
         if override.partition("=")[0].strip() not in RESUME_OVERRIDES:
             raise RunError(f"--set {override}: a resumed run can only change {' or '.join(RESUME_OVERRIDES)}")
     recipe_path = run_dir / "recipe.toml"
-    raw = read_toml(recipe_path)
-    if overrides:
-        raw.setdefault("train", {}).pop("steps", None)
-    recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
+    with run_lock(run_dir):
+        raw = read_toml(recipe_path)
+        if overrides:
+            raw.setdefault("train", {}).pop("steps", None)
+        recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
+        recorded = raw.get("gankit", {}).get("recipe_sha256")
+        if recorded is not None and recorded != recipe_digest(recipe):
+            raise RunError(f"{recipe_path} was edited after the run started; a resumed run can only change "
+                           f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
+        prepared = prepare(recipe, context)
+        step = _restore(prepared, run_dir)
+        with writing(run_dir):
+            remove_leftovers(run_dir)
+            truncate_metrics(run_dir / "metrics.jsonl", step)
+            if overrides:
+                resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
+                write_text(recipe_path, tomli_w.dumps(resolved))
+        return _train(prepared, run_dir, listeners, should_stop, start_step=step, warn=context.warn)
+
+
+def _restore(prepared: Prepared, run_dir: Path) -> int:
+    """Load the run's last checkpoint, verified, into the trainer; its step (0 if none)."""
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
-        raise RunError(f"{run_dir}: no checkpoint to resume from; start it again with gankit run")
-    prepared = prepare(recipe, context)
-    total = recipe.train.total_steps(prepared.schedule.steps_per_epoch)
+        return 0
+    total = prepared.recipe.train.total_steps(prepared.schedule.steps_per_epoch)
+    latest = checkpoints[-1]
     try:
-        step = int(read_meta(checkpoints[-1])["step"])
+        step = int(read_meta(verify_checkpoint(latest))["step"])
         if step >= total:
             raise RunError(f"{run_dir} already trained to step {step} of {total}; "
                            f"to train longer: gankit run --resume {run_dir} --set train.steps=N")
-        prepared.trainer.load(checkpoints[-1])
+        prepared.trainer.load(latest)
     except CheckpointError as error:
-        raise RunError(damaged_checkpoint(error, checkpoints, checkpoints[-1])) from None
-    if overrides:
-        resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
-        write_text(recipe_path, tomli_w.dumps(resolved))
-    return _train(prepared, run_dir, listeners, should_stop, start_step=step)
+        raise RunError(damaged_checkpoint(error, checkpoints, latest, prepared.trainer.load)) from None
+    return step
 
 
-def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0) -> RunResult:
+class GuardedExporter:
+    """An exporter whose ``handle`` raises is reported once, then left out of the rest of
+    the run; ``failure`` says what happened. A full disk is the run's to handle."""
+
+    def __init__(self, name: str, exporter, run_dir: Path, warn: Callable[[str], None], then: str):
+        self.name, self.exporter, self.run_dir, self.warn, self.then = name, exporter, run_dir, warn, then
+        self.failure: str | None = None
+
+    def handle(self, event: Event) -> None:
+        if self.failure is not None:
+            return
+        try:
+            self.exporter.handle(event)
+        except Exception as error:
+            if isinstance(error, OSError) and no_space_left(error, self.run_dir):
+                raise
+            step = getattr(event, "step", "?")
+            failure = f"exporter {self.name!r} failed at step {step} ({type(error).__name__}: {error})"
+            self.failure = failure.splitlines()[0]
+            self.warn(f"{self.failure}; {self.then}")
+
+
+def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0,
+           warn: Callable[[str], None] = print) -> RunResult:
     recipe = prepared.recipe
-    exporters = [choice.component.factory(choice.params, run_dir) for choice in recipe.exports]
+    stop_on_error = recipe.train.on_exporter_error == "stop"
+    then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
+            else "it is disabled for the rest of the run")
+    exporters = [GuardedExporter(c.name, c.component.factory(c.params, run_dir), run_dir, warn, then)
+                 for c in recipe.exports]
+    failures = lambda: [e.failure for e in exporters if e.failure]  # noqa: E731
     handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, CurvesWriter(run_dir).handle,
                 *(e.handle for e in exporters), *listeners]
 
@@ -310,17 +413,38 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
         schedule=prepared.schedule,
         run_dir=run_dir,
         emit=emit,
-        sample_every=[e.sample_every for e in exporters if getattr(e, "sample_every", None) is not None],
-        should_stop=should_stop,
+        sample_every=[e.exporter.sample_every for e in exporters
+                      if getattr(e.exporter, "sample_every", None) is not None],
+        should_stop=lambda: should_stop() or (stop_on_error and bool(failures())),
+        step=start_step,
     )
     started = time.perf_counter()
+
+    def stopped(status: str, message: str) -> RunFinished:
+        good = last_good_checkpoint(run_dir)
+        finished = RunFinished(loop.step, status, f"{message}; the last good checkpoint is {good or 'none'}")
+        try:
+            _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
+        except OSError:
+            pass  # the disk may be full: the checkpoint matters more than the summary
+        return finished
+
     try:
         finished = loop.run(start_step)
     except KeyboardInterrupt:
-        found = list_checkpoints(run_dir)
-        finished = RunFinished(start_step, "aborted", f"aborted; the last checkpoint is {found[-1] if found else 'none'}")
-        _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
+        stopped("aborted", f"aborted at step {loop.step}")
         raise
+    except Exception as error:
+        if isinstance(error, OSError) and no_space_left(error, run_dir):
+            finished = stopped("failed", f"no space left on device writing {error.filename or run_dir}; "
+                                         f"stopped at step {loop.step}")
+            return RunResult(recipe, run_dir, finished, time.perf_counter() - started)
+        stopped("failed", f"{type(error).__name__} at step {loop.step}: {error}")
+        raise
+    if stop_on_error and failures() and finished.status == "interrupted":
+        finished = RunFinished(finished.step, "failed", f"{failures()[0]}; {finished.message} with a checkpoint; "
+                               f"resume with: gankit run --resume {run_dir}",
+                               finished.values)
     seconds = time.perf_counter() - started
     _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
     return RunResult(recipe, run_dir, finished, seconds)

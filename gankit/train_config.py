@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from gankit.objectives import LOSSES, PENALTIES
 from gankit.params import Every, Interval, Params
 
 
+def one_of(known, what: str) -> AfterValidator:
+    """A validator for a ``what`` named in ``known``, whose error lists them."""
+
+    def check(value: str) -> str:
+        if value not in known:
+            raise ValueError(f"unknown {what} {value!r}; known: {', '.join(known)}")
+        return value
+
+    return AfterValidator(check)
+
+
 class Penalty(Params):
     """One ``[[train.penalties]]`` entry: a regulariser added to the discriminator's loss."""
 
-    use: str = Field(description=", ".join(PENALTIES))
+    use: Annotated[str, one_of(PENALTIES, "penalty")] = Field(description=", ".join(PENALTIES))
     weight: float = Field(gt=0, le=1e6, description="its factor in D's loss (gamma for r1, lambda for gp)")
     every: int = Field(1, ge=1, le=10000, description="apply every k steps with weight x k (lazy regularisation)")
-
-    @field_validator("use")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in PENALTIES:
-            raise ValueError(f"unknown penalty {value!r}; known: {', '.join(PENALTIES)}")
-        return value
 
 
 class TrainConfig(Params):
     epochs: Optional[int] = Field(None, ge=1, description="passes over the data (or give steps)")
     steps: Optional[int] = Field(None, ge=1, description="generator updates in all; wins over epochs")
     batch_size: int = Field(64, ge=1, le=65536)
-    loss: str = Field("bce", description=", ".join(LOSSES))
+    loss: Annotated[str, one_of(LOSSES, "loss")] = Field("bce", description=", ".join(LOSSES))
     penalties: list[Penalty] = Field(default_factory=list, description="regularisers of D, each with its weight")
     ema: Optional[float] = Field(None, gt=0, lt=1, description="decay of an exponential moving average of G's "
                                  "weights; samples and evaluation then use the average")
@@ -51,13 +55,8 @@ class TrainConfig(Params):
     checkpoint_every: Every = Field(Interval(1000, "steps"), description="checkpoint this often (and at the end); 0: end only")
     keep_checkpoints: int = Field(3, ge=1, description="keep this many most recent checkpoints (the final one among them)")
     max_loss: Optional[float] = Field(None, gt=0, description="stop as diverged when a loss exceeds this in size")
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, value: str) -> str:
-        if value not in LOSSES:
-            raise ValueError(f"unknown loss {value!r}; known: {', '.join(LOSSES)}")
-        return value
+    on_exporter_error: Literal["disable", "stop"] = Field(
+        "disable", description="an exporter that raises: disable it and go on, or stop the run with a checkpoint")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gankit import nn
 from gankit.objectives import LOSSES, gradient_penalty, label_targets, r1_penalty
 from gankit.train_config import TrainConfig
 
@@ -148,7 +149,7 @@ def check_supported(train: TrainConfig, architecture, primitives) -> None:
         if problem := lacking(penalty.use):
             raise ValueError(f"train.penalties.{index}: {penalty.use}: {problem}; remove the penalty")
         if penalty.use == "gp" and discriminator is not None and any(
-                type(layer).__name__ == "BatchNorm" for layer in discriminator.layers):
+                isinstance(layer, nn.BatchNorm) for layer in discriminator.layers):
             raise ValueError(f"train.penalties.{index}: gp penalises each image's gradient, which BatchNorm in the "
                              "discriminator mixes across the batch; remove D's BatchNorm (dcgan: d_batchnorm = false)")
     if train.ema is not None and (problem := lacking("ema")):

@@ -2,8 +2,10 @@
 
 Each image is turned upright (EXIF orientation), laid over white if it has transparency,
 converted to grey or RGB, resized so that its short side is ``size`` and center-cropped
-to ``size`` x ``size``. Hidden files and folders are skipped; files that cannot be
-decoded are skipped too, counted in the run's summary and named in a warning.
+to ``size`` x ``size``; 16-bit greyscale is scaled to 8 bits. Hidden files and folders
+are skipped; files that cannot be decoded, or that would need too much memory (more pixels
+than Pillow's bound, or so long and thin that resizing would make more than
+``MAX_RESIZED_PIXELS``), are skipped too, counted in the run's summary and named in a warning.
 
 The first level of subfolders names the classes (``root/cat/*.png``, ``root/dog/*.png``:
 classes cat and dog, in sorted order), which a conditional architecture draws; images
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -59,13 +62,42 @@ def classes_of(root: Path, files: list[Path]) -> tuple[tuple[str, ...], np.ndarr
     return names, np.array([names.index(folder) if folder is not None else -1 for folder in folders], np.int64)
 
 
+MAX_RESIZED_PIXELS = 1 << 24
+"""The most pixels an image may have once its short side is resized to ``size`` (a long,
+thin image would otherwise need gigabytes before it is cropped)."""
+
+
+def check_size(width: int, height: int, size: int) -> None:
+    """Raise ValueError for an image too large to decode, or too long and thin to resize."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f"{width}x{height} pixels, more than the {Image.MAX_IMAGE_PIXELS:,} an image may have")
+    scale = size / max(min(width, height), 1)
+    resized = round(width * scale) * round(height * scale)
+    if resized > MAX_RESIZED_PIXELS:
+        raise ValueError(f"{width}x{height} pixels, an aspect ratio that would need {resized:,} pixels once resized "
+                         f"to {size} (at most {MAX_RESIZED_PIXELS:,})")
+
+
+def _to_8_bits(image):
+    """16-bit greyscale ("I;16", "I") scaled to 8 bits; Pillow's convert would clip it to white."""
+    from PIL import Image
+
+    if not image.mode.startswith("I"):
+        return image
+    return Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8), "L")
+
+
 def decode(path: Path, size: int, channels: int) -> np.ndarray:
-    """One image as uint8 (size, size, channels); raises OSError/ValueError if unreadable."""
+    """One image as uint8 (size, size, channels); raises OSError/ValueError if unreadable
+    or too large (``check_size``)."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:
+        check_size(*image.size, size)
         image.draft("RGB" if channels == 3 else "L", (size, size))
-        image = ImageOps.exif_transpose(image)
+        image = _to_8_bits(ImageOps.exif_transpose(image))
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
             image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
         image = image.convert("RGB" if channels == 3 else "L")
@@ -127,7 +159,8 @@ class ImageFolder:
             try:
                 with np.load(cached, allow_pickle=False) as stored:
                     return stored["images"], stored["skipped"].tolist(), stored["kept"]
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                self.context.warn(f"the cached images {cached} are damaged ({error}); decoding the folder again")
                 cached.unlink(missing_ok=True)
         images, skipped, kept = self._decode_all(files)
         if cached and len(images):
@@ -148,7 +181,8 @@ class ImageFolder:
         if not len(images):
             raise DataError(f"none of the {len(files)} image files in {self.root} could be read, e.g. {skipped[0]}")
         if skipped:
-            self.context.warn(f"skipped {len(skipped)} unreadable image(s) in {self.root}, e.g. {skipped[0]}")
+            self.context.warn(f"skipped {len(skipped)} unreadable or oversized image(s) in {self.root}: "
+                              f"{'; '.join(skipped[:5])}{'; ...' if len(skipped) > 5 else ''}")
         names, labels = classes_of(self.root, files)
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         classes = f"; {len(names)} class(es): {shown}" if names else ""

@@ -76,3 +76,44 @@ def write_recipe(tmp_path, tiny_mnist):
         return path
 
     return write
+
+
+def overwrite_4kb(path: Path) -> None:
+    """The damage from issue 12: 4 KB in the middle of a file overwritten by 0xff; the file
+    still parses, so only its checksum can tell."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = b"\xff" * min(4096, len(data) - middle)
+    path.write_bytes(bytes(data))
+
+
+class Trained:
+    """A backend's trainer on a recipe's data, stepped by the shared schedule, as a run steps it."""
+
+    def __init__(self, recipe_path: Path):
+        from gankit.data import DataContext
+        from gankit.plugins import load_registry
+        from gankit.recipe import load_recipe
+        from gankit.runner import build_trainer, load_data
+        from gankit.training import Schedule
+
+        recipe = load_recipe(recipe_path, [], load_registry())
+        data = load_data(recipe, DataContext(warn=lambda message: None))
+        self.trainer = build_trainer(recipe, data.spec)
+        self.trainer.set_data(data.images)
+        self.schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
+
+    def steps(self, start: int, stop: int) -> list[dict[str, float]]:
+        return [{k: float(v) for k, v in self.trainer.train_step(self.schedule.batches(step), step).items()}
+                for step in range(start, stop)]
+
+    @classmethod
+    def interrupted(cls, recipe_path: Path, stop: int, end: int, directory: Path):
+        """Steps 0..stop, a checkpoint into ``directory``, a fresh trainer loading it, steps
+        stop..end: every step's losses, and the resumed harness."""
+        first = cls(recipe_path)
+        head = first.steps(0, stop)
+        first.trainer.save(directory)
+        resumed = cls(recipe_path)
+        resumed.trainer.load(directory)
+        return head + resumed.steps(stop, end), resumed

@@ -21,7 +21,7 @@ from gankit.cli import main  # noqa: E402
 from gankit.data import DataContext, DataError  # noqa: E402
 from gankit.eval_config import EvalConfig  # noqa: E402
 from gankit.evaluation import EvalError, Evaluator, evaluate_run, resolve_plan  # noqa: E402
-from gankit.files import atomic_directory, write_json  # noqa: E402
+from gankit.training import write_checkpoint  # noqa: E402
 from gankit.plugins import load_registry  # noqa: E402
 from gankit.recipe import build_recipe  # noqa: E402
 from gankit.runner import build_trainer, run, spec_of_run  # noqa: E402
@@ -83,9 +83,7 @@ def trained_run(tmp_path_factory, registry, mnist_halves, eval_cache) -> Path:
     recipe = build_recipe(data, root / "mlp.toml", registry)
     run_dir = run(recipe, runs_root=root, context=DataContext(eval_cache)).run_dir
     initial = build_trainer(recipe, spec_of_run(run_dir))
-    with atomic_directory(run_dir / "checkpoints" / "step_00000000") as staging:
-        initial.save(staging)
-        write_json(staging / "meta.json", {"step": 0, "epoch": 0})
+    write_checkpoint(initial, run_dir / "checkpoints" / "step_00000000", {"step": 0, "epoch": 0})
     return run_dir
 
 
@@ -132,7 +130,7 @@ def test_scoring_a_run_twice_gives_the_same_numbers_and_records_how(trained_run,
     recorded = json.loads((trained_run / "eval.json").read_text())["evaluations"]["domain"]
     assert recorded["scores"] == first["scores"] and set(recorded["scores"]) == {"fid", "kid", "kid_std", "is", "is_std"}
     assert recorded["gankit_version"] == __version__
-    assert recorded["generated"] == {"count": 500, "seed": 3, "backend": "torch"}
+    assert recorded["generated"] == {"count": 500, "seed": 3, "backend": "torch", "generator": "raw"}
     real = recorded["real"]
     assert (real["split"], real["count"], real["images_in_split"]) == ("train", 500, HALF)
     assert real["selection"] == "random subset drawn with seed 3" and len(real["sha256"]) == 64

@@ -60,7 +60,7 @@ def test_reads_every_format_recursively_and_skips_unreadable_files(folder):
     # a_wide.png lies directly in the root: no class; the others are in the subfolder "nested".
     assert data.labels.tolist() == [-1, 0, 0, 0] and data.spec.class_names == ("nested",) and not data.labelled
     assert "4 images, 1 unreadable skipped" in data.source
-    assert len(warnings) == 1 and "skipped 1 unreadable image(s)" in warnings[0] and "e_broken.jpg" in warnings[0]
+    assert len(warnings) == 1 and "skipped 1 unreadable or oversized image(s)" in warnings[0] and "e_broken.jpg" in warnings[0]
 
 
 def test_resizes_the_short_side_then_center_crops(folder):
@@ -142,3 +142,39 @@ def test_first_level_subfolders_are_the_classes(tmp_path):
         assert data.spec.class_names == ("cat", "dog") and data.spec.classes == 2 and data.labelled
         assert data.labels.tolist() == [0, 0, 1, 1]
         assert [tuple(image[0, 0]) for image in data.images] == [GREEN, GREEN, RED, RED]
+
+
+def test_long_thin_and_huge_images_are_skipped_by_name_and_the_rest_load(tmp_path):
+    root = tmp_path / "images"
+    root.mkdir()
+    bands(30, 30, [RED, GREEN, BLUE]).save(root / "fine.png")
+    Image.new("L", (1, 60000), 200).save(root / "thin.png")  # a few hundred bytes; 16 GB once resized to 256
+    warnings = []
+    data = load(root, warnings, size=256)
+    assert len(data.images) == 1 and data.images.shape == (1, 256, 256, 3)
+    assert "thin.png (1x60000 pixels, an aspect ratio that would need" in warnings[0]
+    with pytest.raises(ValueError, match="more than the"):
+        image_folder.check_size(20_000, 20_000, 64)  # 400 M pixels, past Pillow's bound
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits_not_saturated(tmp_path):
+    root = tmp_path / "images"
+    root.mkdir()
+    ramp = np.repeat(np.linspace(0, 65535, 32).astype(np.uint16)[None, :], 32, axis=0)
+    Image.fromarray(ramp).save(root / "ramp16.png")
+    assert Image.open(root / "ramp16.png").mode.startswith("I")
+    image = load(root, size=32, channels=1).images[0, :, :, 0]
+    np.testing.assert_allclose(image[16].astype(float), ramp[16] / 257, atol=2)
+    assert image.min() == 0 and image.max() == 255 and 120 < image.mean() < 136
+
+
+def test_a_damaged_cache_file_is_named_discarded_and_rebuilt(folder):
+    first = load(folder, size=16)
+    cached = next((Path(os.environ["GANKIT_CACHE"]) / "image-folder").glob("*.npz"))
+    cached.write_bytes(cached.read_bytes()[:200])
+    warnings = []
+    again = load(folder, warnings, size=16)
+    assert np.array_equal(again.images, first.images)
+    assert any(f"the cached images {cached} are damaged" in w for w in warnings)
+    with np.load(cached) as rebuilt:
+        assert np.array_equal(rebuilt["images"], first.images)

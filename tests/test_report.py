@@ -44,8 +44,9 @@ def runs(tmp_path_factory, tiny_mnist) -> Path:
     short = {"steps": 4, "log_every": 2, "checkpoint_every": 2}
     assert cli("run", recipe("sweep", train=short, sweep={"train.lr_g": SWEPT}), "--runs-dir", runs).exit_code == 0
     assert cli("run", recipe("diverging", train={**short, "max_loss": 1e-3}), "--runs-dir", runs).exit_code == 1
+    asked = iter([False])  # no stop before the run begins (that writes nothing), then one at its first step
     run(load_recipe(recipe("stopped", train=short), [], load_registry()), runs_root=runs,
-        context=DataContext(), should_stop=lambda: True)
+        context=DataContext(), should_stop=lambda: next(asked, True))
     for name, kept in (("killed", "checkpoints"), ("starting", None)):
         assert cli("run", recipe(name, train=short), "--runs-dir", runs).exit_code == 0
         run_dir = next(runs.glob(f"*-{name}"))

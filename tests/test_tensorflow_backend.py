@@ -14,6 +14,7 @@ from importlib.util import find_spec
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from conftest import Trained as Stepped
 from click.testing import CliRunner
 
 from gankit import console, hookimpl, nn
@@ -24,7 +25,6 @@ from gankit.objectives import label_targets
 from gankit.plugins import load_registry
 from gankit.recipe import load_recipe
 from gankit.runner import RunError, build_trainer, load_data
-from gankit.training import Schedule
 
 pytestmark = pytest.mark.skipif(find_spec("tensorflow") is None, reason="tensorflow is not installed")
 
@@ -45,26 +45,14 @@ def metrics(run_dir, *, timings=False):
     return rows if timings else [{k: v for k, v in row.items() if k != "images_per_sec"} for row in rows]
 
 
-class Trained:
-    """A TensorFlow trainer on the tiny real MNIST data, stepped by the shared schedule."""
 
-    def __init__(self, recipe_path):
-        recipe = load_recipe(recipe_path, [], load_registry())
-        data = load_data(recipe, DataContext(warn=lambda message: None))
-        self.trainer = build_trainer(recipe, data.spec)
-        self.trainer.set_data(data.images)
-        self.schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
-
-    def steps(self, start, stop):
-        return [{k: float(v) for k, v in self.trainer.train_step(self.schedule.batches(step), step).items()}
-                for step in range(start, stop)]
-
+class Trained(Stepped):
     def state(self):
-        """Every number the trainer holds: weights, statistics, optimizer slots, random state."""
+        """Every number the TensorFlow trainer holds: weights, statistics, optimizer slots, random state."""
         t = self.trainer
-        variables = t.generator.variables + t.discriminator.variables + t.optimizers["generator"].variables + t.optimizers["discriminator"].variables
+        variables = (t.generator.variables + t.discriminator.variables + t.optimizers["generator"].variables
+                     + t.optimizers["discriminator"].variables)
         return [np.asarray(v) for v in variables] + [t.noise.state.numpy(), t.step.numpy(), t.fixed_noise.numpy()]
-
 
 def test_one_line_switches_a_recipe_to_tensorflow(write_recipe, tmp_path):
     run_dir = train(write_recipe(architecture=DCGAN_SMALL), tmp_path / "runs", "--set", "backend.use=tensorflow")
@@ -134,15 +122,8 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(write_recipe
                           train={"update": update, "d_steps": 2, "label_noise": 0.1, "batch_size": 16})
     straight = Trained(recipe)
     losses = straight.steps(0, 6)
-
-    first = Trained(recipe)
-    head = first.steps(0, 3)
-    first.trainer.save(tmp_path)
-    resumed = Trained(recipe)
-    resumed.trainer.load(tmp_path)
-    tail = resumed.steps(3, 6)
-
-    assert head + tail == losses
+    resumed_losses, resumed = Trained.interrupted(recipe, 3, 6, tmp_path)
+    assert resumed_losses == losses
     assert all(np.array_equal(a, b) for a, b in zip(straight.state(), resumed.state(), strict=True))
     assert np.array_equal(straight.trainer.fixed_samples(), resumed.trainer.fixed_samples())
 

@@ -90,7 +90,7 @@ def _train(params: DomainParams, images: np.ndarray, targets: np.ndarray, classe
 class DomainExtractor:
     def __init__(self, params: DomainParams, context):
         import torch
-        from safetensors.torch import load, save
+        from safetensors.torch import save
 
         self.torch = torch
         data = context.training_data()
@@ -106,6 +106,14 @@ class DomainExtractor:
         folder = context.cache_dir / "domain"
         self.weights_path, meta_path = folder / f"{key}.safetensors", folder / f"{key}.json"
         images = data.images[labelled]
+        if self.weights_path.is_file() and meta_path.is_file():
+            try:
+                self._load(meta_path, data.images.shape[-1], params.seed)
+            except Exception as error:  # whatever a damaged file makes json, safetensors or torch raise
+                context.warn(f"the cached domain classifier {self.weights_path} is damaged "
+                             f"({type(error).__name__}: {error}); training it again")
+                self.weights_path.unlink(missing_ok=True)
+                meta_path.unlink(missing_ok=True)
         if not (self.weights_path.is_file() and meta_path.is_file()):
             context.info(f"training the domain classifier on {len(images):,} images of {data.source} "
                          f"(once; cached in {folder})")
@@ -113,12 +121,8 @@ class DomainExtractor:
             model, accuracy, scale = _train(params, images, targets, len(classes))
             write_bytes(self.weights_path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
             write_json(meta_path, {"held_out_accuracy": round(accuracy, 4), "classes": classes.tolist(),
-                                   "feature_scale": scale})
-        self.meta = json.loads(meta_path.read_text())
-        self.class_labels = self.meta["classes"]  # the label of each logit, for a conditional run's class accuracy
-        self.model = _network(data.images.shape[-1], len(self.meta["classes"]), params.seed)
-        self.model.load_state_dict(load(self.weights_path.read_bytes()))
-        self.model.eval()
+                                   "feature_scale": scale, "weights_sha256": sha256_of(self.weights_path)})
+            self._load(meta_path, data.images.shape[-1], params.seed)
         self.shape = data.images.shape[1:]
         self.description = {
             "name": "domain",
@@ -134,6 +138,20 @@ class DomainExtractor:
                          "held_out": f"{HELD_OUT:.0%} of the images, accuracy {self.meta['held_out_accuracy']}"},
             "torch": torch.__version__,
         }
+
+    def _load(self, meta_path, channels: int, seed: int) -> None:
+        """The cached classifier; raises if a file is damaged (a checksum that differs, a
+        file that does not parse or weights that do not fit)."""
+        from safetensors.torch import load
+
+        self.meta = json.loads(meta_path.read_text())
+        recorded = self.meta.get("weights_sha256")
+        if recorded is not None and recorded != sha256_of(self.weights_path):
+            raise ValueError("its sha256 differs from the one recorded when it was trained")
+        self.class_labels = self.meta["classes"]  # the label of each logit, for a conditional run's class accuracy
+        self.model = _network(channels, len(self.meta["classes"]), seed)
+        self.model.load_state_dict(load(self.weights_path.read_bytes()))
+        self.model.eval()
 
     def describe(self) -> dict[str, Any]:
         return self.description

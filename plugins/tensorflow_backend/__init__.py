@@ -42,14 +42,16 @@ def import_tensorflow():
     """``import tensorflow``, quietly unless GANKIT_TF_VERBOSE is set, with Keras on it
     (whatever KERAS_BACKEND says, unless Keras was already imported on another backend).
 
-    Where torch is installed too, its compiler stack is imported first: ``torch._dynamo``
-    (which torch's optimizers and torchvision import) dies with a segmentation fault when
-    it is first imported after TensorFlow, and a process may well use both (evaluating a
-    TensorFlow run, a batch that mixes backends)."""
-    if "tensorflow" not in sys.modules and importlib.util.find_spec("torch") is not None:
-        import torch._dynamo  # noqa: F401
+    Where torch is installed too, torchvision (or else ``torch._dynamo``, which torch's
+    optimizers import) is imported first: either, imported after TensorFlow, kills the
+    process with a segmentation fault in their shared libraries, and a process may well use
+    both (evaluating a TensorFlow run, a batch that mixes backends)."""
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"
+    if "tensorflow" not in sys.modules:
+        first = next((name for name in ("torchvision", "torch") if importlib.util.find_spec(name)), None)
+        if first:
+            importlib.import_module("torchvision" if first == "torchvision" else "torch._dynamo")
     if "tensorflow" in sys.modules or verbose():
         import tensorflow as tf
     else:

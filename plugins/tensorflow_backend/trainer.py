@@ -1,9 +1,11 @@
 """Training one step at a time on TensorFlow: each step is one ``tf.function``.
 
-Random state lives in variables so that a checkpoint holds all of it: the noise (and
-label noise) comes from a ``tf.random.Generator``, each Dropout layer draws stateless
-masks from a Keras seed generator whose state is checkpointed with the models. A run
-resumed from a checkpoint therefore continues exactly as if it had never stopped.
+The latent noise, and a conditional run's fake classes, are a function of the seed and the
+step (``gankit.noise``); the other random state lives in variables so that a checkpoint
+holds all of it: the noise added to the targets comes from a ``tf.random.Generator``, and
+each Dropout layer draws stateless masks from a Keras seed generator whose state is
+checkpointed with the models. A run resumed from a
+checkpoint therefore continues exactly as if it had never stopped.
 
 On CPU the trainer turns on ``tf.config.experimental.enable_op_determinism()`` (for the
 whole process, as TensorFlow only allows), so the same recipe and seed give the same
@@ -18,10 +20,12 @@ import numpy as np
 
 from gankit.backend import BackendError, CheckpointError
 from gankit.data import even_labels, fixed_labels
+from gankit.noise import fixed_noise, sample_noise, training_labels, training_noise
 from gankit.updates import Plan, Updates
 from gankit_plugins.tensorflow_backend import import_tensorflow
 from gankit_plugins.tensorflow_backend.compile import compile_network, dropout_seed_states, spectral_layers
 from gankit_plugins.tensorflow_backend.ops import TensorOps
+from gankit_plugins.tensorflow_backend.optimizers import Adam, RMSprop
 
 tf = import_tensorflow()
 keras = tf.keras
@@ -91,7 +95,8 @@ class TensorflowTrainer(TensorOps):
         self.device = resolve_device(params.device)
         if self.device.startswith("/CPU"):
             tf.config.experimental.enable_op_determinism()
-        self.train, self.latent_dim, self.classes = train, architecture.latent_dim, architecture.classes
+        self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
+        self.classes = architecture.classes
         self.updates = Updates(train)
         with tf.device(self.device):
             self.generator = compile_network(architecture.generator, seed, "generator")
@@ -104,11 +109,11 @@ class TensorflowTrainer(TensorOps):
             self.networks = {"generator": self.generator, "discriminator": self.discriminator}
             self.optimizers = {"generator": self._optimizer(train.lr_g, self.generator),
                                "discriminator": self._optimizer(train.lr_d, self.discriminator)}
-            self.noise = tf.random.Generator.from_seed(seed + 1)
+            self.noise = tf.random.Generator.from_seed(seed + 1)  # label noise and interpolation
             self.fixed_labels = tf.constant(fixed_labels(self.classes, train.samples), tf.int32) if self.classes else None
             samples = train.samples if self.fixed_labels is None else int(self.fixed_labels.shape[0])
-            fixed = tf.random.Generator.from_seed(seed + 2).normal([samples, self.latent_dim])
-            self.fixed_noise = tf.Variable(fixed, trainable=False, name="fixed_noise")
+            self.fixed_noise = tf.Variable(fixed_noise(seed, samples, self.latent_dim), trainable=False,
+                                           name="fixed_noise")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.weights = {name: net.trainable_variables for name, net in self.networks.items()}
         averaged = {"generator_ema": self.average} if self.average is not None else {}
@@ -121,6 +126,8 @@ class TensorflowTrainer(TensorOps):
         )
         self.images = None
         self.labels = tf.zeros([0], tf.int32)
+        self.latents: list = []
+        self.fake_classes: list = []
         self.spec = spec
         self._steps: dict = {}
         signature = [tf.TensorSpec([None, self.latent_dim], tf.float32), tf.TensorSpec([None], tf.int32)]
@@ -135,10 +142,10 @@ class TensorflowTrainer(TensorOps):
     def _optimizer(self, lr: float, model):
         clip = {"clipvalue": self.train.clip_value} if self.train.clip_value else {}
         if self.train.optimizer == "rmsprop":
-            optimizer = keras.optimizers.RMSprop(lr, rho=0.9, epsilon=1e-7, **clip)
+            optimizer = RMSprop(lr, rho=0.9, epsilon=1e-7, **clip)
         else:
             beta_1, beta_2 = self.train.betas
-            optimizer = keras.optimizers.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=1e-8, **clip)
+            optimizer = Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=1e-8, **clip)
         optimizer.build(model.trainable_variables)  # its state exists before a checkpoint is loaded into it
         return optimizer
 
@@ -156,9 +163,18 @@ class TensorflowTrainer(TensorOps):
 
     def train_step(self, batches: list[np.ndarray], step: int) -> dict:
         plan = self.updates.plan(step)
+        noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
         with tf.device(self.device):
-            return self._compiled(plan.due)(self.images, self.labels, np.stack(batches).astype(np.int64),
-                                            np.float32(plan.ema_decay or 0.0))
+            return self._compiled(plan.due)(self.images, self.labels, np.stack(batches).astype(np.int64), noise,
+                                            self._fake_classes(step), np.float32(plan.ema_decay or 0.0))
+
+    def _fake_classes(self, step: int) -> np.ndarray:
+        """The classes of step ``step``'s fake batches (``gankit.noise``); zeros, unread, when
+        the run is unconditional."""
+        shape = (self.train.d_steps, self.train.batch_size)
+        if not self.classes:
+            return np.zeros(shape, np.int32)
+        return training_labels(self.seed, step, *shape, self.classes).astype(np.int32)
 
     def _compiled(self, due: tuple[bool, ...]):
         """The step as one ``tf.function``, traced once per set of due penalties (the schedule
@@ -166,26 +182,33 @@ class TensorflowTrainer(TensorOps):
         if due not in self._steps:
             plan = Plan(due, 0.0 if self.average is not None else None)
 
-            def step(images, labels, batches, ema_decay):
+            def step(images, labels, batches, noise, fake_classes, ema_decay):
                 reals = [tf.cast(tf.gather(images, batches[i]), tf.float32) / 127.5 - 1.0
                          for i in range(self.train.d_steps)]
                 real_labels = [tf.gather(labels, batches[i]) for i in range(self.train.d_steps)] if self.classes else None
+                self.latents = [noise[i] for i in range(self.train.d_steps)]
+                self.fake_classes = [fake_classes[i] for i in range(self.train.d_steps)]
                 values = self.updates.step(self, reals, plan, ema_decay, labels=real_labels)
                 self.step.assign_add(1)
                 return values
 
             self._steps[due] = tf.function(step, autograph=False, input_signature=[
                 tf.TensorSpec([None, *self.spec.shape], tf.uint8), tf.TensorSpec([None], tf.int32),
-                tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int64), tf.TensorSpec([], tf.float32)])
+                tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int64),
+                tf.TensorSpec([self.train.d_steps, self.train.batch_size, self.latent_dim], tf.float32),
+                tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int32),
+                tf.TensorSpec([], tf.float32)])
         return self._steps[due]
 
     # The stateful primitives (the stateless ones come from TensorOps).
 
     def latent(self, like):
-        return self.noise.normal([tf.shape(like)[0], self.latent_dim])
+        """The next of this step's noise batches (``gankit.noise``: the same numbers on every backend)."""
+        return self.latents.pop(0)
 
     def fake_labels(self, like):
-        return self.noise.uniform([tf.shape(like)[0]], 0, self.classes, dtype=tf.int32)
+        """The next of this step's fake-label batches (``gankit.noise``, like the latents)."""
+        return self.fake_classes.pop(0)
 
     def forward_generator(self, z, labels=None):
         return self._call(self.generator, z, labels, True)
@@ -234,11 +257,10 @@ class TensorflowTrainer(TensorOps):
         return self._generate(self.fixed_noise, self.fixed_labels)
 
     def generate(self, count: int, seed: int, *, raw: bool = False, labels: np.ndarray | None = None) -> np.ndarray:
-        with tf.device(self.device):
-            noise = tf.random.Generator.from_seed(seed).normal([count, self.latent_dim])
         if self.classes and labels is None:
             labels = even_labels(self.classes, count)
-        return self._generate(noise, np.asarray(labels, np.int32) if self.classes else None, raw)
+        return self._generate(sample_noise(seed, count, self.latent_dim),
+                              np.asarray(labels, np.int32) if self.classes else None, raw)
 
     def save(self, directory: Path) -> None:
         with tf.device(self.device):

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from gankit.backend import BackendError, CheckpointError
 from gankit.data import even_labels, fixed_labels
+from gankit.noise import fixed_noise, sample_noise, training_labels, training_noise
 from gankit.updates import Updates
 from gankit_plugins.torch_backend.compile import advance_spectral_norm, compile_network
 from gankit_plugins.torch_backend.ops import TensorOps
@@ -64,7 +65,8 @@ class TorchTrainer(TensorOps):
         if params.threads:
             torch.set_num_threads(params.threads)
         self.device = resolve_device(params.device)
-        self.train, self.latent_dim, self.classes = train, architecture.latent_dim, architecture.classes
+        self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
+        self.classes = architecture.classes
         self.updates = Updates(train)
         torch.manual_seed(seed)
         # channels-last convolutions are about 25% faster on CPU (oneDNN) and suit tensor cores.
@@ -76,12 +78,13 @@ class TorchTrainer(TensorOps):
         self.weights = {name: list(net.parameters()) for name, net in self.networks.items()}
         self.optimizers = {"generator": self._optimizer(self.generator, train.lr_g),
                            "discriminator": self._optimizer(self.discriminator, train.lr_d)}
-        self.noise = torch.Generator(self.device).manual_seed(seed + 1)
-        fixed = torch.Generator().manual_seed(seed + 2)
+        self.noise = torch.Generator(self.device).manual_seed(seed + 1)  # label noise and interpolation
         self.fixed_labels = torch.from_numpy(fixed_labels(self.classes, train.samples)).to(self.device) \
             if self.classes else None
         samples = train.samples if self.fixed_labels is None else len(self.fixed_labels)
-        self.fixed_noise = torch.randn(samples, self.latent_dim, generator=fixed).to(self.device)
+        self.fixed_noise = torch.from_numpy(fixed_noise(seed, samples, self.latent_dim)).to(self.device)
+        self.latents: list[torch.Tensor] = []
+        self.fake_classes: list[torch.Tensor] = []
         self.images: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
 
@@ -114,17 +117,25 @@ class TorchTrainer(TensorOps):
         return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=self.layout)
 
     def train_step(self, batches: list[np.ndarray], step: int) -> dict[str, torch.Tensor]:
-        labels = [self.labels[torch.from_numpy(indices).to(self.device)] for indices in batches] if self.classes else None
+        noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
+        self.latents = list(torch.from_numpy(noise).to(self.device).unbind(0))
+        labels = None
+        if self.classes:
+            labels = [self.labels[torch.from_numpy(indices).to(self.device)] for indices in batches]
+            drawn = training_labels(self.seed, step, self.train.d_steps, self.train.batch_size, self.classes)
+            self.fake_classes = list(torch.from_numpy(drawn).to(self.device).unbind(0))
         return self.updates.step(self, [self._real(indices) for indices in batches], self.updates.plan(step),
                                  labels=labels)
 
     # The stateful primitives (the stateless ones come from TensorOps).
 
     def latent(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.randn(len(like), self.latent_dim, generator=self.noise, device=self.device)
+        """The next of this step's noise batches (``gankit.noise``: the same numbers on every backend)."""
+        return self.latents.pop(0)[:len(like)]
 
     def fake_labels(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.randint(self.classes, (len(like),), generator=self.noise, device=self.device)
+        """The next of this step's fake-label batches (``gankit.noise``, like the latents)."""
+        return self.fake_classes.pop(0)[:len(like)]
 
     def forward_generator(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.generator(z, labels)
@@ -182,10 +193,10 @@ class TorchTrainer(TensorOps):
         return self._generate(self.fixed_noise, self.fixed_labels)
 
     def generate(self, count: int, seed: int, *, raw: bool = False, labels: np.ndarray | None = None) -> np.ndarray:
-        noise = torch.randn(count, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        noise = torch.from_numpy(sample_noise(seed, count, self.latent_dim)).to(self.device)
         if self.classes:
             labels = torch.from_numpy(np.asarray(even_labels(self.classes, count) if labels is None else labels, np.int64))
-        return self._generate(noise.to(self.device), None if labels is None else labels.to(self.device), raw)
+        return self._generate(noise, None if labels is None else labels.to(self.device), raw)
 
     def save(self, directory: Path) -> None:
         cpu = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
