@@ -1,5 +1,6 @@
 """Copy a torch network's weights and BatchNorm statistics into the Keras network compiled
-from the same gankit.nn description, so that the two backends start from the same point.
+from the same gankit.nn description (a plain sequence of layers, conditional ones
+included), so that the two backends start from the same point.
 
 torch keeps images channels-first and Keras channels-last, so a vector that is flattened
 from an image, or reshaped into one, holds the same numbers in a different order on each;
@@ -12,7 +13,7 @@ import numpy as np
 
 from gankit import nn
 
-ELEMENTWISE = (nn.BatchNorm, nn.Dropout, nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Sigmoid)
+ELEMENTWISE = (nn.BatchNorm, nn.ConditionalBatchNorm, nn.Dropout, nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Sigmoid)
 
 
 def channels_first_order(shape: tuple[int, ...]) -> np.ndarray:
@@ -77,6 +78,19 @@ def copy_torch_to_keras(network: nn.Network, torch_model, keras_model) -> None:
         elif isinstance(layer, nn.BatchNorm):
             order = order_out if order_out is not None else slice(None)
             weights = [numpy(t)[order] for t in (module.weight, module.bias, module.running_mean, module.running_var)]
+        elif isinstance(layer, nn.ConditionalBatchNorm):
+            order = order_out if order_out is not None else slice(None)
+            keras_layer.scale.assign(numpy(module.scale.weight)[:, order])
+            keras_layer.shift.assign(numpy(module.shift.weight)[:, order])
+            weights = [numpy(t)[order] for t in (module.norm.running_mean, module.norm.running_var)]
+            keras_layer = keras_layer.norm
+        elif isinstance(layer, nn.Projection):
+            keras_layer.embedding.assign(numpy(module.embedding.weight)[:, order_in])
+            weights = [numpy(module.linear.weight)[:, order_in].T] + ([numpy(module.linear.bias)] if layer.bias else [])
+            keras_layer = keras_layer.dense
+        elif isinstance(layer, nn.JoinClass) and layer.embedding:
+            keras_layer.table.assign(numpy(module.embedding.weight))
+            continue
         else:
             continue
         keras_layer.set_weights(weights)
