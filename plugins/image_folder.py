@@ -116,7 +116,7 @@ class ImageFolder:
 
     def _cache_path(self, files: list[Path]) -> Path:
         """``<folder and parameters>-<every file's path, size and mtime>.npz``"""
-        setting = json.dumps(["v2", str(self.root.resolve()), self.params.size, self.params.channels, self.params.limit])
+        setting = json.dumps(["v3", str(self.root.resolve()), self.params.size, self.params.channels, self.params.limit])
         contents = hashlib.sha256()
         for path in files:
             stat = path.stat()
