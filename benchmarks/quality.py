@@ -172,14 +172,14 @@ def main() -> None:
                                                           args.cpu_seconds)
                 except RunError as error:
                     print(f"{shown} on {name}: {error}", file=sys.stderr, flush=True)
-                    return f"skipped: {error}"
+                    return f"skipped: {error}", ""
                 print(f"{shown} on {name}: FID {fid:.2f} ({status}, {seconds:.0f}s of training)",
                       file=sys.stderr, flush=True)
-                return f"{fid:.2f}"
+                return f"{fid:.2f}", status
 
             with ThreadPoolExecutor(args.jobs) as pool:
                 found_all = list(pool.map(lambda chosen: variant(*chosen), variants))
-            scores: dict[str, list[str]] = {}
+            scores: dict[str, list[tuple[str, str]]] = {}
             for (backend, _), found in zip(variants, found_all):
                 scores.setdefault(backend or recipe.backend.name, []).append(found)
             for name, found in scores.items():
@@ -197,15 +197,18 @@ def main() -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
 
 
-def summary(found: list[str]) -> tuple[str, str]:
-    """The FID column (a mean ± sd over seeds where there are several) and the notes column."""
-    values = [float(item) for item in found if not item.startswith("skipped")]
+def summary(found: list[tuple[str, str]]) -> tuple[str, str]:
+    """The FID column (a mean ± sd over seeds where there are several) and the notes column:
+    each seed's FID and how far its run got (the steps matter under a CPU budget)."""
+    values = [float(fid) for fid, _ in found if not fid.startswith("skipped")]
     if len(found) == 1:
-        return (found[0], "") if values else ("-", found[0])
+        fid, status = found[0]
+        return (fid, status) if values else ("-", fid)
     if not values:
-        return "-", "; ".join(found)
+        return "-", "; ".join(fid for fid, _ in found)
     spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-    return f"{statistics.mean(values):.2f}{spread}", "seeds: " + ", ".join(found)
+    return f"{statistics.mean(values):.2f}{spread}", "seeds: " + ", ".join(
+        f"{fid} ({status.split(',')[0]})" if status else fid for fid, status in found)
 
 
 if __name__ == "__main__":
