@@ -267,6 +267,7 @@ def build_recipe(data: dict[str, Any], path: Path, registry: Registry) -> Recipe
     dataset = _choice(data["dataset"], "dataset", "dataset", path, registry)
     architecture = _choice(data["architecture"], "architecture", "architecture", path, registry)
     backend = _choice(data["backend"], "backend", "backend", path, registry)
+    _check_backend_supported(architecture, backend, path)
     chosen_exports = tuple(_choice(t, "exporter", f"export.{i}", path, registry) for i, t in enumerate(exports))
     _check_exporters_needed(chosen_exports, path)
     return Recipe(
@@ -280,6 +281,16 @@ def build_recipe(data: dict[str, Any], path: Path, registry: Registry) -> Recipe
         exports=chosen_exports,
         eval=_eval_plan(data, path, registry),
     )
+
+
+def _check_backend_supported(architecture: Choice, backend: Choice, path: Path) -> None:
+    """An architecture that gives native networks for some backends only (it declares
+    ``backends``) is refused on the others."""
+    supported = architecture.component.backends
+    if supported is not None and backend.name not in supported:
+        raise RecipeError(f"{path}: backend.use: architecture {architecture.name!r} gives networks for the "
+                          f"{', '.join(supported)} backend(s) only, not {backend.name!r}; "
+                          f"set backend.use = {supported[0]!r}")
 
 
 def _check_exporters_needed(exports: tuple[Choice, ...], path: Path) -> None:

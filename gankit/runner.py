@@ -69,12 +69,6 @@ def _require(choice: Choice) -> None:
 def build_architecture(recipe: Recipe, spec) -> Architecture:
     _require(recipe.architecture)
     component = recipe.architecture.component
-    backends = component.backends
-    if backends is not None and recipe.backend.name not in backends:
-        raise RunError(
-            f"architecture {component.name!r} supports only the {', '.join(backends)} backend(s), "
-            f"not {recipe.backend.name!r}; set backend.use to one of them"
-        )
     try:
         architecture = component.factory(recipe.architecture.params, spec)
         architecture.check(spec.shape, recipe.train.batch_size)
