@@ -43,10 +43,11 @@ import numpy as np
 
 from gankit.data import DataContext, default_cache_dir
 from gankit.eval_config import EvalConfig
-from gankit.evaluation import EvalError, Evaluator, data_sha256, evaluate_run, real_subset, resolve_plan
+from gankit.evaluation import EvalError, Evaluator, data_sha256, real_subset, resolve_plan
 from gankit.plugins import load_registry
 from gankit.recipe import RecipeError, load_recipe
 from gankit.runner import RunError, run
+from gankit.sampling import evaluate_run
 
 DATASETS = ("mnist", "fashion-mnist")
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"

@@ -94,11 +94,19 @@ class StopFlag:
                 signal.signal(sig, handler)
 
 
-def _latest_run(runs_dir: Path) -> Path:
-    runs = sorted(p for p in runs_dir.glob("[0-9][0-9][0-9][0-9][0-9]-*") if p.is_dir()) if runs_dir.is_dir() else []
-    if not runs:
+def _run_to_resume(resume_from: str, runs_dir: Path):
+    """The run directory ``--resume`` names (``latest``: the highest-numbered one in ``runs_dir``)."""
+    from gankit.rundir import RunDir
+
+    run_dir = RunDir.latest(runs_dir) if resume_from == "latest" else RunDir(Path(resume_from))
+    if run_dir is None:
         fail(f"--resume latest: no runs in {runs_dir}; pass a run directory or --runs-dir")
-    return runs[-1]
+    if run_dir.is_empty():
+        fail(f"--resume {resume_from}: {run_dir} is empty (the run was stopped before it began); "
+             f"remove it with: rm -r {run_dir}")
+    if not run_dir.is_run():
+        fail(f"--resume {resume_from}: {run_dir} is not a gankit run directory (no recipe.toml)")
+    return run_dir.path
 
 
 @main.command()
@@ -133,12 +141,7 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     if resume_from is not None:
         if recipes:
             fail("--resume continues one run: give no recipe files with it")
-        run_dir = _latest_run(runs_dir) if resume_from == "latest" else Path(resume_from)
-        if run_dir.is_dir() and not [p for p in run_dir.iterdir() if p.name != ".lock"]:
-            fail(f"--resume {resume_from}: {run_dir} is empty (the run was stopped before it began); "
-                 f"remove it with: rm -r {run_dir}")
-        if not (run_dir / "recipe.toml").is_file():
-            fail(f"--resume {resume_from}: {run_dir} is not a gankit run directory (no recipe.toml)")
+        run_dir = _run_to_resume(resume_from, runs_dir)
 
         def continue_run(_no_recipe):
             with console.RunProgress(run_dir.name) as progress:
@@ -253,9 +256,10 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
     """Score a run's generator (FID, KID, IS) and record how in RUN_DIR/eval.json."""
     from gankit.backend import BackendError, CheckpointError
     from gankit.eval_config import EvalConfig
-    from gankit.evaluation import EvalError, evaluate_run
+    from gankit.evaluation import EvalError
     from gankit.recipe import RecipeError
-    from gankit.runner import RunError
+    from gankit.rundir import RunDir, RunError
+    from gankit.sampling import evaluate_run
 
     names = [name.strip() for name in metrics.split(",") if name.strip()]
     if not names:
@@ -269,7 +273,7 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
     except (EvalError, RecipeError, RunError, BackendError, CheckpointError) as error:
         fail(str(error))
     console.eval_table(record)
-    console.info(f"recorded in {run_dir / 'eval.json'}")
+    console.info(f"recorded in {RunDir(run_dir).eval}")
 
 
 @main.command()

@@ -1,8 +1,8 @@
 """Scoring a run's generator with FID, KID, IS or any metric a plugin registers, recorded
 with exactly how each number was computed.
 
-Generated images come from a checkpoint (``gankit evaluate``) or from the live trainer (a
-recipe's ``[eval]``); real images from the run's dataset. Both go through one feature
+Generated images come from a checkpoint (``gankit evaluate``: ``gankit.sampling.evaluate_run``)
+or from the live trainer (a recipe's ``[eval]``: ``TrainingEvaluation``); real images from the run's dataset. Both go through one feature
 extractor, and the metrics compare the features. The real images' features are cached,
 keyed by the data's sha256, the extractor's description and the sample count, so a second
 evaluation extracts only the generated images.
@@ -13,10 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -28,6 +26,7 @@ from gankit.data import DataContext, DataError, ImageData, default_cache_dir
 from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.files import write_bytes, write_json
 from gankit.registry import Component, Registry
+from gankit.rundir import RunDir
 
 
 Progress = Callable[[str, int, int], None]
@@ -263,36 +262,6 @@ class Evaluator:
         }
 
 
-def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, checkpoint: str | None = None,
-                 raw: bool = False, extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
-                 info: Callable[[str], None] = print, warn: Callable[[str], None] = print,
-                 progress: Progress | None = None) -> dict[str, Any]:
-    """Score a run's checkpoint (its EMA generator when it keeps one, unless ``raw``) and
-    record how in ``run_dir/eval.json``, which keeps the latest evaluation with each feature
-    extractor. Returns the record."""
-    from gankit.runner import load_generator
-    from gankit.training import read_meta
-
-    started = time.perf_counter()
-    recipe, trainer, checkpoint_dir = load_generator(registry, run_dir, checkpoint)
-    step = read_meta(checkpoint_dir).get("step")
-    evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
-                          extractor_params=extractor_params, info=info, warn=warn, progress=progress)
-    scores = evaluator.score(trainer.generate(config.n, config.seed, raw=raw))
-    record = {
-        "gankit_version": __version__,
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "scores": scores,
-        "checkpoint": {"path": str(checkpoint_dir), "step": step},
-        "generated": {"count": config.n, "seed": config.seed, "backend": recipe.backend.name,
-                      "generator": "raw" if raw or recipe.train.ema is None else "ema"},
-        **evaluator.describe(),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    update_record(run_dir / "eval.json", ("evaluations", config.features), record)
-    return record
-
-
 def update_record(path: Path, keys: tuple[str, ...], record: dict[str, Any]) -> None:
     """Set ``keys`` (a path into the JSON object in ``path``) to ``record``, keeping the rest."""
     try:
@@ -317,14 +286,13 @@ class TrainingEvaluation:
     by the first metric's headline score: GANs often get worse late in training.
     """
 
-    def __init__(self, evaluator: Evaluator, trainer, run_dir: Path, emit: Callable[[Any], None]):
+    def __init__(self, evaluator: Evaluator, trainer, run_dir: RunDir, emit: Callable[[Any], None]):
         self.evaluator, self.trainer, self.run_dir, self.emit = evaluator, trainer, run_dir, emit
-        self.best_dir = run_dir / "checkpoints" / "best"
         self.key, metric = next(iter(evaluator.metrics.items()))
         self.higher_is_better = bool(getattr(metric, "higher_is_better", False))
         try:
-            self.best = json.loads((self.best_dir / "meta.json").read_text())["scores"][self.key]
-        except (OSError, ValueError, KeyError):
+            self.best = run_dir.best_meta()["scores"][self.key]
+        except (TypeError, KeyError):
             self.best = None
         self.every = self.total = self.due = 0
 
@@ -349,7 +317,6 @@ class TrainingEvaluation:
 
     def evaluate(self, step: int, epoch: int) -> dict[str, float]:
         from gankit.events import CheckpointSaved, EvalLogged
-        from gankit.training import write_checkpoint
 
         config = self.evaluator.config
         scores = self.evaluator.score(self.trainer.generate(config.n, config.seed))
@@ -358,14 +325,14 @@ class TrainingEvaluation:
             raise EvalError(f"metric {self.key!r} reports no score named {self.key!r}, so no best checkpoint can be kept")
         if self._better(scores[self.key]):
             self.best = scores[self.key]
-            write_checkpoint(self.trainer, self.best_dir, {"step": step, "epoch": epoch, "scores": scores})
-            self.emit(CheckpointSaved(step, self.best_dir))
-        update_record(self.run_dir / "eval.json", ("during_training",), {
+            best = self.run_dir.save_best(self.trainer, {"step": step, "epoch": epoch, "scores": scores})
+            self.emit(CheckpointSaved(step, best))
+        update_record(self.run_dir.eval, ("during_training",), {
             "gankit_version": __version__,
             "every": str(config.every),
             "best_by": f"{self.key}, {'higher' if self.higher_is_better else 'lower'} is better",
             "last": {"step": step, "scores": scores},
-            "best": json.loads((self.best_dir / "meta.json").read_text()),
+            "best": self.run_dir.best_meta(),
             "generated": {"count": config.n, "seed": config.seed},
             **self.evaluator.describe(),
         })

@@ -45,7 +45,11 @@ def register_backends(register):
 @hookspec
 def register_exporters(register):
     """Register exporters. ``factory(params, run_dir)`` returns a ``gankit.events.Exporter``
-    that receives every event of a run (samples, checkpoints, the end of the run)."""
+    that receives every event of a run (samples, checkpoints, the end of the run).
+    ``run_dir`` is a ``gankit.rundir.RunDir``: it names the run's files (``samples``,
+    ``sample_grid(step)``, ``progress_gif``, ...) and is path-like (``run_dir / "x"``).
+    A factory that reads another exporter's files says so with ``needs_exporters``
+    (``gif`` has ``("png",)``): a recipe without them is refused before anything runs."""
 
 
 @hookspec

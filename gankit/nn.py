@@ -208,8 +208,12 @@ class Network:
 class Architecture:
     """What an architecture plugin gives: two networks and the latent size.
 
-    ``native`` maps a backend name to a builder ``(backend) -> (generator, discriminator)``
-    for architectures that are not (only) described with gankit.nn.
+    ``native`` maps a backend name to a builder ``() -> (generator, discriminator)`` written
+    directly in that framework, for networks gankit.nn cannot describe; a backend uses it
+    instead of the description (which may then be None). On ``torch``: two
+    ``torch.nn.Module``, G from (N, latent_dim) to (N, C, H, W) images in [-1, 1], D from
+    those to (N, 1) logits; on ``tensorflow``: two Keras models, the same in (N, H, W, C).
+    The backend seeds its framework before calling the builder.
     """
 
     latent_dim: int

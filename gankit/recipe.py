@@ -264,17 +264,44 @@ def build_recipe(data: dict[str, Any], path: Path, registry: Registry) -> Recipe
     exports = data.get("export", [])
     if not isinstance(exports, list):
         raise RecipeError(f'{path}: export: expected [[export]] tables, each with use = "..."')
+    dataset = _choice(data["dataset"], "dataset", "dataset", path, registry)
+    architecture = _choice(data["architecture"], "architecture", "architecture", path, registry)
+    backend = _choice(data["backend"], "backend", "backend", path, registry)
+    _check_backend_supported(architecture, backend, path)
+    chosen_exports = tuple(_choice(t, "exporter", f"export.{i}", path, registry) for i, t in enumerate(exports))
+    _check_exporters_needed(chosen_exports, path)
     return Recipe(
         path=path,
         name=name,
         seed=seed,
-        dataset=_choice(data["dataset"], "dataset", "dataset", path, registry),
-        architecture=_choice(data["architecture"], "architecture", "architecture", path, registry),
-        backend=_choice(data["backend"], "backend", "backend", path, registry),
+        dataset=dataset,
+        architecture=architecture,
+        backend=backend,
         train=_validate(TrainConfig, train, path, "train"),
-        exports=tuple(_choice(t, "exporter", f"export.{i}", path, registry) for i, t in enumerate(exports)),
+        exports=chosen_exports,
         eval=_eval_plan(data, path, registry),
     )
+
+
+def _check_backend_supported(architecture: Choice, backend: Choice, path: Path) -> None:
+    """An architecture that gives native networks for some backends only (it declares
+    ``backends``) is refused on the others."""
+    supported = architecture.component.backends
+    if supported is not None and backend.name not in supported:
+        raise RecipeError(f"{path}: backend.use: architecture {architecture.name!r} gives networks for the "
+                          f"{', '.join(supported)} backend(s) only, not {backend.name!r}; "
+                          f"set backend.use = {supported[0]!r}")
+
+
+def _check_exporters_needed(exports: tuple[Choice, ...], path: Path) -> None:
+    """An exporter whose factory declares ``needs_exporters`` (``gif`` reads ``png``'s
+    grids) is refused without them, rather than silently writing nothing."""
+    present = {choice.name for choice in exports}
+    for index, choice in enumerate(exports):
+        for needed in getattr(choice.component.factory, "needs_exporters", ()):
+            if needed not in present:
+                raise RecipeError(f"{path}: export.{index}: {choice.name!r} works from what the {needed!r} exporter "
+                                  f'writes; add [[export]] use = "{needed}" to the recipe')
 
 
 def _eval_plan(data: dict[str, Any], path: Path, registry: Registry) -> EvalPlan | None:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import tomli_w
 
 from gankit import __version__
-from gankit.backend import BackendError, CheckpointError
+from gankit.backend import BackendError
 from gankit.curves import CurvesWriter
 from gankit.data import DataContext, DataError, DataSpec, ImageData
 from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
@@ -28,9 +28,8 @@ from gankit.events import EvalLogged, Event, RunFinished, StepLogged
 from gankit.files import remove_leftovers, write_json, write_text
 from gankit.nn import Architecture, ShapeError
 from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
-from gankit.rundir import RunError, check_space, run_lock, truncate_metrics, writable_root, writing
-from gankit.training import (Loop, Schedule, ScheduleError, last_good_checkpoint, list_checkpoints, no_space_left,
-                             read_meta, verify_checkpoint)
+from gankit.rundir import RunDir, RunError, check_space, no_space_left, writable_root
+from gankit.training import Loop, Schedule, ScheduleError
 from gankit.updates import check_supported
 
 
@@ -40,20 +39,6 @@ class RunResult:
     run_dir: Path
     finished: RunFinished
     seconds: float
-
-
-def next_run_dir(runs_root: Path, name: str) -> Path:
-    """Create and return ``runs_root/NNNNN-name``, one past the highest number there."""
-    runs_root.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name[:5]) for p in runs_root.iterdir() if p.name[:5].isdigit() and p.name[5:6] == "-"]
-    number = max(numbers, default=-1) + 1
-    while True:
-        path = runs_root / f"{number:05d}-{name}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            number += 1
 
 
 def install_hint(module: str) -> str:
@@ -84,12 +69,6 @@ def _require(choice: Choice) -> None:
 def build_architecture(recipe: Recipe, spec) -> Architecture:
     _require(recipe.architecture)
     component = recipe.architecture.component
-    backends = component.backends
-    if backends is not None and recipe.backend.name not in backends:
-        raise RunError(
-            f"architecture {component.name!r} supports only the {', '.join(backends)} backend(s), "
-            f"not {recipe.backend.name!r}; set backend.use to one of them"
-        )
     try:
         architecture = component.factory(recipe.architecture.params, spec)
         architecture.check(spec.shape, recipe.train.batch_size)
@@ -171,13 +150,6 @@ def recipe_digest(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
 
 
-def spec_of_run(run_dir: Path) -> DataSpec:
-    table = read_toml(run_dir / "recipe.toml").get("gankit", {}).get("data_spec")
-    if not isinstance(table, dict):
-        raise RunError(f"{run_dir / 'recipe.toml'}: no [gankit.data_spec]; is this a gankit run directory?")
-    return DataSpec(**table)
-
-
 class MetricsWriter:
     """Appends one JSON line per logged step and per evaluation to metrics.jsonl, flushed as it goes."""
 
@@ -240,65 +212,21 @@ def run(
     if should_stop():
         raise KeyboardInterrupt("stopped before the run began; nothing was written")
     resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
-    run_dir = next_run_dir(runs_root, recipe.name)
-    with run_lock(run_dir):
-        with writing(run_dir):
-            write_text(run_dir / "recipe.toml", resolved)
+    run_dir = RunDir.create(runs_root, recipe.name)
+    with run_dir.lock():
+        with run_dir.writing():
+            write_text(run_dir.recipe, resolved)
         return _train(prepared, run_dir, listeners, should_stop, warn=context.warn)
-
-
-def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path,
-                       load: Callable[[Path], None]) -> str:
-    """The message for a checkpoint that cannot be used. It points at an earlier one only
-    when that one verifies and ``load`` takes it; nothing is ever deleted here."""
-    if damaged not in checkpoints:
-        return str(error)
-    index = checkpoints.index(damaged)
-    for candidate in reversed(checkpoints[:index]):
-        try:
-            load(verify_checkpoint(candidate))
-        except CheckpointError:
-            continue
-        found = f"{error}; the newest earlier checkpoint that verifies and loads is {candidate}"
-        if damaged != checkpoints[-1]:
-            return f"{found}: pass --checkpoint {candidate.name}"
-        newer = " and ".join(str(p) for p in checkpoints[checkpoints.index(candidate) + 1:])
-        return f"{found}: delete {newer} to use it"
-    earlier = (f"none of the {index} earlier checkpoint(s) verifies and loads with this recipe.toml either"
-               if index else "there is no earlier checkpoint to use instead")
-    return f"{error}; {earlier}; nothing was deleted"
-
-
-def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:
-    """The run's last checkpoint, or the one named (``best``, ``step_00000500``, or a path)."""
-    if name is None:
-        found = list_checkpoints(run_dir)
-        if not found:
-            raise RunError(f"{run_dir}: no checkpoint yet; train the run first")
-        return found[-1]
-    for candidate in (run_dir / "checkpoints" / name, Path(name)):
-        if (candidate / "meta.json").is_file():
-            return candidate
-    folder = run_dir / "checkpoints"
-    known = sorted(p.name for p in folder.iterdir() if (p / "meta.json").is_file()) if folder.is_dir() else []
-    raise RunError(f"--checkpoint {name}: no such checkpoint in {folder} (known: {', '.join(known) or 'none'})")
 
 
 def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
     """A run's recipe, and its trainer holding the generator of one checkpoint (the last,
     by default), verified first: what ``gankit sample`` and ``gankit evaluate`` draw from."""
-    recipe_path = run_dir / "recipe.toml"
-    recipe = build_recipe(read_toml(recipe_path), recipe_path, registry)
-    chosen = resolve_checkpoint(run_dir, checkpoint)
-    trainer = build_trainer(recipe, spec_of_run(run_dir))
-
-    def load(path: Path) -> None:
-        trainer.load(path, generator_only=True)
-
-    try:
-        load(verify_checkpoint(chosen))
-    except CheckpointError as error:
-        raise RunError(damaged_checkpoint(error, list_checkpoints(run_dir), chosen, load)) from None
+    run = RunDir(run_dir)
+    recipe = build_recipe(read_toml(run.recipe), run.recipe, registry)
+    run.resolve_checkpoint(checkpoint)  # no checkpoint at all: say so before building anything
+    trainer = build_trainer(recipe, run.spec())
+    chosen, _ = run.load_checkpoint(trainer, checkpoint, generator_only=True)
     return recipe, trainer, chosen
 
 
@@ -317,8 +245,9 @@ def resume(
     for override in overrides:
         if override.partition("=")[0].strip() not in RESUME_OVERRIDES:
             raise RunError(f"--set {override}: a resumed run can only change {' or '.join(RESUME_OVERRIDES)}")
-    recipe_path = run_dir / "recipe.toml"
-    with run_lock(run_dir):
+    run = RunDir(run_dir)
+    recipe_path = run.recipe
+    with run.lock():
         raw = read_toml(recipe_path)
         if overrides:
             raw.setdefault("train", {}).pop("steps", None)
@@ -328,32 +257,29 @@ def resume(
             raise RunError(f"{recipe_path} was edited after the run started; a resumed run can only change "
                            f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
         prepared = prepare(recipe, context)
-        step = _restore(prepared, run_dir)
-        with writing(run_dir):
-            remove_leftovers(run_dir)
-            truncate_metrics(run_dir / "metrics.jsonl", step)
+        step = _restore(prepared, run)
+        with run.writing():
+            remove_leftovers(run.path)
+            run.truncate_metrics(step)
             if overrides:
                 resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
                 write_text(recipe_path, tomli_w.dumps(resolved))
-        return _train(prepared, run_dir, listeners, should_stop, start_step=step, warn=context.warn)
+        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn)
 
 
-def _restore(prepared: Prepared, run_dir: Path) -> int:
+def _restore(prepared: Prepared, run: RunDir) -> int:
     """Load the run's last checkpoint, verified, into the trainer; its step (0 if none)."""
-    checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
+    if not run.list_checkpoints():
         return 0
     total = prepared.recipe.train.total_steps(prepared.schedule.steps_per_epoch)
-    latest = checkpoints[-1]
-    try:
-        step = int(read_meta(verify_checkpoint(latest))["step"])
-        if step >= total:
-            raise RunError(f"{run_dir} already trained to step {step} of {total}; "
-                           f"to train longer: gankit run --resume {run_dir} --set train.steps=N")
-        prepared.trainer.load(latest)
-    except CheckpointError as error:
-        raise RunError(damaged_checkpoint(error, checkpoints, latest, prepared.trainer.load)) from None
-    return step
+
+    def not_finished(meta: dict) -> None:
+        if int(meta["step"]) >= total:
+            raise RunError(f"{run} already trained to step {meta['step']} of {total}; "
+                           f"to train longer: gankit run --resume {run} --set train.steps=N")
+
+    _, meta = run.load_checkpoint(prepared.trainer, accept=not_finished)
+    return int(meta["step"])
 
 
 class GuardedExporter:
@@ -378,16 +304,16 @@ class GuardedExporter:
             self.warn(f"{self.failure}; {self.then}")
 
 
-def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0,
+def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_step: int = 0,
            warn: Callable[[str], None] = print) -> RunResult:
     recipe = prepared.recipe
     stop_on_error = recipe.train.on_exporter_error == "stop"
     then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
             else "it is disabled for the rest of the run")
-    exporters = [GuardedExporter(c.name, c.component.factory(c.params, run_dir), run_dir, warn, then)
+    exporters = [GuardedExporter(c.name, c.component.factory(c.params, run_dir), run_dir.path, warn, then)
                  for c in recipe.exports]
     failures = lambda: [e.failure for e in exporters if e.failure]  # noqa: E731
-    handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, CurvesWriter(run_dir).handle,
+    handlers = [MetricsWriter(run_dir.metrics).handle, CurvesWriter(run_dir).handle,
                 *(e.handle for e in exporters), *listeners]
 
     def emit(event: Event) -> None:
@@ -410,7 +336,7 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
     started = time.perf_counter()
 
     def stopped(status: str, message: str) -> RunFinished:
-        good = last_good_checkpoint(run_dir)
+        good = run_dir.last_good_checkpoint()
         finished = RunFinished(loop.step, status, f"{message}; the last good checkpoint is {good or 'none'}")
         try:
             _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
@@ -424,10 +350,10 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
         stopped("aborted", f"aborted at step {loop.step}")
         raise
     except Exception as error:
-        if isinstance(error, OSError) and no_space_left(error, run_dir):
+        if isinstance(error, OSError) and no_space_left(error, run_dir.path):
             finished = stopped("failed", f"no space left on device writing {error.filename or run_dir}; "
                                          f"stopped at step {loop.step}")
-            return RunResult(recipe, run_dir, finished, time.perf_counter() - started)
+            return RunResult(recipe, run_dir.path, finished, time.perf_counter() - started)
         stopped("failed", f"{type(error).__name__} at step {loop.step}: {error}")
         raise
     if stop_on_error and failures() and finished.status == "interrupted":
@@ -436,12 +362,12 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
                                finished.values)
     seconds = time.perf_counter() - started
     _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
-    return RunResult(recipe, run_dir, finished, seconds)
+    return RunResult(recipe, run_dir.path, finished, seconds)
 
 
-def _write_summary(prepared: Prepared, run_dir: Path, finished: RunFinished, total: int, seconds: float) -> None:
+def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, total: int, seconds: float) -> None:
     data = prepared.data
-    write_json(run_dir / "summary.json", {
+    write_json(run_dir.summary, {
         "name": prepared.recipe.name,
         "status": finished.status,
         "message": finished.message,

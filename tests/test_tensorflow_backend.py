@@ -20,11 +20,10 @@ from click.testing import CliRunner
 from gankit import console, hookimpl, nn
 from gankit.backend import BackendError, CheckpointError
 from gankit.cli import main
-from gankit.data import DataContext, DataSpec
+from gankit.data import DataSpec
 from gankit.objectives import label_targets
 from gankit.plugins import load_registry
-from gankit.recipe import load_recipe
-from gankit.runner import RunError, build_trainer, load_data
+from gankit.recipe import RecipeError, load_recipe
 
 pytestmark = pytest.mark.skipif(find_spec("tensorflow") is None, reason="tensorflow is not installed")
 
@@ -192,9 +191,9 @@ class TorchOnlyArchitecture:
 
 def test_an_architecture_without_tensorflow_support_is_refused_by_name(write_recipe, capsys):
     registry = load_registry([("torchonly", TorchOnlyArchitecture(), "torch-only 1.0")])
-    recipe = load_recipe(write_recipe(architecture={"use": "torchonly"}, backend=TENSORFLOW), [], registry)
-    with pytest.raises(RunError, match="supports only the torch backend.*not 'tensorflow'"):
-        build_trainer(recipe, load_data(recipe, DataContext()).spec)
+    with pytest.raises(RecipeError, match="backend.use: architecture 'torchonly' gives networks for the torch "
+                                          "backend.s. only, not 'tensorflow'; set backend.use = 'torch'"):
+        load_recipe(write_recipe(architecture={"use": "torchonly"}, backend=TENSORFLOW), [], registry)
     console.plugins_json(registry, "architecture")
     (listed,) = [row for row in json.loads(capsys.readouterr().out)["plugins"] if row["name"] == "torchonly"]
     assert listed["backends"] == ["torch"]
@@ -208,13 +207,13 @@ def test_devices(write_recipe):
         TensorflowParams(device=good)
     with pytest.raises(ValueError, match="gpu:N"):
         TensorflowParams(device="mps")
-    assert resolve_device("cpu") == "/CPU:0"
+    assert resolve_device(TensorflowParams(device="cpu")) == "/CPU:0"
     import tensorflow as tf
 
     if not tf.config.list_physical_devices("GPU"):
-        assert resolve_device("auto") == "/CPU:0"
+        assert resolve_device(TensorflowParams()) == "/CPU:0"
         with pytest.raises(BackendError, match='device = "auto" or "cpu"'):
-            resolve_device("gpu:0")
+            resolve_device(TensorflowParams(device="gpu:0"))
 
 
 def test_tensorflow_is_imported_only_when_used_and_quietly():

@@ -106,11 +106,12 @@ def test_checkpoint_restores_the_generator_exactly(write_recipe, tmp_path):
     """The last sample grid was drawn by the live generator; the restored one draws the same."""
     from gankit.plugins import load_registry
     from gankit.recipe import load_recipe
-    from gankit.runner import build_trainer, spec_of_run
+    from gankit.rundir import RunDir
+    from gankit.runner import build_trainer
 
     run_dir = train(write_recipe(architecture=DCGAN_SMALL), tmp_path / "runs")
     recipe = load_recipe(run_dir / "recipe.toml", [], load_registry())
-    trainer = build_trainer(recipe, spec_of_run(run_dir))
+    trainer = build_trainer(recipe, RunDir(run_dir).spec())
     trainer.load(run_dir / "checkpoints" / "step_00000006")
     from gankit.images import grid
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gankit.backend import BackendError, CheckpointError
+from gankit.backend import (BackendError, CheckpointError, check_native_shapes, generate_images, native_networks,
+                            parameter_counts)
 from gankit.noise import fixed_noise, sample_noise, training_noise
 from gankit.updates import Plan, Updates
 from gankit_plugins.tensorflow_backend import import_tensorflow
@@ -31,24 +32,17 @@ CHECKPOINT = "checkpoint"
 """The prefix of the checkpoint files in a checkpoint directory (``.index``, ``.data-*``)."""
 
 
-def resolve_device(name: str) -> str:
-    """A TensorFlow device name for ``auto``, ``cpu``, ``gpu``, ``gpu:N`` (or ``cuda[:N]``).
-    GPUs get memory as needed, as on torch, rather than all of it up front."""
+def resolve_device(params) -> str:
+    """The TensorFlow device the recipe's ``device`` picks. GPUs get memory as needed, as on
+    torch, rather than all of it up front."""
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised in this process: keep its setting
             pass
-    if name == "auto":
-        return "/GPU:0" if gpus else "/CPU:0"
-    if name == "cpu":
-        return "/CPU:0"
-    index = int(name.split(":")[1]) if ":" in name else 0
-    if index >= len(gpus):
-        found = f"{len(gpus)} GPU(s) are visible to TensorFlow" if gpus else "TensorFlow sees no GPU here"
-        raise BackendError(f"device {name!r} is not available ({found}); use device = \"auto\" or \"cpu\"")
-    return f"/GPU:{index}"
+    device = params.choose_device({"gpu": len(gpus)})
+    return f"/{device.kind.upper()}:{device.index}"
 
 
 def set_threads(threads: int) -> None:
@@ -61,9 +55,17 @@ def set_threads(threads: int) -> None:
                            "run this recipe on its own") from None
 
 
-def to_uint8(images):
-    """Generator output in [-1, 1] -> uint8, NHWC already."""
-    return tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
+def _native_networks(architecture, seed: int):
+    """The architecture's native Keras networks, built after seeding Keras, or None."""
+    if "tensorflow" in architecture.native:
+        keras.utils.set_random_seed(seed)
+    return native_networks(architecture, "tensorflow")
+
+
+def _built(model, latent_dim: int):
+    """``model`` with its weights made (a subclassed Keras model has none until called)."""
+    model(tf.zeros([1, latent_dim]), training=False)
+    return model
 
 
 class _Tape:
@@ -87,20 +89,24 @@ class TensorflowTrainer(TensorOps):
     """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
 
     def __init__(self, params, architecture, spec, train, seed: int):
-        if architecture.generator is None:
-            raise BackendError("this architecture gives no gankit.nn description for the tensorflow backend")
         set_threads(params.threads)
-        self.device = resolve_device(params.device)
+        self.device = resolve_device(params)
         if self.device.startswith("/CPU"):
             tf.config.experimental.enable_op_determinism()
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
         self.updates = Updates(train)
         with tf.device(self.device):
-            self.generator = compile_network(architecture.generator, seed, "generator")
-            self.discriminator = compile_network(architecture.discriminator, seed + 1, "discriminator")
+            native = _native_networks(architecture, seed)
+            self.description = None if native else architecture
+            self.generator, self.discriminator = native or (
+                compile_network(architecture.generator, seed, "generator"),
+                compile_network(architecture.discriminator, seed + 1, "discriminator"))
+            if native:
+                self._check_native_shapes(spec)
             self.average = None
             if train.ema is not None:
-                self.average = compile_network(architecture.generator, seed, "generator_ema")
+                self.average = (_built(_native_networks(architecture, seed)[0], self.latent_dim) if native
+                                else compile_network(architecture.generator, seed, "generator_ema"))
                 for average, live in zip(self.average.variables, self.generator.variables):
                     average.assign(live)
             self.networks = {"generator": self.generator, "discriminator": self.discriminator}
@@ -123,7 +129,7 @@ class TensorflowTrainer(TensorOps):
         self.latents: list = []
         self.spec = spec
         self._steps: dict = {}
-        self._samplers = {raw: tf.function(lambda z, model=model: to_uint8(model(z, training=False)), autograph=False,
+        self._samplers = {raw: tf.function(lambda z, model=model: model(z, training=False), autograph=False,
                                            input_signature=[tf.TensorSpec([None, self.latent_dim], tf.float32)])
                           for raw, model in ((True, self.generator), (False, self.average if self.average is not None else self.generator))}
 
@@ -137,9 +143,18 @@ class TensorflowTrainer(TensorOps):
         optimizer.build(model.trainable_variables)  # its state exists before a checkpoint is loaded into it
         return optimizer
 
+    def _check_native_shapes(self, spec) -> None:
+        """Native networks are checked (and built) on two noise vectors, in sampling mode."""
+        try:
+            images = self.generator(tf.zeros([2, self.latent_dim]), training=False)
+            logits = self.discriminator(images, training=False)
+        except (ValueError, TypeError, tf.errors.OpError) as error:
+            raise BackendError(f"the native networks fail on a batch of two: {str(error).splitlines()[0]}") from None
+        check_native_shapes(tuple(images.shape), tuple(logits.shape), spec)
+
     def parameter_counts(self) -> dict[str, int]:
-        count = lambda model: sum(int(np.prod(v.shape)) for v in model.trainable_variables)  # noqa: E731
-        return {"generator": count(self.generator), "discriminator": count(self.discriminator)}
+        return parameter_counts(self.description, lambda name: sum(
+            int(np.prod(v.shape)) for v in self.networks[name].trainable_variables))
 
     def set_data(self, images: np.ndarray) -> None:
         with tf.device(self.device):
@@ -215,14 +230,13 @@ class TensorflowTrainer(TensorOps):
 
     # Sampling and checkpoints.
 
-    def _generate(self, noise, raw: bool = False) -> np.ndarray:
+    def _generate(self, noise: np.ndarray, raw: bool = False) -> np.ndarray:
         sample = self._samplers[raw]
         with tf.device(self.device):
-            count = int(noise.shape[0])
-            return np.concatenate([sample(noise[i:i + 512]).numpy() for i in range(0, count, 512)])
+            return generate_images(lambda z: sample(z).numpy(), noise)
 
     def fixed_samples(self) -> np.ndarray:
-        return self._generate(self.fixed_noise)
+        return self._generate(self.fixed_noise.numpy())
 
     def generate(self, count: int, seed: int, *, raw: bool = False) -> np.ndarray:
         return self._generate(sample_noise(seed, count, self.latent_dim), raw)

@@ -9,33 +9,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from gankit.backend import BackendError, CheckpointError
+from gankit.backend import (BackendError, CheckpointError, check_native_shapes, generate_images, native_networks,
+                            parameter_counts)
 from gankit.noise import fixed_noise, sample_noise, training_noise
 from gankit.updates import Updates
 from gankit_plugins.torch_backend.compile import advance_spectral_norm, compile_network
 from gankit_plugins.torch_backend.ops import TensorOps
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise BackendError(f"device {name!r} is not available here; use device = \"auto\" or \"cpu\"")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise BackendError("device 'mps' is not available here; use device = \"auto\" or \"cpu\"")
-    return torch.device(name)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Generator output in [-1, 1], NCHW -> uint8 NHWC."""
-    scaled = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return scaled.permute(0, 2, 3, 1).cpu().numpy()
+def resolve_device(params) -> torch.device:
+    mps = getattr(torch.backends, "mps", None)
+    visible = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+               "mps": int(bool(mps and mps.is_available()))}
+    return torch.device(str(params.choose_device(visible)))
 
 
 class _Scope:
@@ -59,20 +45,26 @@ class TorchTrainer(TensorOps):
     """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
 
     def __init__(self, params, architecture, spec, train, seed: int):
-        if architecture.generator is None:
-            raise BackendError("this architecture gives no gankit.nn description for the torch backend")
         if params.threads:
             torch.set_num_threads(params.threads)
-        self.device = resolve_device(params.device)
+        self.device = resolve_device(params)
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
         self.updates = Updates(train)
         torch.manual_seed(seed)
         # channels-last convolutions are about 25% faster on CPU (oneDNN) and suit tensor cores.
         self.layout = torch.channels_last
-        self.generator = compile_network(architecture.generator).to(self.device, memory_format=self.layout)
-        self.discriminator = compile_network(architecture.discriminator).to(self.device, memory_format=self.layout)
-        self.average = self._averaged_copy(architecture.generator) if train.ema is not None else None
+        native = native_networks(architecture, "torch")
+        self.description = None if native else architecture
+        generator, discriminator = native or (compile_network(architecture.generator),
+                                              compile_network(architecture.discriminator))
+        self.generator = generator.to(self.device, memory_format=self.layout)
+        self.discriminator = discriminator.to(self.device, memory_format=self.layout)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
+        if native:
+            self._check_native_shapes(spec)
+        build_generator = ((lambda: native_networks(architecture, "torch")[0]) if native
+                           else (lambda: compile_network(architecture.generator)))
+        self.average = self._averaged_copy(build_generator) if train.ema is not None else None
         self.weights = {name: list(net.parameters()) for name, net in self.networks.items()}
         self.optimizers = {"generator": self._optimizer(self.generator, train.lr_g),
                            "discriminator": self._optimizer(self.discriminator, train.lr_d)}
@@ -81,11 +73,11 @@ class TorchTrainer(TensorOps):
         self.latents: list[torch.Tensor] = []
         self.images: torch.Tensor | None = None
 
-    def _averaged_copy(self, description) -> torch.nn.Module:
+    def _averaged_copy(self, build_generator) -> torch.nn.Module:
         """The EMA generator: the same network, starting from the generator's weights. Built
         under a forked RNG, so turning EMA on changes no other random number."""
         with torch.random.fork_rng(devices=[]):
-            average = compile_network(description).to(self.device, memory_format=self.layout)
+            average = build_generator().to(self.device, memory_format=self.layout)
         average.load_state_dict(self.generator.state_dict())
         return average.requires_grad_(False).eval()
 
@@ -94,9 +86,22 @@ class TorchTrainer(TensorOps):
             return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=0.9, eps=1e-7)
         return torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(self.train.betas), eps=1e-8)
 
+    @torch.no_grad()
+    def _check_native_shapes(self, spec) -> None:
+        """Native networks are checked on two noise vectors, in sampling mode (nothing changes)."""
+        try:
+            images = self.generator.eval()(torch.zeros(2, self.latent_dim, device=self.device))
+            logits = self.discriminator.eval()(images)
+        except RuntimeError as error:
+            raise BackendError(f"the native networks fail on a batch of two: {str(error).splitlines()[0]}") from None
+        finally:
+            self.generator.train()
+            self.discriminator.train()
+        check_native_shapes(tuple(images.permute(0, 2, 3, 1).shape), tuple(logits.shape), spec)
+
     def parameter_counts(self) -> dict[str, int]:
-        count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
-        return {"generator": count(self.generator), "discriminator": count(self.discriminator)}
+        return parameter_counts(self.description, lambda name: sum(
+            p.numel() for p in self.networks[name].parameters() if p.requires_grad))
 
     def set_data(self, images: np.ndarray) -> None:
         self.images = torch.from_numpy(images).to(self.device)
@@ -158,20 +163,21 @@ class TorchTrainer(TensorOps):
     # Sampling and checkpoints.
 
     @torch.no_grad()
-    def _generate(self, noise: torch.Tensor, raw: bool = False) -> np.ndarray:
+    def _generate(self, noise: np.ndarray, raw: bool = False) -> np.ndarray:
         generator = self.generator if raw or self.average is None else self.average
         was_training = generator.training
         generator.eval()
         try:
-            return np.concatenate([to_uint8(generator(chunk)) for chunk in noise.split(512)])
+            return generate_images(lambda z: generator(torch.from_numpy(z).to(self.device)).float()
+                                   .permute(0, 2, 3, 1).cpu().numpy(), noise)
         finally:
             generator.train(was_training)
 
     def fixed_samples(self) -> np.ndarray:
-        return self._generate(self.fixed_noise)
+        return self._generate(self.fixed_noise.cpu().numpy())
 
     def generate(self, count: int, seed: int, *, raw: bool = False) -> np.ndarray:
-        return self._generate(torch.from_numpy(sample_noise(seed, count, self.latent_dim)).to(self.device), raw)
+        return self._generate(sample_noise(seed, count, self.latent_dim), raw)
 
     def save(self, directory: Path) -> None:
         cpu = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
