@@ -40,14 +40,23 @@ def main() -> None:
     """Train GANs from declarative TOML recipes."""
 
 
-def _registry():
+def _registry(warn: bool = True):
+    """The installed plugins' components. Broken or conflicting plugins are one warning
+    (``list-plugins`` shows why, so it passes ``warn=False``); with GANKIT_STRICT_PLUGINS=1
+    they are one error line each and exit code 2."""
     from gankit.plugins import load_registry
     from gankit.registry import RegistryError
 
     try:
-        return load_registry()
+        registry = load_registry()
     except RegistryError as error:
-        fail(str(error))
+        for line in str(error).splitlines():
+            console.error(line)
+        sys.exit(2)
+    names = [b.name for b in registry.broken] + [c.what for c in registry.conflicts.values()]
+    if warn and names:
+        console.warn(f"ignoring broken or conflicting plugins ({', '.join(names)}); `gankit list-plugins` says why")
+    return registry
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -201,7 +210,7 @@ def _report(outcome) -> None:
 def list_plugins(kind: str | None, as_json: bool) -> None:
     """List the installed plugins' components: datasets, architectures, backends, exporters,
     metrics and feature extractors."""
-    registry = _registry()
+    registry = _registry(warn=False)
     if as_json:
         console.plugins_json(registry, kind)
     else:

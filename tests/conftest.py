@@ -117,3 +117,77 @@ class Trained:
         resumed = cls(recipe_path)
         resumed.trainer.load(directory)
         return head + resumed.steps(stop, end), resumed
+
+
+def install_outside_package(root: Path, distribution: str, module: str, source: str, entry_points: dict[str, str]) -> Path:
+    """An installed third-party distribution, as pip leaves one: ``module.py`` and its
+    ``.dist-info`` (metadata and the ``gankit`` entry points) in a folder of its own under
+    ``root``. Put that folder on ``sys.path`` to install it; take it off to uninstall it."""
+    site = root / distribution
+    info = site / f"{distribution.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[gankit]\n{lines}")
+    (site / f"{module}.py").write_text(source)
+    return site
+
+
+OUTSIDE_PACKAGES = {
+    # A hook whose name lacks its final "s": pluggy knows no such hook.
+    "typo-gankit": ("typo_gankit", {"typo": "typo_gankit"}, """
+from gankit import hookimpl, nn
+
+@hookimpl
+def register_architecture(register):
+    register("typo-arch", lambda params, spec: None, description="never registered")
+"""),
+    # A second plugin registering the bundled `dcgan`, and a harmless exporter beside it.
+    "clash-gankit": ("clash_gankit", {"clash": "clash_gankit"}, """
+from gankit import hookimpl
+
+@hookimpl
+def register_architectures(register):
+    register("dcgan", lambda params, spec: None, description="another dcgan")
+
+@hookimpl
+def register_exporters(register):
+    register("clash-csv", lambda params, run_dir: None, description="a csv of the losses")
+"""),
+    # An entry point named like the bundled `png` plugin.
+    "png-gankit": ("png_gankit", {"png": "png_gankit"}, """
+from gankit import hookimpl
+
+@hookimpl
+def register_exporters(register):
+    register("fancy-png", lambda params, run_dir: None, description="prettier grids")
+"""),
+    # A plugin written for a plugin API this gankit does not have.
+    "future-gankit": ("future_gankit", {"future": "future_gankit"}, """
+from gankit import hookimpl
+
+GANKIT_API = ">=2,<3"
+
+@hookimpl
+def register_datasets(register):
+    register("future-data", lambda params, context: None, description="from the future")
+"""),
+}
+
+
+@pytest.fixture(scope="session")
+def outside_packages(tmp_path_factory) -> dict[str, Path]:
+    """Each of OUTSIDE_PACKAGES installed into a folder of its own (not yet on sys.path)."""
+    root = tmp_path_factory.mktemp("site")
+    return {dist: install_outside_package(root, dist, module, source, eps)
+            for dist, (module, eps, source) in OUTSIDE_PACKAGES.items()}
+
+
+@pytest.fixture
+def install(outside_packages, monkeypatch):
+    """``install("clash-gankit", ...)``: those outside packages are installed for this test."""
+    def install(*distributions: str) -> None:
+        for distribution in distributions:
+            monkeypatch.syspath_prepend(str(outside_packages[distribution]))
+
+    return install
