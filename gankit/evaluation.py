@@ -27,6 +27,7 @@ from gankit import __version__
 from gankit.data import DataContext, DataError, ImageData, default_cache_dir
 from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.files import write_bytes, write_json
+from gankit.params import validate_params
 from gankit.registry import Component, Registry
 
 
@@ -113,10 +114,9 @@ def resolve_plan(config: EvalConfig, registry: Registry) -> EvalPlan:
 
 
 def _available(component: Component) -> Component:
-    missing = component.missing_requirements()
-    if missing:
-        raise EvalError(f"{component.kind} {component.name!r} needs {', '.join(missing)}, which is not installed; "
-                        "pip install 'gankit[eval]'")
+    problem = component.requirement_problem()
+    if problem:
+        raise EvalError(problem)
     return component
 
 
@@ -126,7 +126,7 @@ def _params(component: Component, values: dict[str, Any]) -> BaseModel | None:
             raise EvalError(f"{component.kind} {component.name!r} takes no parameters (got {', '.join(values)})")
         return None
     try:
-        return component.params.model_validate(values)
+        return validate_params(component.params, values)
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])

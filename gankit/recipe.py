@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gankit.params import validate_params
 from gankit.registry import Component, Registry
 from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.train_config import TrainConfig
@@ -220,7 +221,7 @@ def _validate(model: type[BaseModel] | None, values: dict, path: Path, prefix: s
             raise RecipeError(f"{path}: {prefix}.{next(iter(values))}: unknown key; this component takes no parameters")
         return None
     try:
-        return model.model_validate(values)
+        return validate_params(model, values)
     except ValidationError as error:
         raise RecipeError(_format_validation(path, prefix, error, model)) from None
 

@@ -172,6 +172,66 @@ GANKIT_API = ">=2,<3"
 def register_datasets(register):
     register("future-data", lambda params, context: None, description="from the future")
 """),
+    # Parameters of every kind pydantic offers (a tuple, a path, an enum, a nested model),
+    # and a dataset and an exporter whose factories fail in ways no one planned for.
+    "fields-gankit": ("fields_gankit", {"fields": "fields_gankit"}, """
+import enum
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field
+
+from gankit import hookimpl, nn
+from gankit.params import Params
+
+
+class Activation(enum.Enum):
+    RELU = "relu"
+    LEAKY = "leaky"
+
+
+class Head(Params):
+    slope: float = Field(0.2, gt=0, lt=1)
+    bias: bool = True
+
+
+class FieldsParams(Params):
+    hidden: tuple[int, ...] = (32,)
+    activation: Activation = Activation.RELU
+    head: Head = Head()
+    notes: Optional[Path] = None
+
+
+def build(params, spec):
+    act = nn.ReLU() if params.activation is Activation.RELU else nn.LeakyReLU(params.head.slope)
+    layers = tuple(layer for width in params.hidden for layer in (nn.Dense(width), act))
+    generator = nn.Network((8,), (*layers, nn.Dense(spec.height * spec.width * spec.channels), nn.Tanh(),
+                                  nn.Reshape(spec.shape)))
+    discriminator = nn.Network(spec.shape, (nn.Flatten(), *layers, nn.LeakyReLU(params.head.slope),
+                                            nn.Dense(1, bias=params.head.bias)))
+    return nn.Architecture(8, generator, discriminator)
+
+
+class Broken:
+    def __init__(self, params, *rest):
+        raise KeyError("no_such_column")
+
+
+@hookimpl
+def register_architectures(register):
+    register("fields-mlp", build, params=FieldsParams, description="an MLP with parameters of every kind")
+
+
+@hookimpl
+def register_datasets(register):
+    register("broken-data", Broken, description="fails with a KeyError")
+    register("needs-module", Broken, requires=("no_such_module_xyz",), description="needs a missing module")
+
+
+@hookimpl
+def register_exporters(register):
+    register("broken-export", Broken, description="fails with a KeyError")
+"""),
 }
 
 
