@@ -148,3 +148,14 @@ def test_help_and_list_plugins_import_no_framework(args):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY=" in result.stderr
     assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
+
+
+def test_a_missing_module_is_named_with_no_made_up_extra(monkeypatch):
+    import gankit.registry
+
+    monkeypatch.setattr(gankit.registry, "_installed", lambda module: module not in ("PIL", "torch"))
+    registry = load_registry()
+    assert registry.get("dataset", "image-folder").requirement_problem() == (
+        "dataset 'image-folder' (builtin) needs the module 'PIL', which is not installed; "
+        "install the package that provides 'PIL' (a requirement of gankit)")
+    assert registry.get("backend", "torch").requirement_problem().endswith("pip install 'gankit[torch]'")
