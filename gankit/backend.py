@@ -114,4 +114,5 @@ class CheckpointError(Exception):
 
     def __init__(self, path: Path, cause: BaseException | str):
         self.path = Path(path)
-        super().__init__(f"checkpoint file {self.path} cannot be loaded ({type(cause).__name__ if not isinstance(cause, str) else 'error'}: {cause})")
+        kind = "error" if isinstance(cause, str) else type(cause).__name__
+        super().__init__(f"checkpoint file {self.path} cannot be loaded ({kind}: {cause})")

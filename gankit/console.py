@@ -265,7 +265,7 @@ def batch_table(outcomes, console: Console | None = None) -> None:
     for column in ("steps", "time", "D loss", "G loss"):
         table.add_column(column, justify="right", no_wrap=True)
     for o in outcomes:
-        loss = lambda key: f"{o.final[key]:.3f}" if key in o.final else "-"  # noqa: E731
+        loss = lambda key, final=o.final: f"{final[key]:.3f}" if key in final else "-"  # noqa: E731
         row = [escape(o.run_dir.name if o.run_dir else o.label)]
         row += [escape(str(o.sweep.get(key, "-"))) for key in swept]
         row += [o.backend or "-"] if len(backends) > 1 else []

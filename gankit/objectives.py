@@ -40,7 +40,8 @@ def _bce_d(ops, real, fake, real_target, fake_target):
 
 
 def _lsgan_d(ops, real, fake, real_target, fake_target):
-    return 0.5 * ops.mean((real - real_target) * (real - real_target)) + 0.5 * ops.mean((fake - fake_target) * (fake - fake_target))
+    real_error, fake_error = real - real_target, fake - fake_target
+    return 0.5 * ops.mean(real_error * real_error) + 0.5 * ops.mean(fake_error * fake_error)
 
 
 def _hinge_d(ops, real, fake, real_target, fake_target):

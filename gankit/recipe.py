@@ -26,7 +26,7 @@ from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.train_config import TrainConfig
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    import tomllib  # noqa: TID251 (this is the loader everything else uses)
 else:
     import tomli as tomllib
 

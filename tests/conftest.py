@@ -60,7 +60,8 @@ def recipe_dict(mnist_root: Path, **sections) -> dict:
         "export": [{"use": "png", "every": 3}, {"use": "gif"}],
     }
     for key, value in sections.items():
-        same_component = isinstance(value, dict) and value.get("use", recipe.get(key, {}).get("use")) == recipe.get(key, {}).get("use")
+        current = recipe.get(key, {}).get("use") if isinstance(recipe.get(key), dict) else None
+        same_component = isinstance(value, dict) and value.get("use", current) == current
         if same_component and isinstance(recipe.get(key), dict):
             recipe[key] = {**recipe[key], **value}
         else:
