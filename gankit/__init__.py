@@ -2,6 +2,8 @@
 
 import pluggy
 
+__all__ = ["API_VERSION", "__version__", "hookimpl"]
+
 __version__ = "0.1.0"
 
 API_VERSION = "1.0"

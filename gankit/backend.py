@@ -116,3 +116,7 @@ class CheckpointError(Exception):
         self.path = Path(path)
         kind = "error" if isinstance(cause, str) else type(cause).__name__
         super().__init__(f"checkpoint file {self.path} cannot be loaded ({kind}: {cause})")
+
+
+# What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
+__all__ = ["Backend", "Trainer", "Primitives", "BackendError", "CheckpointError"]

@@ -370,3 +370,7 @@ class TrainingEvaluation:
             **self.evaluator.describe(),
         })
         return scores
+
+
+# What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
+__all__ = ["Metric", "FeatureExtractor", "ExtractorContext", "Features", "EvalError", "data_sha256"]

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+__all__ = ["Loss", "LOSSES", "PENALTIES", "bce", "label_targets", "gradient_penalty", "r1_penalty"]
+
 
 @dataclass(frozen=True)
 class Loss:

@@ -13,6 +13,8 @@ from typing import Annotated, Any, NamedTuple, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic_core import to_json
 
+__all__ = ["Params", "Every", "Interval", "parse_interval", "validate_params"]
+
 
 class Params(BaseModel):
     """Base class for a plugin's parameters."""

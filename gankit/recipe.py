@@ -301,3 +301,7 @@ def load_recipes(path: Path, overrides: list[str], registry: Registry, max_runs:
     data = apply_overrides(read_toml(path), overrides, path)
     return [dataclasses.replace(build_recipe(variant, path, registry), sweep=values)
             for variant, values in expand_sweep(data, path, max_runs)]
+
+
+# What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
+__all__ = ["read_toml", "RecipeError"]
