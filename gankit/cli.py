@@ -25,6 +25,7 @@ Examples:
   gankit sample runs/00000-dcgan_mnist -n 64 -o grid.png
   gankit evaluate runs/00000-dcgan_mnist --metric fid,kid
   gankit report runs -o report.html
+  gankit new-plugin wide-mlp --kind architecture
 """
 
 
@@ -299,3 +300,22 @@ def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> Non
     except ReportError as error:
         fail(str(error))
     console.info(f"wrote {output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {output.stat().st_size // 1024:,} KB)")
+
+
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", "kinds", multiple=True, required=True, type=click.Choice(("architecture", "dataset", "exporter")),
+              help="What the plugin provides; repeat for more than one.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True,
+              help="Where to write the package's folder, gankit-NAME.")
+def new_plugin(name: str, kinds: tuple[str, ...], output: Path) -> None:
+    """Write a ready plugin package, gankit-NAME: a pyproject with the entry point, the
+    components (each named NAME), a recipe and tests that use gankit.testing."""
+    from gankit.scaffold import ScaffoldError, write_plugin
+
+    try:
+        folder = write_plugin(name, list(kinds), output)
+    except ScaffoldError as error:
+        fail(str(error))
+    shown = folder if folder.is_absolute() else f"./{folder}"
+    console.info(f"wrote {shown}; next: pip install -e '{shown}[test]' && python -m pytest {shown}")
