@@ -88,3 +88,21 @@ def test_bundled_plugins_import_only_the_public_api():
                 outside += [f"{path.relative_to(REPO)}: {a.name}" for a in node.names
                             if a.name.split(".")[0] == "gankit" and a.name not in PUBLIC]
     assert outside == []
+
+
+def test_a_plugin_written_from_the_plugin_docs_installs_and_passes_the_checks(tmp_path, monkeypatch):
+    """The package docs/plugins.md shows — its pyproject's entry point and its module — as an
+    installed outside package, passing gankit.testing."""
+    from conftest import install_outside_package
+
+    from gankit.recipe import read_toml
+    from gankit.testing import check_architecture
+
+    blocks = re.findall(r"```(toml|python)\n(.*?)```", PLUGIN_DOCS[:PLUGIN_DOCS.index("## The hooks")], re.S)
+    (pyproject,), (module,) = ([text for kind, text in blocks if kind == wanted] for wanted in ("toml", "python"))
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    entry_points = read_toml(tmp_path / "pyproject.toml")["project"]["entry-points"]["gankit"]
+    (target,) = entry_points.values()
+    monkeypatch.syspath_prepend(str(install_outside_package(tmp_path, "gankit-wide-mlp", target, module, entry_points)))
+    assert load_registry().get("architecture", "wide-mlp").provider == "gankit-wide-mlp 0.1"
+    check_architecture("wide-mlp", {"width": 32}, backends=["torch"])
