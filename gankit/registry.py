@@ -6,12 +6,9 @@ import difflib
 import importlib.util
 import os
 import re
-from importlib import metadata
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, Callable
-
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 KINDS = ("dataset", "architecture", "backend", "exporter", "metric", "feature_extractor")
 
@@ -55,6 +52,9 @@ class Component:
 def install_hint(distribution: str, modules: list[str]) -> str:
     """``pip install 'DIST[EXTRA]'`` when an extra of ``distribution`` brings the first of
     ``modules``; else which package must provide them."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     try:
         requirements = metadata.requires(distribution) or []
     except metadata.PackageNotFoundError:
