@@ -8,8 +8,10 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tomli_w
 import torch
 from click.testing import CliRunner
+from conftest import recipe_dict
 from safetensors.torch import load_file
 
 from gankit.cli import main
@@ -65,6 +67,15 @@ def losses(run_dir, key):
     return np.array([row[key] for row in metrics(run_dir)])
 
 
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, tiny_mnist):
+    """Four steps with no option set, logged at each step; shared by the option tests."""
+    folder = tmp_path_factory.mktemp("baseline")
+    recipe = folder / "tiny.toml"
+    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, train={"steps": 4, "log_every": 1})))
+    return train(recipe, folder / "runs")
+
+
 # Each option against the same run without it (log_every 1): what it must change, and what
 # it must leave alone. D's loss at step 1 is computed before any update.
 @pytest.mark.parametrize("train_options, check", [
@@ -89,8 +100,8 @@ def losses(run_dir, key):
      lambda base, run: losses(run, "d_loss")[0] == losses(base, "d_loss")[0]
      and (losses(run, "d_loss")[1:] != losses(base, "d_loss")[1:]).all()),
 ])
-def test_each_training_option_changes_what_it_should(write_recipe, tmp_path, train_options, check):
-    base = train(write_recipe(train={"steps": 4, "log_every": 1}), tmp_path / "base")
+def test_each_training_option_changes_what_it_should(write_recipe, tmp_path, baseline, train_options, check):
+    base = baseline
     run = train(write_recipe("option.toml", train={"steps": 4, "log_every": 1, **train_options}), tmp_path / "runs")
     assert metrics(run)[-1]["step"] == 4
     assert check(base, run), (metrics(base), metrics(run))
