@@ -164,7 +164,7 @@ def main() -> None:
             except EvalError as error:
                 rows.append((shown, recipe.dataset.name, "-", "-", f"skipped: {error}"))
                 continue
-            def variant(backend, seed):
+            def variant(backend, seed, recipe=recipe, path=path, shown=shown):
                 chosen = [*overrides, *([f"backend.use={backend}"] if backend else []),
                           *([f"seed={seed}"] if seed is not None else [])]
                 name = f"{backend or recipe.backend.name}, seed {recipe.seed if seed is None else seed}"

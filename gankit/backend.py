@@ -128,7 +128,8 @@ class CheckpointError(Exception):
 
     def __init__(self, path: Path, cause: BaseException | str):
         self.path = Path(path)
-        super().__init__(f"checkpoint file {self.path} cannot be loaded ({type(cause).__name__ if not isinstance(cause, str) else 'error'}: {cause})")
+        kind = "error" if isinstance(cause, str) else type(cause).__name__
+        super().__init__(f"checkpoint file {self.path} cannot be loaded ({kind}: {cause})")
 
 
 # What every backend shares.
@@ -255,3 +256,9 @@ def check_native_shapes(images: tuple[int, ...], logits: tuple[int, ...], spec: 
                            f"{tuple(spec.shape)}")
     if tuple(logits[1:]) != (1,):
         raise BackendError(f"the native discriminator must give one logit per image, (N, 1), not {tuple(logits)}")
+
+
+# What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
+__all__ = ["Backend", "Trainer", "Primitives", "BackendError", "CheckpointError", "BackendParams", "Device",
+           "to_uint8", "SAMPLE_CHUNK", "generate_images", "parameter_counts", "lazy_backend", "native_networks",
+           "check_native_shapes"]

@@ -25,6 +25,7 @@ Examples:
   gankit sample runs/00000-dcgan_mnist -n 64 -o grid.png
   gankit evaluate runs/00000-dcgan_mnist --metric fid,kid
   gankit report runs -o report.html
+  gankit new-plugin wide-mlp --kind architecture
 """
 
 
@@ -40,14 +41,23 @@ def main() -> None:
     """Train GANs from declarative TOML recipes."""
 
 
-def _registry():
+def _registry(warn: bool = True):
+    """The installed plugins' components. Broken or conflicting plugins are one warning
+    (``list-plugins`` shows why, so it passes ``warn=False``); with GANKIT_STRICT_PLUGINS=1
+    they are one error line each and exit code 2."""
     from gankit.plugins import load_registry
     from gankit.registry import RegistryError
 
     try:
-        return load_registry()
+        registry = load_registry()
     except RegistryError as error:
-        fail(str(error))
+        for line in str(error).splitlines():
+            console.error(line)
+        sys.exit(2)
+    names = [b.name for b in registry.broken] + [c.what for c in registry.conflicts.values()]
+    if warn and names:
+        console.warn(f"ignoring broken or conflicting plugins ({', '.join(names)}); `gankit list-plugins` says why")
+    return registry
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -204,7 +214,7 @@ def _report(outcome) -> None:
 def list_plugins(kind: str | None, as_json: bool) -> None:
     """List the installed plugins' components: datasets, architectures, backends, exporters,
     metrics and feature extractors."""
-    registry = _registry()
+    registry = _registry(warn=False)
     if as_json:
         console.plugins_json(registry, kind)
     else:
@@ -294,3 +304,22 @@ def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> Non
     except ReportError as error:
         fail(str(error))
     console.info(f"wrote {output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {output.stat().st_size // 1024:,} KB)")
+
+
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", "kinds", multiple=True, required=True, type=click.Choice(("architecture", "dataset", "exporter")),
+              help="What the plugin provides; repeat for more than one.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True,
+              help="Where to write the package's folder, gankit-NAME.")
+def new_plugin(name: str, kinds: tuple[str, ...], output: Path) -> None:
+    """Write a ready plugin package, gankit-NAME: a pyproject with the entry point, the
+    components (each named NAME), a recipe and tests that use gankit.testing."""
+    from gankit.scaffold import ScaffoldError, write_plugin
+
+    try:
+        folder = write_plugin(name, list(kinds), output)
+    except ScaffoldError as error:
+        fail(str(error))
+    shown = folder if folder.is_absolute() else f"./{folder}"
+    console.info(f"wrote {shown}; next: pip install -e '{shown}[test]' && python -m pytest {shown}")

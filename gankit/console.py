@@ -16,6 +16,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 from rich.syntax import Syntax
 from rich.table import Table
 
+from gankit import API_VERSION, __version__
 from gankit.events import CheckpointSaved, EvalLogged, Event, RunFinished, RunStarted, StepLogged
 from gankit.registry import KINDS, Registry
 
@@ -180,13 +181,19 @@ def plugins_table(registry: Registry, kind: str | None) -> None:
                 description += f" [dim](backends: {', '.join(component.backends)})[/]"
             table.add_row(component.name, escape(component.provider), requires, description)
         out.print(table)
-    if registry.broken and not kind:
-        table = Table(title="broken plugins", title_justify="left", title_style="bold red")
-        for column in ("name", "provider", "error"):
-            table.add_column(column)
-        for plugin in registry.broken:
-            table.add_row(plugin.name, escape(plugin.provider), escape(plugin.error))
-        out.print(table)
+    problems = _plugin_problems(registry, kind)
+    if problems:
+        # Whole lines, not a table: each ends in the setting that silences it, made to be copied.
+        out.print("[bold red]broken or conflicting plugins[/]")
+        for _, problem in problems:
+            out.print(f"  {escape(problem)}", soft_wrap=True)
+
+
+def _plugin_problems(registry: Registry, kind: str | None) -> list[tuple[str, str]]:
+    """(name, one-line problem) of each broken plugin and each conflict; with ``kind``,
+    conflicts over components of other kinds are left out (a broken plugin's kinds are unknown)."""
+    rows = [(b.name, b.problem()) for b in registry.broken]
+    return rows + [(c.what, c.problem()) for c in registry.conflicts.values() if kind is None or c.kind in (None, kind)]
 
 
 def plugins_json(registry: Registry, kind: str | None) -> None:
@@ -202,8 +209,14 @@ def plugins_json(registry: Registry, kind: str | None) -> None:
         for k in ((kind,) if kind else KINDS)
         for c in registry.of_kind(k)
     ]
-    broken = [{"name": b.name, "provider": b.provider, "error": b.error} for b in registry.broken]
-    sys.stdout.write(json.dumps({"plugins": rows, "broken": broken}, indent=2) + "\n")
+    broken = [{"name": b.name, "provider": b.provider, "error": b.error, "problem": b.problem()} for b in registry.broken]
+    conflicts = [
+        {"what": c.what, "kind": c.kind, "plugins": [{"name": n, "provider": p} for n, p in c.claimants], "problem": c.problem()}
+        for c in registry.conflicts.values() if kind is None or c.kind in (None, kind)
+    ]
+    document = {"api_version": API_VERSION, "gankit_version": __version__,
+                "plugins": rows, "broken": broken, "conflicts": conflicts}
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
 def eval_table(record: dict) -> None:
@@ -252,7 +265,7 @@ def batch_table(outcomes, console: Console | None = None) -> None:
     for column in ("steps", "time", "D loss", "G loss"):
         table.add_column(column, justify="right", no_wrap=True)
     for o in outcomes:
-        loss = lambda key: f"{o.final[key]:.3f}" if key in o.final else "-"  # noqa: E731
+        loss = lambda key, final=o.final: f"{final[key]:.3f}" if key in final else "-"  # noqa: E731
         row = [escape(o.run_dir.name if o.run_dir else o.label)]
         row += [escape(str(o.sweep.get(key, "-"))) for key in swept]
         row += [o.backend or "-"] if len(backends) > 1 else []

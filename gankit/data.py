@@ -15,6 +15,9 @@ from typing import Callable
 
 import numpy as np
 
+__all__ = ["DataSpec", "ImageData", "DataError", "DataContext", "default_cache_dir", "sha256_of", "md5_of",
+           "download"]
+
 
 @dataclass(frozen=True)
 class DataSpec:

@@ -2,8 +2,9 @@
 with exactly how each number was computed.
 
 Generated images come from a checkpoint (``gankit evaluate``: ``gankit.sampling.evaluate_run``)
-or from the live trainer (a recipe's ``[eval]``: ``TrainingEvaluation``); real images from the run's dataset. Both go through one feature
-extractor, and the metrics compare the features. The real images' features are cached,
+or from the live trainer (a recipe's ``[eval]``: ``TrainingEvaluation``); real images from
+the run's dataset. Both go through one feature extractor, and the metrics compare the
+features. The real images' features are cached,
 keyed by the data's sha256, the extractor's description and the sample count, so a second
 evaluation extracts only the generated images.
 """
@@ -25,6 +26,7 @@ from gankit import __version__
 from gankit.data import DataContext, DataError, ImageData, default_cache_dir
 from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.files import write_bytes, write_json
+from gankit.params import validate_params
 from gankit.registry import Component, Registry
 from gankit.rundir import RunDir
 
@@ -112,10 +114,9 @@ def resolve_plan(config: EvalConfig, registry: Registry) -> EvalPlan:
 
 
 def _available(component: Component) -> Component:
-    missing = component.missing_requirements()
-    if missing:
-        raise EvalError(f"{component.kind} {component.name!r} needs {', '.join(missing)}, which is not installed; "
-                        "pip install 'gankit[eval]'")
+    problem = component.requirement_problem()
+    if problem:
+        raise EvalError(problem)
     return component
 
 
@@ -125,7 +126,7 @@ def _params(component: Component, values: dict[str, Any]) -> BaseModel | None:
             raise EvalError(f"{component.kind} {component.name!r} takes no parameters (got {', '.join(values)})")
         return None
     try:
-        return component.params.model_validate(values)
+        return validate_params(component.params, values)
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
@@ -337,3 +338,7 @@ class TrainingEvaluation:
             **self.evaluator.describe(),
         })
         return scores
+
+
+# What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
+__all__ = ["Metric", "FeatureExtractor", "ExtractorContext", "Features", "EvalError", "data_sha256"]

@@ -10,6 +10,9 @@ import numpy as np
 
 from gankit.params import Interval
 
+__all__ = ["Event", "RunStarted", "StepLogged", "EvalLogged", "SamplesReady", "CheckpointSaved", "RunFinished",
+           "Exporter"]
+
 
 @dataclass(frozen=True)
 class RunStarted:

@@ -1,4 +1,6 @@
-"""Every hook a plugin can implement. Each docstring is that hook's documentation.
+"""Every hook a plugin can implement. Each docstring is that hook's documentation;
+docs/plugins.md is the full reference (events, parameters, primitives, what is stable),
+for plugin API version ``gankit.API_VERSION``.
 
 Each hook receives a ``register`` callback and calls it once per component:
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from gankit.files import write_bytes
 
+__all__ = ["grid", "png_bytes", "write_png", "write_npz"]
+
 
 def grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
     """Tile uint8 (N, H, W, C) images into one (rows*H, columns*W, C) image with a

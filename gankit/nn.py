@@ -33,6 +33,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Union
 
+__all__ = ["Dense", "Conv", "ConvTranspose", "BatchNorm", "Dropout", "LeakyReLU", "ReLU", "Tanh", "Sigmoid",
+           "Reshape", "Flatten", "Layer", "INITS", "ShapeError", "same_padding", "output_shape",
+           "parameter_count", "Network", "Architecture"]
+
 
 @dataclass(frozen=True)
 class Dense:

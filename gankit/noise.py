@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["training_noise", "fixed_noise", "sample_noise"]
+
 TRAINING, FIXED = 1, 2
 """Streams of a recipe's seed, so that no two draws share random numbers."""
 

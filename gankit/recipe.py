@@ -20,12 +20,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gankit.params import validate_params
 from gankit.registry import Component, Registry
 from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.train_config import TrainConfig
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    import tomllib  # noqa: TID251 (this is the loader everything else uses)
 else:
     import tomli as tomllib
 
@@ -220,7 +221,7 @@ def _validate(model: type[BaseModel] | None, values: dict, path: Path, prefix: s
             raise RecipeError(f"{path}: {prefix}.{next(iter(values))}: unknown key; this component takes no parameters")
         return None
     try:
-        return model.model_validate(values)
+        return validate_params(model, values)
     except ValidationError as error:
         raise RecipeError(_format_validation(path, prefix, error, model)) from None
 
@@ -327,3 +328,7 @@ def load_recipes(path: Path, overrides: list[str], registry: Registry, max_runs:
     data = apply_overrides(read_toml(path), overrides, path)
     return [dataclasses.replace(build_recipe(variant, path, registry), sweep=values)
             for variant, values in expand_sweep(data, path, max_runs)]
+
+
+# What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
+__all__ = ["read_toml", "RecipeError"]

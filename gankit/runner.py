@@ -10,10 +10,9 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,39 +40,33 @@ class RunResult:
     seconds: float
 
 
-def install_hint(module: str) -> str:
-    """``pip install 'gankit[EXTRA]'`` for the extra of gankit's that brings ``module``,
-    else ``pip install MODULE``."""
-    try:
-        requirements = metadata.requires("gankit") or []
-    except metadata.PackageNotFoundError:
-        requirements = []
-    normal = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
-    for requirement in requirements:
-        name, _, marker = requirement.partition(";")
-        extra = re.search(r'extra\s*==\s*"([^"]+)"', marker)
-        if extra and normal(re.split(r"[^\w.-]", name.strip())[0]) == normal(module):
-            return f"pip install 'gankit[{extra.group(1)}]'"
-    return f"pip install {module}"
-
-
 def _require(choice: Choice) -> None:
-    missing = choice.component.missing_requirements()
-    if missing:
-        raise RunError(
-            f"{choice.component.kind} {choice.name!r} needs {', '.join(missing)}, which is not installed; "
-            f"{install_hint(missing[0])}"
-        )
+    problem = choice.component.requirement_problem()
+    if problem:
+        raise RunError(problem)
+
+
+@contextmanager
+def plugin_errors(recipe: Recipe, section: str, choice: Choice, expected: tuple[type[Exception], ...] = ()):
+    """Turn what a plugin's factory raises into a RunError of one line naming the recipe and
+    the plugin: ``expected`` errors keep their own message, any other gets its type."""
+    try:
+        yield
+    except expected as error:
+        raise RunError(f"{recipe.path}: {section}: {error}") from None
+    except Exception as error:
+        text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        component = choice.component
+        raise RunError(f"{recipe.path}: {section}: {component.kind} {component.name!r} ({component.provider}) "
+                       f"failed: {type(error).__name__}{': ' + text if text else ''}") from None
 
 
 def build_architecture(recipe: Recipe, spec) -> Architecture:
     _require(recipe.architecture)
     component = recipe.architecture.component
-    try:
+    with plugin_errors(recipe, "architecture", recipe.architecture, (ShapeError, ValueError)):
         architecture = component.factory(recipe.architecture.params, spec)
         architecture.check(spec.shape, recipe.train.batch_size)
-    except (ShapeError, ValueError) as error:
-        raise RunError(f"{recipe.path}: architecture: {error}") from None
     _check_memory(architecture, recipe)
     return architecture
 
@@ -106,11 +99,9 @@ def build_trainer(recipe: Recipe, spec):
     """The backend's trainer for this recipe, without data (also used by ``gankit sample``)."""
     architecture = build_architecture(recipe, spec)
     _require(recipe.backend)
-    try:
+    with plugin_errors(recipe, "backend", recipe.backend, (BackendError, ShapeError)):
         backend = recipe.backend.component.factory(recipe.backend.params)
         trainer = backend.trainer(architecture, spec, recipe.train, recipe.seed)
-    except (BackendError, ShapeError) as error:
-        raise RunError(f"{recipe.path}: backend: {error}") from None
     try:
         check_supported(recipe.train, architecture, trainer)
     except ValueError as error:
@@ -120,10 +111,8 @@ def build_trainer(recipe: Recipe, spec):
 
 def load_data(recipe: Recipe, context: DataContext) -> ImageData:
     _require(recipe.dataset)
-    try:
+    with plugin_errors(recipe, "dataset", recipe.dataset, (DataError,)):
         return recipe.dataset.component.factory(recipe.dataset.params, context).load("train")
-    except DataError as error:
-        raise RunError(f"{recipe.path}: dataset: {error}") from None
 
 
 def provenance(recipe: Recipe, spec: DataSpec) -> dict[str, Any]:
@@ -310,8 +299,11 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
     stop_on_error = recipe.train.on_exporter_error == "stop"
     then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
             else "it is disabled for the rest of the run")
-    exporters = [GuardedExporter(c.name, c.component.factory(c.params, run_dir), run_dir.path, warn, then)
-                 for c in recipe.exports]
+    exporters = []
+    for index, choice in enumerate(recipe.exports):
+        with plugin_errors(recipe, f"export.{index}", choice):
+            exporters.append(GuardedExporter(choice.name, choice.component.factory(choice.params, run_dir),
+                                             run_dir.path, warn, then))
     failures = lambda: [e.failure for e in exporters if e.failure]  # noqa: E731
     handlers = [MetricsWriter(run_dir.metrics).handle, CurvesWriter(run_dir).handle,
                 *(e.handle for e in exporters), *listeners]

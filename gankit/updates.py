@@ -15,6 +15,8 @@ from gankit import nn
 from gankit.objectives import LOSSES, gradient_penalty, label_targets, r1_penalty
 from gankit.train_config import TrainConfig
 
+__all__ = ["Plan", "Updates", "update_ema", "check_supported"]
+
 
 @dataclass(frozen=True)
 class Plan:

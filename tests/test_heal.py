@@ -78,7 +78,8 @@ def test_an_exporter_that_raises_cannot_lose_the_run(tiny_mnist, tmp_path, polic
     warnings: list[str] = []
     result = run(build_recipe(table, tmp_path / "r.toml", registry), runs_root=tmp_path / "runs",
                  context=DataContext(warn=warnings.append, info=lambda _: None))
-    assert len(warnings) == 1 and "exporter 'flaky' failed at step 2 (RuntimeError: the exporter's server went away)" in warnings[0]
+    assert len(warnings) == 1
+    assert "exporter 'flaky' failed at step 2 (RuntimeError: the exporter's server went away)" in warnings[0]
     summary = json.loads((result.run_dir / "summary.json").read_text())
     if policy == "disable":
         assert result.finished.status == "completed" and summary["steps"] == 6

@@ -5,7 +5,6 @@ reach (asymmetric 'same' padding, 'valid' transposed convolutions)."""
 
 from __future__ import annotations
 
-import tomllib
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from gankit import nn
 from gankit.data import DataSpec
 from gankit.plugins import load_registry
+from gankit.recipe import read_toml
 
 pytestmark = pytest.mark.skipif(find_spec("torch") is None or find_spec("tensorflow") is None,
                                 reason="needs both torch and tensorflow")
@@ -74,7 +74,7 @@ def test_every_shipped_recipe_is_walked():
 @pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(RECIPE_DIR)) for p in RECIPES])
 def test_a_recipe_architecture_compiles_alike_on_torch_and_tensorflow(path):
     registry = load_registry()
-    recipe = tomllib.loads(path.read_text())
+    recipe = read_toml(path)
     table = dict(recipe["architecture"])
     component = registry.get("architecture", table.pop("use"))
     if component.backends is not None and not {"torch", "tensorflow"} <= set(component.backends):

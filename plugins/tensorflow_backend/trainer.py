@@ -131,7 +131,8 @@ class TensorflowTrainer(TensorOps):
         self._steps: dict = {}
         self._samplers = {raw: tf.function(lambda z, model=model: model(z, training=False), autograph=False,
                                            input_signature=[tf.TensorSpec([None, self.latent_dim], tf.float32)])
-                          for raw, model in ((True, self.generator), (False, self.average if self.average is not None else self.generator))}
+                          for raw, model in ((True, self.generator),
+                                             (False, self.average if self.average is not None else self.generator))}
 
     def _optimizer(self, lr: float, model):
         clip = {"clipvalue": self.train.clip_value} if self.train.clip_value else {}
