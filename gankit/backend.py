@@ -107,12 +107,7 @@ class Primitives(Protocol):
         """(average, live) pairs of the generator's trainable weights."""
 
     def ema_state(self) -> list[tuple[Any, Any]]:
-        """(average, live) pairs of the generator's other state that the average copies
-        (spectral-norm vectors, ...): not its BatchNorm statistics, which it keeps of its own."""
-
-    def forward_average(self, z: Any) -> None:
-        """Run the averaged generator on ``z`` in training mode, recording no gradient: its
-        BatchNorm layers update their statistics from its own activations."""
+        """(average, live) pairs of the generator's other state (BatchNorm statistics, ...)."""
 
     def advance_spectral_norm(self, network: str) -> None:
         """``u <- gankit.spectral.advance(self, matrix, u)`` for every spectral-normalised

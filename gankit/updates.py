@@ -43,44 +43,41 @@ class Updates:
         ``plan.ema_decay`` with a backend tensor (so a compiled step need not retrace)."""
         ops.advance_spectral_norm("generator")
         if self.train.update == "simultaneous":
-            values, z = self._simultaneous(ops, reals[0], plan.due)
+            values = self._simultaneous(ops, reals[0], plan.due)
         else:
-            values, z = self._alternating(ops, reals, plan.due)
+            values = self._alternating(ops, reals, plan.due)
         if plan.ema_decay is not None:
-            update_ema(ops, plan.ema_decay if ema_decay is None else ema_decay, z)
+            update_ema(ops, plan.ema_decay if ema_decay is None else ema_decay)
         return values
 
     def _alternating(self, ops, reals, due):
         """``d_steps`` discriminator updates, each on its own real batch; then one generator
-        update through the updated discriminator, on the last fake batch. Returns the step's
-        scalars and that batch's noise."""
+        update through the updated discriminator, on the last fake batch."""
         for real in reals:
             ops.advance_spectral_norm("discriminator")
             g_tape = ops.tape()
-            z = ops.latent(real)
             with g_tape:
-                fake = ops.forward_generator(z)
+                fake = ops.forward_generator(ops.latent(real))
             with ops.tape() as d_tape:
                 d_loss, real_out, fake_out, extra = self._discriminator_loss(ops, real, ops.stop_gradient(fake), due)
             ops.apply("discriminator", d_tape.gradient(d_loss, "discriminator"))
         with g_tape:
             g_loss = self.loss.g_loss(ops, ops.forward_discriminator(fake))
         ops.apply("generator", g_tape.gradient(g_loss, "generator"))
-        return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra), z
+        return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra)
 
     def _simultaneous(self, ops, real, due):
         """Both losses from one forward pass, each network's gradients from its own loss (the
-        TensorFlow tutorial's two-tape step). Returns the step's scalars and its noise."""
+        TensorFlow tutorial's two-tape step)."""
         ops.advance_spectral_norm("discriminator")
-        z = ops.latent(real)
         with ops.tape() as g_tape, ops.tape() as d_tape:
-            fake = ops.forward_generator(z)
+            fake = ops.forward_generator(ops.latent(real))
             d_loss, real_out, fake_out, extra = self._discriminator_loss(ops, real, fake, due)
             g_loss = self.loss.g_loss(ops, fake_out)
         g_gradients, d_gradients = g_tape.gradient(g_loss, "generator"), d_tape.gradient(d_loss, "discriminator")
         ops.apply("discriminator", d_gradients)
         ops.apply("generator", g_gradients)
-        return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra), z
+        return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra)
 
     def _discriminator_loss(self, ops, real, fake, due):
         """D's loss with every penalty due at this step (weight x every, so a lazy penalty
@@ -111,21 +108,17 @@ class Updates:
         return {name: ops.stop_gradient(value) for name, value in values.items()}
 
 
-def update_ema(ops, decay, z) -> None:
+def update_ema(ops, decay) -> None:
     """average <- decay * average + (1 - decay) * live, for every trainable weight of the
-    generator; its spectral-norm vectors are copied. Then the averaged generator runs on the
-    step's noise ``z`` in training mode, so that its BatchNorm statistics are those of its own
-    activations: averaged weights normalised with the trained generator's statistics draw
-    washed-out images (the reason ``torch.optim.swa_utils.update_bn`` exists for SWA)."""
+    generator; its other state (BatchNorm statistics, spectral-norm vectors) is copied."""
     for average, live in ops.ema_weights():
         ops.assign(average, live + (average - live) * decay)
     for average, live in ops.ema_state():
         ops.assign(average, live)
-    ops.forward_average(z)
 
 
 NEEDED = {"gp": ("input_gradient", "batch_uniform"), "r1": ("input_gradient",),
-          "ema": ("ema_weights", "ema_state", "assign", "forward_average"), "spectral_norm": ("advance_spectral_norm", "matvec")}
+          "ema": ("ema_weights", "ema_state", "assign"), "spectral_norm": ("advance_spectral_norm", "matvec")}
 """The primitives each option needs beyond the plain losses."""
 
 

@@ -223,11 +223,7 @@ class TensorflowTrainer(TensorOps):
         return list(zip(self.average.trainable_variables, self.generator.trainable_variables))
 
     def ema_state(self):
-        return list(zip(_copied_variables(self.average), _copied_variables(self.generator)))
-
-    def forward_average(self, z) -> None:
-        if _batchnorm_layers(self.average):
-            self.average(z, training=True)
+        return list(zip(self.average.non_trainable_variables, self.generator.non_trainable_variables))
 
     def advance_spectral_norm(self, network: str) -> None:
         for layer in spectral_layers(self.networks[network]):
@@ -271,21 +267,3 @@ class TensorflowTrainer(TensorOps):
         except Exception as error:
             data = sorted(directory.glob(f"{CHECKPOINT}.data-*"))
             raise CheckpointError(data[0] if data else index, error) from None
-
-
-def _batchnorm_layers(model) -> list:
-    """The BatchNormalization layers of a model, nested models included."""
-    found, pending = [], list(model.layers)
-    while pending:
-        layer = pending.pop()
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        pending.extend(getattr(layer, "layers", []))
-    return found
-
-
-def _copied_variables(model) -> list:
-    """The variables an averaged generator copies from the trained one: its non-trainable
-    variables but BatchNorm's statistics."""
-    statistics = {id(variable) for layer in _batchnorm_layers(model) for variable in layer.non_trainable_variables}
-    return [variable for variable in model.non_trainable_variables if id(variable) not in statistics]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.modules.batchnorm import _BatchNorm
 from safetensors.torch import load_file, save_file
 
 from gankit.backend import (BackendError, CheckpointError, check_native_shapes, generate_images, native_networks,
@@ -156,16 +155,7 @@ class TorchTrainer(TensorOps):
         return [(average, live.detach()) for average, live in zip(self.average.parameters(), self.generator.parameters())]
 
     def ema_state(self):
-        return list(zip(_copied_buffers(self.average), _copied_buffers(self.generator)))
-
-    @torch.no_grad()
-    def forward_average(self, z: torch.Tensor) -> None:
-        if any(isinstance(module, _BatchNorm) for module in self.average.modules()):
-            self.average.train()
-            try:
-                self.average(z)
-            finally:
-                self.average.eval()
+        return list(zip(self.average.buffers(), self.generator.buffers()))
 
     def advance_spectral_norm(self, network: str) -> None:
         advance_spectral_norm(self.networks[network])
@@ -226,12 +216,6 @@ class TorchTrainer(TensorOps):
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         self.noise.set_state(state["rng_noise"].cpu())
         self.fixed_noise = state["fixed_noise"].to(self.device)
-
-
-def _copied_buffers(network: torch.nn.Module) -> list[torch.Tensor]:
-    """The buffers an averaged generator copies from the trained one: all but BatchNorm's."""
-    return [buffer for module in network.modules() if not isinstance(module, _BatchNorm)
-            for buffer in module.buffers(recurse=False)]
 
 
 def _load_weights(module: torch.nn.Module, path: Path, device) -> None:
