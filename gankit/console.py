@@ -1,4 +1,5 @@
-"""Everything the user sees. The only module that touches rich."""
+"""Everything the user sees. The only module that touches rich, which it imports only when
+something is shown, so that ``gankit --help`` does not pay for it."""
 
 from __future__ import annotations
 
@@ -6,37 +7,54 @@ import json
 import sys
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
-
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
-from rich.syntax import Syntax
-from rich.table import Table
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from gankit.events import CheckpointSaved, EvalLogged, Event, RunFinished, RunStarted, StepLogged
 from gankit.registry import KINDS, Registry
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _console(name: str) -> "Console":
+    """The module's ``out`` or ``err`` console, made on first use (tests may replace them)."""
+    found = globals().get(name)
+    if found is None:
+        from rich.console import Console
+
+        found = globals()[name] = Console(stderr=name == "err", highlight=False)
+    return found
+
+
+def __getattr__(name: str):
+    if name in ("out", "err"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def escape(text: str) -> str:
+    """``text`` with rich's markup characters escaped."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    _console("err").print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+    _console("err").print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
-    out.print(escape(message))
+    _console("out").print(escape(message))
 
 
 def show_toml(text: str) -> None:
-    out.print(Syntax(text, "toml", background_color="default"))
+    from rich.syntax import Syntax
+
+    _console("out").print(Syntax(text, "toml", background_color="default"))
 
 
 def _clock(seconds: float) -> str:
@@ -62,7 +80,9 @@ class RunProgress:
 
     def __init__(self, title: str, *, interval: float = 30.0):
         self.title, self.interval = title, interval
-        self.plain = not out.is_terminal
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.plain = not _console("out").is_terminal
         self.progress = None if self.plain else Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=24),
@@ -73,7 +93,7 @@ class RunProgress:
             TextColumn("{task.fields[speed]}"),
             TimeElapsedColumn(),
             TextColumn("eta {task.fields[eta]}"),
-            console=out,
+            console=_console("out"),
             transient=False,
         )
         self.task = None
@@ -91,7 +111,7 @@ class RunProgress:
             self.progress.stop()
 
     def _print(self, text: str) -> None:
-        (self.progress.console if self.progress is not None else out).print(text, soft_wrap=self.plain)
+        (self.progress.console if self.progress is not None else _console("out")).print(text, soft_wrap=self.plain)
 
     def _eta(self, step: int) -> str:
         elapsed = time.monotonic() - self.started
@@ -143,19 +163,22 @@ def work_progress(interval: float = 30.0) -> Iterator[Callable[[str, int, int], 
     """A ``progress(what, done, total)`` callback for long work (feature extraction): a bar
     per ``what`` on a terminal, elsewhere a plain line at the start, the end, and at most
     every ``interval`` seconds between."""
-    if not out.is_terminal:
+    if not _console("out").is_terminal:
         last: dict[str, float] = {}
 
         def line(what: str, done: int, total: int) -> None:
             if done in (0, total) or time.monotonic() - last.get(what, 0.0) >= interval:
-                out.print(f"{escape(what)}: {done:,}/{total:,}", soft_wrap=True)
+                _console("out").print(f"{escape(what)}: {done:,}/{total:,}", soft_wrap=True)
                 last[what] = time.monotonic()
 
         yield line
         return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
     with Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=out) as bars:
-        tasks: dict[str, TaskID] = {}
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=_console("out")) as bars:
+        tasks: dict[str, int] = {}
 
         def bar(what: str, done: int, total: int) -> None:
             if what not in tasks:
@@ -166,6 +189,8 @@ def work_progress(interval: float = 30.0) -> Iterator[Callable[[str, int, int], 
 
 
 def plugins_table(registry: Registry, kind: str | None) -> None:
+    from rich.table import Table
+
     for each in (kind,) if kind else KINDS:
         table = Table(title=f"{each}s", title_justify="left", title_style="bold")
         for column in ("name", "provider", "requires", "description"):
@@ -179,14 +204,14 @@ def plugins_table(registry: Registry, kind: str | None) -> None:
             if component.backends is not None:
                 description += f" [dim](backends: {', '.join(component.backends)})[/]"
             table.add_row(component.name, escape(component.provider), requires, description)
-        out.print(table)
+        _console("out").print(table)
     if registry.broken and not kind:
         table = Table(title="broken plugins", title_justify="left", title_style="bold red")
         for column in ("name", "provider", "error"):
             table.add_column(column)
         for plugin in registry.broken:
             table.add_row(plugin.name, escape(plugin.provider), escape(plugin.error))
-        out.print(table)
+        _console("out").print(table)
 
 
 def plugins_json(registry: Registry, kind: str | None) -> None:
@@ -208,6 +233,8 @@ def plugins_json(registry: Registry, kind: str | None) -> None:
 
 def eval_table(record: dict) -> None:
     """The scores of one evaluation (``gankit.evaluation.evaluate_run``) and how they were computed."""
+    from rich.table import Table
+
     extractor, real, scores = record["extractor"], record.get("real"), record["scores"]
     table = Table(title=f"scores with {escape(extractor['name'])} features", title_justify="left", title_style="bold")
     for column in ("metric", "score", "std"):
@@ -216,14 +243,14 @@ def eval_table(record: dict) -> None:
         if not key.endswith("_std"):
             std = scores.get(f"{key}_std")
             table.add_row(escape(key.upper()), f"{value:.4g}", f"{std:.2g}" if std is not None else "")
-    out.print(table)
+    _console("out").print(table)
     checkpoint, generated = record["checkpoint"], record["generated"]
     lines = [f"checkpoint  {checkpoint['path']} (step {checkpoint['step']})",
              f"generated   {generated['count']:,} images, seed {generated['seed']}"]
     if real:
         lines.append(f"real        {real['count']:,} of {real['images_in_split']:,} {real['split']} images ({real['source']})")
     lines.append(f"extractor   {extractor['name']}, weights sha256 {extractor.get('weights_sha256', '-')}")
-    out.print("\n".join(f"[dim]{escape(line)}[/]" for line in lines))
+    _console("out").print("\n".join(f"[dim]{escape(line)}[/]" for line in lines))
 
 
 def _duration(seconds: float) -> str:
@@ -234,6 +261,9 @@ def batch_table(outcomes, console: Console | None = None) -> None:
     """The end of a batch: one row per run (``gankit.batch.Outcome``), made to fit 80
     columns: a sweep's values get columns of their own, so its rows tell apart even when
     the long run names are cut short; a backend shared by all runs goes in the title."""
+    from rich import box
+    from rich.table import Table
+
     colours = {"completed": "green", "interrupted": "yellow", "skipped": "dim"}
     swept = list(dict.fromkeys(key for o in outcomes for key in o.sweep))
     backends = {o.backend for o in outcomes if o.backend}
@@ -259,4 +289,4 @@ def batch_table(outcomes, console: Console | None = None) -> None:
         row += [f"[{colours.get(o.status, 'red')}]{o.status}[/]", str(o.steps) if o.steps else "-",
                 _duration(o.seconds) if o.seconds else "-", loss("d_loss"), loss("g_loss")]
         table.add_row(*row)
-    (console or out).print(table)
+    (console or _console("out")).print(table)
