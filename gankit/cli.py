@@ -111,10 +111,21 @@ def _latest_run(runs_dir: Path) -> Path:
               help="Where run directories are created.")
 @click.option("--max-runs", default=10_000, show_default=True, type=click.IntRange(1),
               help="Refuse recipes and sweeps that expand to more runs than this.")
+@click.option("--jobs", "processes", default=1, show_default=True, type=click.IntRange(1, 1024),
+              help="Train up to N runs of the batch at once, each in a process of its own.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", envvar="GANKIT_RAY_ADDRESS", metavar="[ADDRESS]",
+              help="Run each run of the batch as a task on a Ray cluster (default: the one `ray start` made here or "
+                   "RAY_ADDRESS names; 'local': a Ray of its own on this machine). Also $GANKIT_RAY_ADDRESS.")
+@click.option("--cpus-per-run", type=click.FloatRange(0, min_open=True),
+              help="With --ray: CPU cores each run reserves (default: the recipe's resources.cpus, else 1).")
+@click.option("--gpus-per-run", type=click.FloatRange(0),
+              help="With --ray: GPUs each run reserves (default: the recipe's resources.gpus, else 0).")
 def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, keep_going: bool,
-        resume_from: str | None, runs_dir: Path, max_runs: int) -> None:
+        resume_from: str | None, runs_dir: Path, max_runs: int, processes: int, ray_address: str | None,
+        cpus_per_run: float | None, gpus_per_run: float | None) -> None:
     """Train the GAN each RECIPE describes, one after another (a [sweep] table expands into
-    one run per combination), or continue a stopped run with --resume."""
+    one run per combination), several at once with --jobs or --ray, or continue a stopped
+    run with --resume."""
     import tomli_w
 
     from gankit.batch import load_all
@@ -130,9 +141,12 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
         with console.RunProgress(recipe.name) as progress:
             return start_run(recipe, runs_root=runs_dir, context=context, listeners=[progress.handle], should_stop=stop)
 
+    parallel = processes > 1 or bool(ray_address)
     if resume_from is not None:
         if recipes:
             fail("--resume continues one run: give no recipe files with it")
+        if parallel:
+            fail("--resume continues one run here: leave out --jobs and --ray")
         run_dir = _latest_run(runs_dir) if resume_from == "latest" else Path(resume_from)
         if run_dir.is_dir() and not [p for p in run_dir.iterdir() if p.name != ".lock"]:
             fail(f"--resume {resume_from}: {run_dir} is empty (the run was stopped before it began); "
@@ -159,7 +173,11 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
         start = start_new
 
     with stop.installed():
-        outcomes = _run_jobs(jobs, invalid, start, keep_going, stop)
+        if parallel:
+            outcomes = _run_in_parallel(jobs, invalid, runs_dir, context.cache_dir, processes, ray_address,
+                                        (cpus_per_run, gpus_per_run), keep_going, stop)
+        else:
+            outcomes = _run_jobs(jobs, invalid, start, keep_going, stop)
     if any(o.status == "interrupted" for o in outcomes):
         sys.exit(130)
     if not all(o.succeeded for o in outcomes):
@@ -183,6 +201,34 @@ def _run_jobs(jobs, invalid, start, keep_going, stop):
     except KeyboardInterrupt as error:
         console.error(str(error) or "aborted at once; every file written so far is complete")
         sys.exit(130)
+    return outcomes
+
+
+def _run_in_parallel(recipes, invalid, runs_dir: Path, cache_dir: Path, processes: int, ray_address: str | None,
+                     resources: tuple[float | None, float | None], keep_going: bool, stop: StopFlag):
+    """The batch on ``processes`` local processes, or on Ray; the same report and table."""
+    from gankit.parallel import LocalEngine, make_jobs, run_parallel
+    from gankit.rundir import RunError, writable_root
+
+    try:
+        writable_root(runs_dir)
+        if ray_address:
+            from gankit.ray_batch import RayEngine
+
+            engine = RayEngine(ray_address, runs_dir)
+        else:
+            engine = LocalEngine(processes)
+    except RunError as error:
+        fail(str(error))
+    jobs = make_jobs(recipes, runs_dir, cache_dir, *resources)
+    try:
+        with console.BatchProgress([job.run_dir.name for job in jobs]) as display:
+            outcomes = invalid + run_parallel(jobs, engine, keep_going=keep_going, stop_requested=stop,
+                                              display=display, report=_report)
+    except KeyboardInterrupt:
+        console.error("aborted at once; every file written so far is complete, and each run can be resumed")
+        sys.exit(130)
+    console.batch_table(outcomes)
     return outcomes
 
 

@@ -69,6 +69,24 @@ def _losses(values: dict[str, float]) -> str:
             f"D(G(z)) {get('d_fake'):.2f}")
 
 
+def _run_bars():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("epoch {task.fields[epoch]}"),
+        TextColumn("{task.fields[losses]}"),
+        TextColumn("{task.fields[scores]}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta {task.fields[eta]}"),
+        console=_console("out"),
+        transient=False,
+    )
+
+
 class RunProgress:
     """One run's progress: epoch, step, losses, D(x), D(G(z)), images/s, elapsed and ETA.
 
@@ -78,36 +96,24 @@ class RunProgress:
     run (or resume) started, so it shows even when each step takes minutes.
     """
 
-    def __init__(self, title: str, *, interval: float = 30.0):
+    def __init__(self, title: str, *, interval: float = 30.0, shared=None):
+        """``shared``: the live display of a whole batch (``BatchProgress``), where this run gets a bar."""
         self.title, self.interval = title, interval
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.plain = not _console("out").is_terminal
-        self.progress = None if self.plain else Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TextColumn("epoch {task.fields[epoch]}"),
-            TextColumn("{task.fields[losses]}"),
-            TextColumn("{task.fields[scores]}"),
-            TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta {task.fields[eta]}"),
-            console=_console("out"),
-            transient=False,
-        )
+        self.owned = shared is None
+        self.progress = None if self.plain else (shared or _run_bars())
         self.task = None
         self.started = self.start_step = self.total = 0
         self.last_line = float("-inf")
         self.last_step = None
 
     def __enter__(self):
-        if self.progress is not None:
+        if self.progress is not None and self.owned:
             self.progress.start()
         return self
 
     def __exit__(self, *exc):
-        if self.progress is not None:
+        if self.progress is not None and self.owned:
             self.progress.stop()
 
     def _print(self, text: str) -> None:
@@ -156,6 +162,31 @@ class RunProgress:
         self._print(f"{escape(self.title)}  step {step}/{self.total} ({percent:.0f}%)  {escape(text)}  "
                     f"elapsed {elapsed}  eta {self._eta(step)}")
         self.last_line, self.last_step = time.monotonic(), step
+
+
+class BatchProgress:
+    """Every run of a parallel batch at once: a bar per run on a terminal (added as each
+    starts), elsewhere each run's plain lines, named after the run."""
+
+    def __init__(self, titles: list[str], *, interval: float = 30.0):
+        self.shared = None if not _console("out").is_terminal else _run_bars()
+        self.runs = [RunProgress(title, interval=interval, shared=self.shared) for title in titles]
+
+    def __enter__(self):
+        if self.shared is not None:
+            self.shared.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.shared is not None:
+            self.shared.stop()
+
+    def handle(self, index: int, event: Event) -> None:
+        self.runs[index].handle(event)
+
+    def message(self, index: int, level: str, text: str) -> None:
+        """A dataset's or the run's warning or note, from the worker training run ``index``."""
+        (warn if level == "warn" else info)(f"{self.runs[index].title}: {text}")
 
 
 @contextmanager

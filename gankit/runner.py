@@ -232,15 +232,17 @@ def run(
     context: DataContext,
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
+    run_dir: Path | None = None,
 ) -> RunResult:
-    """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory."""
+    """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory, or in
+    ``run_dir``, an empty one made beforehand (a parallel batch numbers its runs in order)."""
     folder = writable_root(runs_root)
     prepared = prepare(recipe, context)
     check_space(folder, prepared.trainer)
     if should_stop():
         raise KeyboardInterrupt("stopped before the run began; nothing was written")
     resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
-    run_dir = next_run_dir(runs_root, recipe.name)
+    run_dir = run_dir or next_run_dir(runs_root, recipe.name)
     with run_lock(run_dir):
         with writing(run_dir):
             write_text(run_dir / "recipe.toml", resolved)
