@@ -110,8 +110,8 @@ def kill_one_fail_one(batch, tmp_path, *engine):
     os.kill(lock_holder(victim_dir), signal.SIGKILL)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 1, output
-    table = output[output.rindex("runs in"):]
-    assert [line.split()[:2] for line in table.splitlines() if line.strip()[:5].isdigit() or "failing" in line] == [
+    rows = [line.split()[:2] for line in output[output.rindex("runs in"):].splitlines()[1:]]
+    assert [row for row in rows if row and (row[0][:5].isdigit() or row[0] == "failing")] == [
         ["00000-a", "completed"], ["failing", "failed"], ["00002-victim", "failed"], ["00003-b", "completed"]]
     assert "the worker training it" in output and f"gankit run --resume {victim_dir}" in output.replace("\n", "")
     assert sorted(p.name for p in runs.iterdir()) == ["00000-a", "00002-victim", "00003-b"]  # 00001 given back
