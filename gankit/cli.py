@@ -120,9 +120,11 @@ def _latest_run(runs_dir: Path) -> Path:
               help="With --ray: CPU cores each run reserves (default: the recipe's resources.cpus, else 1).")
 @click.option("--gpus-per-run", type=click.FloatRange(0),
               help="With --ray: GPUs each run reserves (default: the recipe's resources.gpus, else 0).")
+@click.option("--gpus", type=click.IntRange(1, 1024),
+              help="Train one run on K GPUs of this machine (DistributedDataParallel; starts torchrun).")
 def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, keep_going: bool,
         resume_from: str | None, runs_dir: Path, max_runs: int, processes: int, ray_address: str | None,
-        cpus_per_run: float | None, gpus_per_run: float | None) -> None:
+        cpus_per_run: float | None, gpus_per_run: float | None, gpus: int | None) -> None:
     """Train the GAN each RECIPE describes, one after another (a [sweep] table expands into
     one run per combination), several at once with --jobs or --ray, or continue a stopped
     run with --resume."""
@@ -133,15 +135,20 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     from gankit.runner import resume
     from gankit.runner import run as start_run
 
+    parallel = processes > 1 or bool(ray_address)
+    if gpus is not None:
+        _start_torchrun(gpus, recipes, overrides, resume_from, runs_dir, parallel or dry_run)
+    world = _distributed_world(len(recipes), parallel)
     registry = _registry()
     context = DataContext(warn=console.warn, info=console.info)
     stop = StopFlag()
+    should_stop = stop if world is None else world.stop_together(stop)
 
     def start_new(recipe):
         with console.RunProgress(recipe.name) as progress:
-            return start_run(recipe, runs_root=runs_dir, context=context, listeners=[progress.handle], should_stop=stop)
+            return start_run(recipe, runs_root=runs_dir, context=context, listeners=[progress.handle],
+                             should_stop=should_stop, world=world)
 
-    parallel = processes > 1 or bool(ray_address)
     if resume_from is not None:
         if recipes:
             fail("--resume continues one run: give no recipe files with it")
@@ -157,7 +164,7 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
         def continue_run(_no_recipe):
             with console.RunProgress(run_dir.name) as progress:
                 return resume(run_dir, registry, overrides=list(overrides), context=context,
-                              listeners=[progress.handle], should_stop=stop)
+                              listeners=[progress.handle], should_stop=should_stop, world=world)
 
         jobs, invalid, start = [None], [], continue_run
     else:
@@ -202,6 +209,42 @@ def _run_jobs(jobs, invalid, start, keep_going, stop):
         console.error(str(error) or "aborted at once; every file written so far is complete")
         sys.exit(130)
     return outcomes
+
+
+def _distributed_world(recipe_count: int, parallel: bool):
+    """This process's place in a run that torchrun started on several processes (None when
+    alone). Ranks other than 0 train silently; rank 0 shows progress and writes the run."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    if parallel or recipe_count > 1:
+        fail("under torchrun gankit trains one run on every process: give one recipe, without --jobs or --ray")
+    from gankit.distributed import current
+
+    world = current()
+    if not world.writer:
+        console.silence_output()
+    return world
+
+
+def _start_torchrun(gpus: int, recipes, overrides, resume_from, runs_dir: Path, refused: bool) -> None:
+    """``gankit run --gpus K``: this same command under ``torchrun --nproc-per-node K``."""
+    import subprocess
+
+    if refused or len(recipes) > 1:
+        fail("--gpus trains one run on several GPUs: give one recipe, without --jobs, --ray or --dry-run")
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        fail("--gpus starts torchrun itself: leave it out under torchrun")
+    import torch
+
+    if torch.cuda.device_count() < gpus:
+        fail(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} CUDA GPU(s); on CPUs run "
+             f"torchrun --nproc-per-node {gpus} -m gankit run RECIPE (gloo)")
+    arguments = [*map(str, recipes), *[f"--set={o}" for o in overrides], f"--runs-dir={runs_dir}"]
+    arguments += [f"--resume={resume_from}"] if resume_from else []
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
+               "-m", "gankit", "run", *arguments]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process of the run; torchrun ends them
+    sys.exit(subprocess.call(command))
 
 
 def _run_in_parallel(recipes, invalid, runs_dir: Path, cache_dir: Path, processes: int, ray_address: str | None,

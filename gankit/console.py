@@ -4,6 +4,7 @@ something is shown, so that ``gankit --help`` does not pay for it."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -37,6 +38,13 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+def silence_output() -> None:
+    """Show nothing on standard output from now on (errors and warnings still show)."""
+    from rich.console import Console
+
+    globals()["out"] = Console(file=open(os.devnull, "w"), highlight=False)
 
 
 def error(message: str) -> None:

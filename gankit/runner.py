@@ -12,6 +12,7 @@ import math
 import os
 import re
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -233,15 +234,21 @@ def run(
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
     run_dir: Path | None = None,
+    world=None,
 ) -> RunResult:
     """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory, or in
-    ``run_dir``, an empty one made beforehand (a parallel batch numbers its runs in order)."""
+    ``run_dir``, an empty one made beforehand (a parallel batch numbers its runs in order).
+    ``world``: the processes of one run (``gankit.distributed``); rank 0 alone writes."""
     folder = writable_root(runs_root)
     prepared = prepare(recipe, context)
     check_space(folder, prepared.trainer)
     if should_stop():
         raise KeyboardInterrupt("stopped before the run began; nothing was written")
     resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
+    if world is not None:
+        run_dir = world.share(next_run_dir(runs_root, recipe.name) if world.writer else None)
+        if not world.writer:
+            return _train(prepared, run_dir, [], should_stop, warn=context.warn, writer=False)
     run_dir = run_dir or next_run_dir(runs_root, recipe.name)
     with run_lock(run_dir):
         with writing(run_dir):
@@ -312,15 +319,18 @@ def resume(
     context: DataContext,
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
+    world=None,
 ) -> RunResult:
     """Continue a run from its last checkpoint (from step 0 if it was stopped before its
     first), exactly where it stopped. Only the length of training may change
-    (``--set train.steps=N``); anything else, edited into recipe.toml or not, is refused."""
+    (``--set train.steps=N``); anything else, edited into recipe.toml or not, is refused.
+    ``world``: as for ``run``; every rank reads the checkpoint, rank 0 alone writes."""
     for override in overrides:
         if override.partition("=")[0].strip() not in RESUME_OVERRIDES:
             raise RunError(f"--set {override}: a resumed run can only change {' or '.join(RESUME_OVERRIDES)}")
     recipe_path = run_dir / "recipe.toml"
-    with run_lock(run_dir):
+    writer = world is None or world.writer
+    with run_lock(run_dir) if writer else nullcontext():
         raw = read_toml(recipe_path)
         if overrides:
             raw.setdefault("train", {}).pop("steps", None)
@@ -331,6 +341,8 @@ def resume(
                            f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
         prepared = prepare(recipe, context)
         step = _restore(prepared, run_dir)
+        if not writer:
+            return _train(prepared, run_dir, [], should_stop, start_step=step, warn=context.warn, writer=False)
         with writing(run_dir):
             remove_leftovers(run_dir)
             truncate_metrics(run_dir / "metrics.jsonl", step)
@@ -381,22 +393,24 @@ class GuardedExporter:
 
 
 def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0,
-           warn: Callable[[str], None] = print) -> RunResult:
+           warn: Callable[[str], None] = print, writer: bool = True) -> RunResult:
+    """Train; ``writer``: whether this process writes the run directory (rank 0 of a
+    distributed run, or the only process); the others only train."""
     recipe = prepared.recipe
     stop_on_error = recipe.train.on_exporter_error == "stop"
     then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
             else "it is disabled for the rest of the run")
     exporters = [GuardedExporter(c.name, c.component.factory(c.params, run_dir), run_dir, warn, then)
-                 for c in recipe.exports]
+                 for c in recipe.exports if writer]
     failures = lambda: [e.failure for e in exporters if e.failure]  # noqa: E731
     handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, CurvesWriter(run_dir).handle,
-                *(e.handle for e in exporters), *listeners]
+                *(e.handle for e in exporters), *listeners] if writer else []
 
     def emit(event: Event) -> None:
         for handler in handlers:
             handler(event)
 
-    if prepared.evaluator is not None:
+    if prepared.evaluator is not None and writer:
         handlers.append(TrainingEvaluation(prepared.evaluator, prepared.trainer, run_dir, emit).handle)
     loop = Loop(
         trainer=prepared.trainer,
@@ -408,6 +422,7 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
                       if getattr(e.exporter, "sample_every", None) is not None],
         should_stop=lambda: should_stop() or (stop_on_error and bool(failures())),
         step=start_step,
+        writer=writer,
     )
     started = time.perf_counter()
 
@@ -415,6 +430,8 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
         good = last_good_checkpoint(run_dir)
         finished = RunFinished(loop.step, status, f"{message}; the last good checkpoint is {good or 'none'}")
         try:
+            if not writer:
+                return finished
             _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
         except OSError:
             pass  # the disk may be full: the checkpoint matters more than the summary
@@ -437,7 +454,8 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
                                f"resume with: gankit run --resume {run_dir}",
                                finished.values)
     seconds = time.perf_counter() - started
-    _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
+    if writer:
+        _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
     return RunResult(recipe, run_dir, finished, seconds)
 
 

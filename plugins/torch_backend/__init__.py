@@ -15,6 +15,8 @@ DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 class TorchParams(Params):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     threads: int = Field(0, ge=0, le=512, description="CPU threads for torch (0: torch's default)")
+    sync_batchnorm: bool = Field(False, description="on several processes (torchrun): BatchNorm normalises with "
+                                 "the statistics of the whole batch, not of each process's share")
 
     @field_validator("device")
     @classmethod
