@@ -25,6 +25,7 @@ DEVICE = re.compile(r"^(auto|cpu|(gpu|cuda)(:\d+)?)$")
 class TensorflowParams(Params):
     device: str = Field("auto", description="auto, cpu, gpu or gpu:N (cuda and cuda:N are accepted too)")
     threads: int = Field(0, ge=0, le=512, description="CPU threads per op (0: TensorFlow's default)")
+    jit_compile: bool = Field(False, description="compile the training step with XLA")
 
     @field_validator("device")
     @classmethod

@@ -94,6 +94,7 @@ class TensorflowTrainer(TensorOps):
         if self.device.startswith("/CPU"):
             tf.config.experimental.enable_op_determinism()
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
+        self.jit_compile = params.jit_compile
         self.updates = Updates(train)
         with tf.device(self.device):
             self.generator = compile_network(architecture.generator, seed, "generator")
@@ -166,7 +167,7 @@ class TensorflowTrainer(TensorOps):
                 self.step.assign_add(1)
                 return values
 
-            self._steps[due] = tf.function(step, autograph=False, input_signature=[
+            self._steps[due] = tf.function(step, autograph=False, jit_compile=self.jit_compile, input_signature=[
                 tf.TensorSpec([None, *self.spec.shape], tf.uint8),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int64),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size, self.latent_dim], tf.float32),

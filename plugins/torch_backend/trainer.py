@@ -41,10 +41,11 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 class _Scope:
     """torch records every operation anyway: a tape is only a scope, and its gradient autograd's.
-    The graph is kept, as the simultaneous update takes two gradients from one forward pass."""
+    The graph is kept (``retain``) where the simultaneous update takes two gradients from one
+    forward pass; otherwise it is freed as soon as the gradient is taken."""
 
-    def __init__(self, weights: dict[str, list[torch.Tensor]]):
-        self.weights = weights
+    def __init__(self, weights: dict[str, list[torch.Tensor]], retain: bool):
+        self.weights, self.retain = weights, retain
 
     def __enter__(self):
         return self
@@ -53,7 +54,7 @@ class _Scope:
         return False
 
     def gradient(self, loss: torch.Tensor, network: str):
-        return torch.autograd.grad(loss, self.weights[network], retain_graph=True)
+        return torch.autograd.grad(loss, self.weights[network], retain_graph=self.retain)
 
 
 class TorchTrainer(TensorOps):
@@ -76,6 +77,10 @@ class TorchTrainer(TensorOps):
         self.discriminator = compile_network(architecture.discriminator, **synced).to(self.device, memory_format=self.layout)
         self.average = self._averaged_copy(architecture.generator) if train.ema is not None else None
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
+        if params.compile:  # the simultaneous update takes two gradients from one graph, which donated buffers forbid
+            torch._functorch.config.donated_buffer = False
+        self.forwards = {name: torch.compile(net) if params.compile else net for name, net in self.networks.items()}
+        self.precision = params.precision
         self.weights = {name: list(net.parameters()) for name, net in self.networks.items()}
         self.optimizers = {"generator": self._optimizer(self.generator, train.lr_g),
                            "discriminator": self._optimizer(self.discriminator, train.lr_d)}
@@ -124,14 +129,20 @@ class TorchTrainer(TensorOps):
         """The next of this step's noise batches (``gankit.noise``: the same numbers on every backend)."""
         return self.latents.pop(0)[:len(like)]
 
+    def _autocast(self):
+        """bfloat16 autocast for ``backend.precision = "bf16"``, else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def forward_generator(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
+        with self._autocast():
+            return self.forwards["generator"](z)
 
     def forward_discriminator(self, images: torch.Tensor) -> torch.Tensor:
-        return self.discriminator(images)
+        with self._autocast():
+            return self.forwards["discriminator"](images).float()
 
     def tape(self) -> _Scope:
-        return _Scope(self.weights)
+        return _Scope(self.weights, retain=self.train.update == "simultaneous")
 
     def apply(self, network: str, gradients) -> None:
         weights = self.weights[network]
