@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,8 @@ import torch
 from gankit.data import DataContext
 from gankit.plugins import load_registry
 from gankit.recipe import load_recipe
-from gankit.runner import build_trainer, load_data
-from gankit.training import Schedule
+from gankit.runner import load_data
+from tf_step import GankitLoop, timed  # gankit driven as for TensorFlow (benchmarks/ is on sys.path)
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "recipes" / "tutorials"
 MODELS = {
@@ -96,30 +95,6 @@ class PlainLoop:
         for _ in range(steps):
             self.step()
         float(self.last.detach())  # wait for the last step
-
-
-class GankitLoop:
-    """gankit's trainer driven the way ``gankit.training.Loop`` drives it."""
-
-    def __init__(self, recipe, data):
-        self.trainer = build_trainer(recipe, data.spec)
-        self.trainer.set_data(data.images)
-        self.schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
-        self.log_every, self.done = recipe.train.log_every, 0
-
-    def run(self, steps: int) -> None:
-        for _ in range(steps):
-            metrics = self.trainer.train_step(self.schedule.batches(self.done), self.done)
-            self.done += 1
-            if self.done % self.log_every == 0:
-                self.logged = {name: float(value) for name, value in metrics.items()}
-        float(metrics["g_loss"])  # wait for the last step
-
-
-def timed(loop, steps: int) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    loop.run(steps)
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def compare(name: str, args) -> None:

@@ -13,6 +13,7 @@ losses; on GPU it is left off for speed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,9 @@ class TensorflowTrainer(TensorOps):
     def __init__(self, params, architecture, spec, train, seed: int):
         if architecture.generator is None:
             raise BackendError("this architecture gives no gankit.nn description for the tensorflow backend")
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise BackendError("one run on several processes (torchrun) needs the torch backend; "
+                               "set backend.use = \"torch\" or run one process")
         set_threads(params.threads)
         self.device = resolve_device(params.device)
         if self.device.startswith("/CPU"):
