@@ -12,7 +12,8 @@ machine load. Prints images/s and the ratio gankit / plain (above 1.0: gankit is
 from the best round of each, and the medians over rounds of the pair timed back to back
 in wall-clock and in CPU time (steadier on a shared machine).
 
-    python benchmarks/torch_step.py [--steps 10] [--rounds 3] [--set backend.precision=\\"bf16\\"]
+    python benchmarks/torch_step.py [--steps 10] [--rounds 3] [--model dcgan|mlp|both]
+    python benchmarks/torch_step.py --set 'backend.precision="bf16"' --against-gankit   # bf16 against fp32
 """
 
 from __future__ import annotations
@@ -99,11 +100,15 @@ class PlainLoop:
 
 def compare(name: str, args) -> None:
     path, overrides = MODELS[name]
-    overrides = [*overrides, "backend.use=\"torch\"", f"backend.device=\"{args.device}\"", *args.set]
-    recipe = load_recipe(path, overrides, load_registry())
+    overrides = [*overrides, "backend.use=\"torch\"", f"backend.device=\"{args.device}\""]
+    recipe = load_recipe(path, [*overrides, *args.set], load_registry())
     data = load_data(recipe, DataContext(warn=lambda message: None))
     gankit = GankitLoop(recipe, data)
-    plain = PlainLoop(name, gankit.trainer.device, data.images, recipe.train.batch_size, recipe.train)
+    if args.against_gankit:  # the same backend without the --set options: what they change
+        plain = GankitLoop(load_recipe(path, overrides, load_registry()), data)
+    else:
+        plain = PlainLoop(name, gankit.trainer.device, data.images, recipe.train.batch_size, recipe.train)
+    baseline = "gankit without --set" if args.against_gankit else "plain PyTorch loop"
     for loop in (gankit, plain):
         loop.run(2)  # warm up
     rounds = [(timed(plain, args.steps), timed(gankit, args.steps)) for _ in range(args.rounds)]
@@ -115,9 +120,9 @@ def compare(name: str, args) -> None:
     cpu = statistics.median(baseline[1] / ours[1] for baseline, ours in rounds)
     options = ", ".join(args.set) or "fp32"
     print(f"{name}, batch {recipe.train.batch_size}, {options}, {args.steps} steps x {args.rounds} rounds")
-    print(f"  plain PyTorch loop:     {best['plain']:8.1f} images/s (best round)")
+    print(f"  {baseline + ':':22s} {best['plain']:8.1f} images/s (best round)")
     print(f"  gankit torch backend:   {best['gankit']:8.1f} images/s (best round)")
-    print(f"  ratio gankit / plain:   {best['gankit'] / best['plain']:8.2f}x best rounds, "
+    print(f"  ratio gankit / baseline:{best['gankit'] / best['plain']:8.2f}x best rounds, "
           f"{wall:.2f}x median wall time, {cpu:.2f}x median CPU time")
 
 
@@ -128,6 +133,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", choices=[*MODELS, "both"], default="both")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override for gankit")
+    parser.add_argument("--against-gankit", action="store_true",
+                        help="compare with gankit's own backend without the --set options (bf16 against fp32)")
     args = parser.parse_args()
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
     for name in MODELS if args.model == "both" else [args.model]:
