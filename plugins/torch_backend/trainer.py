@@ -142,7 +142,7 @@ class TorchTrainer(TensorOps):
             return self.forwards["discriminator"](images).float()
 
     def tape(self) -> _Scope:
-        return _Scope(self.weights, retain=self.train.update == "simultaneous")
+        return _Scope(self.weights, retain=self.updates.reuses_graph)
 
     def apply(self, network: str, gradients) -> None:
         weights = self.weights[network]
