@@ -19,15 +19,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
-import numpy as np
 from pydantic import Field, field_validator
 
 from gankit.data import DataSpec
 from gankit.nn import Architecture
 from gankit.params import Params
 from gankit.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class BackendError(Exception):
@@ -185,6 +187,8 @@ class BackendParams(Params):
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Generator output in [-1, 1] (N, H, W, C) -> uint8 images, rounded half to even."""
+    import numpy as np
+
     images = np.asarray(images, dtype=np.float32)
     return np.round((np.clip(images, -1.0, 1.0) + 1.0) * np.float32(127.5)).astype(np.uint8)
 
@@ -197,6 +201,8 @@ def generate_images(forward: Callable[[np.ndarray], Any], noise: np.ndarray) -> 
     """uint8 (N, H, W, C) images from the latent ``noise`` (N, latent size), ``SAMPLE_CHUNK``
     vectors at a time; ``forward`` gives the generator's output for a chunk, (n, H, W, C)
     in [-1, 1], as anything ``np.asarray`` takes."""
+    import numpy as np
+
     return np.concatenate([to_uint8(forward(noise[start:start + SAMPLE_CHUNK]))
                            for start in range(0, len(noise), SAMPLE_CHUNK)])
 

@@ -129,10 +129,23 @@ def _run_to_resume(resume_from: str, runs_dir: Path):
               help="Where run directories are created.")
 @click.option("--max-runs", default=10_000, show_default=True, type=click.IntRange(1),
               help="Refuse recipes and sweeps that expand to more runs than this.")
+@click.option("--jobs", "processes", default=1, show_default=True, type=click.IntRange(1, 1024),
+              help="Train up to N runs of the batch at once, each in a process of its own.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", envvar="GANKIT_RAY_ADDRESS", metavar="[ADDRESS]",
+              help="Run each run of the batch as a task on a Ray cluster (default: the one `ray start` made here or "
+                   "RAY_ADDRESS names; 'local': a Ray of its own on this machine). Also $GANKIT_RAY_ADDRESS.")
+@click.option("--cpus-per-run", type=click.FloatRange(0, min_open=True),
+              help="With --ray: CPU cores each run reserves (default: the recipe's resources.cpus, else 1).")
+@click.option("--gpus-per-run", type=click.FloatRange(0),
+              help="With --ray: GPUs each run reserves (default: the recipe's resources.gpus, else 0).")
+@click.option("--gpus", type=click.IntRange(1, 1024),
+              help="Train one run on K GPUs of this machine (DistributedDataParallel; starts torchrun).")
 def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, keep_going: bool,
-        resume_from: str | None, runs_dir: Path, max_runs: int) -> None:
+        resume_from: str | None, runs_dir: Path, max_runs: int, processes: int, ray_address: str | None,
+        cpus_per_run: float | None, gpus_per_run: float | None, gpus: int | None) -> None:
     """Train the GAN each RECIPE describes, one after another (a [sweep] table expands into
-    one run per combination), or continue a stopped run with --resume."""
+    one run per combination), several at once with --jobs or --ray, or continue a stopped
+    run with --resume."""
     import tomli_w
 
     from gankit.batch import load_all
@@ -140,23 +153,31 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     from gankit.runner import resume
     from gankit.runner import run as start_run
 
+    parallel = processes > 1 or bool(ray_address)
+    if gpus is not None:
+        _start_torchrun(gpus, recipes, overrides, resume_from, runs_dir, parallel or dry_run)
+    world = _distributed_world(len(recipes), parallel)
     registry = _registry()
     context = DataContext(warn=console.warn, info=console.info)
     stop = StopFlag()
+    should_stop = stop if world is None else world.stop_together(stop)
 
     def start_new(recipe):
         with console.RunProgress(recipe.name) as progress:
-            return start_run(recipe, runs_root=runs_dir, context=context, listeners=[progress.handle], should_stop=stop)
+            return start_run(recipe, runs_root=runs_dir, context=context, listeners=[progress.handle],
+                             should_stop=should_stop, world=world)
 
     if resume_from is not None:
         if recipes:
             fail("--resume continues one run: give no recipe files with it")
+        if parallel:
+            fail("--resume continues one run here: leave out --jobs and --ray")
         run_dir = _run_to_resume(resume_from, runs_dir)
 
         def continue_run(_no_recipe):
             with console.RunProgress(run_dir.name) as progress:
                 return resume(run_dir, registry, overrides=list(overrides), context=context,
-                              listeners=[progress.handle], should_stop=stop)
+                              listeners=[progress.handle], should_stop=should_stop, world=world)
 
         jobs, invalid, start = [None], [], continue_run
     else:
@@ -172,7 +193,11 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
         start = start_new
 
     with stop.installed():
-        outcomes = _run_jobs(jobs, invalid, start, keep_going, stop)
+        if parallel:
+            outcomes = _run_in_parallel(jobs, invalid, runs_dir, context.cache_dir, processes, ray_address,
+                                        (cpus_per_run, gpus_per_run), keep_going, stop)
+        else:
+            outcomes = _run_jobs(jobs, invalid, start, keep_going, stop)
     if any(o.status == "interrupted" for o in outcomes):
         sys.exit(130)
     if not all(o.succeeded for o in outcomes):
@@ -196,6 +221,70 @@ def _run_jobs(jobs, invalid, start, keep_going, stop):
     except KeyboardInterrupt as error:
         console.error(str(error) or "aborted at once; every file written so far is complete")
         sys.exit(130)
+    return outcomes
+
+
+def _distributed_world(recipe_count: int, parallel: bool):
+    """This process's place in a run that torchrun started on several processes (None when
+    alone). Ranks other than 0 train silently; rank 0 shows progress and writes the run."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    if parallel or recipe_count > 1:
+        fail("under torchrun gankit trains one run on every process: give one recipe, without --jobs or --ray")
+    from gankit.distributed import current
+
+    world = current()
+    if not world.writer:
+        console.silence_output()
+    return world
+
+
+def _start_torchrun(gpus: int, recipes, overrides, resume_from, runs_dir: Path, refused: bool) -> None:
+    """``gankit run --gpus K``: this same command under ``torchrun --nproc-per-node K``."""
+    import subprocess
+
+    if refused or len(recipes) > 1:
+        fail("--gpus trains one run on several GPUs: give one recipe, without --jobs, --ray or --dry-run")
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        fail("--gpus starts torchrun itself: leave it out under torchrun")
+    import torch
+
+    if torch.cuda.device_count() < gpus:
+        fail(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} CUDA GPU(s); on CPUs run "
+             f"torchrun --nproc-per-node {gpus} -m gankit run RECIPE (gloo)")
+    arguments = [*map(str, recipes), *[f"--set={o}" for o in overrides], f"--runs-dir={runs_dir}"]
+    arguments += [f"--resume={resume_from}"] if resume_from else []
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
+               "-m", "gankit", "run", *arguments]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process of the run; torchrun ends them
+    sys.exit(subprocess.call(command))
+
+
+def _run_in_parallel(recipes, invalid, runs_dir: Path, cache_dir: Path, processes: int, ray_address: str | None,
+                     resources: tuple[float | None, float | None], keep_going: bool, stop: StopFlag):
+    """The batch on ``processes`` local processes, or on Ray; the same report and table."""
+    from gankit.parallel import LocalEngine, make_jobs, run_parallel
+    from gankit.rundir import RunError, writable_root
+
+    try:
+        writable_root(runs_dir)
+        if ray_address:
+            from gankit.ray_batch import RayEngine
+
+            engine = RayEngine(ray_address, runs_dir)
+        else:
+            engine = LocalEngine(processes)
+    except RunError as error:
+        fail(str(error))
+    jobs = make_jobs(recipes, runs_dir, cache_dir, *resources)
+    try:
+        with console.BatchProgress([job.run_dir.name for job in jobs]) as display:
+            outcomes = invalid + run_parallel(jobs, engine, keep_going=keep_going, stop_requested=stop,
+                                              display=display, report=_report)
+    except KeyboardInterrupt:
+        console.error("aborted at once; every file written so far is complete, and each run can be resumed")
+        sys.exit(130)
+    console.batch_table(outcomes)
     return outcomes
 
 

@@ -17,9 +17,8 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from gankit import __version__
@@ -29,6 +28,9 @@ from gankit.files import write_bytes, write_json
 from gankit.params import validate_params
 from gankit.registry import Component, Registry
 from gankit.rundir import RunDir
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 Progress = Callable[[str, int, int], None]
@@ -87,6 +89,8 @@ class ExtractorContext:
 
 def data_sha256(data: ImageData) -> str:
     """A checksum of the images and labels themselves, wherever they were loaded from."""
+    import numpy as np
+
     digest = hashlib.sha256(json.dumps([list(data.images.shape), list(data.labels.shape)]).encode())
     digest.update(memoryview(np.ascontiguousarray(data.images)))
     digest.update(memoryview(np.ascontiguousarray(data.labels, dtype=np.int64)))
@@ -96,6 +100,8 @@ def data_sha256(data: ImageData) -> str:
 def real_subset(total: int, count: int, seed: int) -> np.ndarray:
     """The indices of the real images an evaluation of ``count`` images compares against:
     all ``total`` of them, or a sorted random subset drawn with ``seed``."""
+    import numpy as np
+
     if count >= total:
         return np.arange(total)
     return np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
@@ -139,6 +145,8 @@ def _params(component: Component, values: dict[str, Any]) -> BaseModel | None:
 def _read_features(path: Path, warn: Callable[[str], None]) -> Features | None:
     """The cached features in ``path``; None if there are none, or (with a warning, the
     file removed) if they are damaged."""
+    import numpy as np
+
     if not path.is_file():
         return None
     try:
@@ -151,6 +159,8 @@ def _read_features(path: Path, warn: Callable[[str], None]) -> Features | None:
 
 
 def _write_features(path: Path, features: Features) -> None:
+    import numpy as np
+
     buffer = io.BytesIO()
     np.savez(buffer, features=features.features, logits=features.logits)
     write_bytes(path, buffer.getvalue())
@@ -230,6 +240,8 @@ class Evaluator:
     def _extract(self, images: np.ndarray, what: str) -> Features:
         """The extractor's features, a chunk at a time when someone watches the progress
         (each image's features do not depend on the others in its batch)."""
+        import numpy as np
+
         if self.progress is None:
             return self.extractor.extract(images)
         chunks = []

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from gankit.params import validate_params
 from gankit.registry import Component, Registry
 from gankit.eval_config import EvalConfig, EvalPlan
+from gankit.params import Params
 from gankit.train_config import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -31,7 +32,7 @@ else:
     import tomli as tomllib
 
 SECTIONS = ("dataset", "architecture", "backend")
-TOP_LEVEL = ("name", "seed", *SECTIONS, "train", "export", "eval", "sweep", "gankit")
+TOP_LEVEL = ("name", "seed", *SECTIONS, "train", "export", "eval", "resources", "sweep", "gankit")
 """``gankit`` is the provenance table a run writes into its resolved recipe; it is ignored on reading."""
 LISTS_OF_TABLES = ("export",)
 
@@ -56,6 +57,13 @@ class Choice:
         return {"use": self.component.name, **values}
 
 
+class Resources(Params):
+    """``[resources]``: what one run of a batch reserves on a Ray cluster (``gankit run --ray``)."""
+
+    cpus: float = Field(1.0, gt=0, le=4096, description="CPU cores")
+    gpus: float = Field(0.0, ge=0, le=64, description="GPUs (a fraction shares one)")
+
+
 @dataclass(frozen=True)
 class Recipe:
     path: Path
@@ -68,6 +76,7 @@ class Recipe:
     exports: tuple[Choice, ...]
     sweep: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval: EvalPlan | None = None
+    resources: Resources | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fully resolved recipe: every default filled in, ready to write as TOML."""
@@ -78,6 +87,7 @@ class Recipe:
             "train": self.train.model_dump(mode="json", exclude_none=True),
             "export": [choice.as_table() for choice in self.exports],
             **({"eval": self.eval.config.model_dump(mode="json")} if self.eval else {}),
+            **({"resources": self.resources.model_dump(mode="json")} if self.resources else {}),
         }
 
 
@@ -281,6 +291,7 @@ def build_recipe(data: dict[str, Any], path: Path, registry: Registry) -> Recipe
         train=_validate(TrainConfig, train, path, "train"),
         exports=chosen_exports,
         eval=_eval_plan(data, path, registry),
+        resources=_validate(Resources, data["resources"], path, "resources") if "resources" in data else None,
     )
 
 

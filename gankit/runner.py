@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -193,15 +193,24 @@ def run(
     context: DataContext,
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
+    run_dir: Path | None = None,
+    world=None,
 ) -> RunResult:
-    """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory."""
+    """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory, or in
+    ``run_dir``, an empty one made beforehand (a parallel batch numbers its runs in order).
+    ``world``: the processes of one run (``gankit.distributed``); rank 0 alone writes."""
     folder = writable_root(runs_root)
     prepared = prepare(recipe, context)
     check_space(folder, prepared.trainer)
     if should_stop():
         raise KeyboardInterrupt("stopped before the run began; nothing was written")
     resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
-    run_dir = RunDir.create(runs_root, recipe.name)
+    if world is not None:
+        shared = world.share(RunDir.create(runs_root, recipe.name).path if world.writer else None)
+        if not world.writer:
+            return _train(prepared, RunDir(shared), [], should_stop, warn=context.warn, writer=False)
+        run_dir = shared
+    run_dir = RunDir(run_dir) if run_dir is not None else RunDir.create(runs_root, recipe.name)
     with run_dir.lock():
         with run_dir.writing():
             write_text(run_dir.recipe, resolved)
@@ -227,16 +236,19 @@ def resume(
     context: DataContext,
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
+    world=None,
 ) -> RunResult:
     """Continue a run from its last checkpoint (from step 0 if it was stopped before its
     first), exactly where it stopped. Only the length of training may change
-    (``--set train.steps=N``); anything else, edited into recipe.toml or not, is refused."""
+    (``--set train.steps=N``); anything else, edited into recipe.toml or not, is refused.
+    ``world``: as for ``run``; every rank reads the checkpoint, rank 0 alone writes."""
     for override in overrides:
         if override.partition("=")[0].strip() not in RESUME_OVERRIDES:
             raise RunError(f"--set {override}: a resumed run can only change {' or '.join(RESUME_OVERRIDES)}")
     run = RunDir(run_dir)
     recipe_path = run.recipe
-    with run.lock():
+    writer = world is None or world.writer
+    with run.lock() if writer else nullcontext():
         raw = read_toml(recipe_path)
         if overrides:
             raw.setdefault("train", {}).pop("steps", None)
@@ -247,6 +259,8 @@ def resume(
                            f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
         prepared = prepare(recipe, context)
         step = _restore(prepared, run)
+        if not writer:
+            return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False)
         with run.writing():
             remove_leftovers(run.path)
             run.truncate_metrics(step)
@@ -294,25 +308,27 @@ class GuardedExporter:
 
 
 def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_step: int = 0,
-           warn: Callable[[str], None] = print) -> RunResult:
+           warn: Callable[[str], None] = print, writer: bool = True) -> RunResult:
+    """Train; ``writer``: whether this process writes the run directory (rank 0 of a
+    distributed run, or the only process); the others only train."""
     recipe = prepared.recipe
     stop_on_error = recipe.train.on_exporter_error == "stop"
     then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
             else "it is disabled for the rest of the run")
     exporters = []
-    for index, choice in enumerate(recipe.exports):
+    for index, choice in enumerate(recipe.exports if writer else []):
         with plugin_errors(recipe, f"export.{index}", choice):
             exporters.append(GuardedExporter(choice.name, choice.component.factory(choice.params, run_dir),
                                              run_dir.path, warn, then))
     failures = lambda: [e.failure for e in exporters if e.failure]  # noqa: E731
     handlers = [MetricsWriter(run_dir.metrics).handle, CurvesWriter(run_dir).handle,
-                *(e.handle for e in exporters), *listeners]
+                *(e.handle for e in exporters), *listeners] if writer else []
 
     def emit(event: Event) -> None:
         for handler in handlers:
             handler(event)
 
-    if prepared.evaluator is not None:
+    if prepared.evaluator is not None and writer:
         handlers.append(TrainingEvaluation(prepared.evaluator, prepared.trainer, run_dir, emit).handle)
     loop = Loop(
         trainer=prepared.trainer,
@@ -324,6 +340,7 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
                       if getattr(e.exporter, "sample_every", None) is not None],
         should_stop=lambda: should_stop() or (stop_on_error and bool(failures())),
         step=start_step,
+        writer=writer,
     )
     started = time.perf_counter()
 
@@ -331,6 +348,8 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         good = run_dir.last_good_checkpoint()
         finished = RunFinished(loop.step, status, f"{message}; the last good checkpoint is {good or 'none'}")
         try:
+            if not writer:
+                return finished
             _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
         except OSError:
             pass  # the disk may be full: the checkpoint matters more than the summary
@@ -353,7 +372,8 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
                                f"resume with: gankit run --resume {run_dir}",
                                finished.values)
     seconds = time.perf_counter() - started
-    _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
+    if writer:
+        _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
     return RunResult(recipe, run_dir.path, finished, seconds)
 
 

@@ -78,12 +78,16 @@ class Loop:
     should_stop: Callable[[], bool] = lambda: False
     step: int = 0
     """The last step trained (while running, and after it stopped however it stopped)."""
+    writer: bool = True
+    """Whether this process writes checkpoints and samples (not the other ranks of a distributed run)."""
 
     def total_steps(self) -> int:
         return self.train.total_steps(self.schedule.steps_per_epoch)
 
     def save_checkpoint(self, step: int) -> Path:
         """Write a checkpoint atomically, then drop all but the last ``keep_checkpoints``."""
+        if not self.writer:
+            return self.run_dir.checkpoint(step)
         path = self.run_dir.save_checkpoint(self.trainer, step, {"epoch": self.schedule.epoch_of(max(step - 1, 0))},
                                         keep=self.train.keep_checkpoints)
         self.emit(CheckpointSaved(step, path))
@@ -125,7 +129,8 @@ class Loop:
                 logged = {**values, "images_per_sec": (step - tick_step) * self.train.batch_size / max(now - tick, 1e-9)}
                 tick, tick_step = now, step
                 self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged))
-            if any(_due(every, step, steps_per_epoch) for every in self.sample_every) or (step == total and self.sample_every):
+            if self.writer and (any(_due(every, step, steps_per_epoch) for every in self.sample_every)
+                                or (step == total and self.sample_every)):
                 self.emit(SamplesReady(step, self.trainer.fixed_samples()))
             if checkpoint_due:
                 self.save_checkpoint(step)

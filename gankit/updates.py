@@ -31,6 +31,12 @@ class Updates:
         self.train = train
         self.loss = LOSSES[train.loss]
 
+    @property
+    def reuses_graph(self) -> bool:
+        """Whether a step takes two gradients from one forward pass (the simultaneous update),
+        so that a backend that frees the graph after a gradient must keep it."""
+        return self.train.update == "simultaneous"
+
     def plan(self, step: int) -> Plan:
         """What step ``step`` (0-based) does; a penalty with ``every = k`` applies at steps 0, k, 2k..."""
         due = tuple(step % penalty.every == 0 for penalty in self.train.penalties)

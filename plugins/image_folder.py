@@ -20,15 +20,17 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
-import numpy as np
 from pydantic import Field
 
 from gankit import hookimpl
 from gankit.data import DataContext, DataError, ImageData
 from gankit.files import write_bytes
 from gankit.params import Params
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -70,6 +72,7 @@ def check_size(width: int, height: int, size: int) -> None:
 
 def _to_8_bits(image):
     """16-bit greyscale ("I;16", "I") scaled to 8 bits; Pillow's convert would clip it to white."""
+    import numpy as np
     from PIL import Image
 
     if not image.mode.startswith("I"):
@@ -80,6 +83,7 @@ def _to_8_bits(image):
 def decode(path: Path, size: int, channels: int) -> np.ndarray:
     """One image as uint8 (size, size, channels); raises OSError/ValueError if unreadable
     or too large (``check_size``)."""
+    import numpy as np
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:
@@ -114,6 +118,8 @@ class ImageFolder:
 
     def _store(self, path: Path, images: np.ndarray, skipped: list[str]) -> None:
         """Write the cache file, replacing this folder's older ones; a failure only warns."""
+        import numpy as np
+
         buffer = io.BytesIO()
         np.savez(buffer, images=images, skipped=np.array(skipped, dtype=str))
         try:
@@ -125,6 +131,7 @@ class ImageFolder:
             self.context.warn(f"could not cache the decoded images in {path.parent} ({error}); they are decoded each run")
 
     def _decode_all(self, files: list[Path]) -> tuple[np.ndarray, list[str]]:
+        import numpy as np
         from PIL import Image
 
         unreadable = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)  # what Pillow raises
@@ -140,6 +147,8 @@ class ImageFolder:
         return (np.stack(images) if images else np.zeros(shape, np.uint8)), skipped
 
     def _decoded(self, files: list[Path]) -> tuple[np.ndarray, list[str]]:
+        import numpy as np
+
         cached = self._cache_path(files) if self.params.cache else None
         if cached and cached.is_file():
             try:
@@ -154,6 +163,8 @@ class ImageFolder:
         return images, skipped
 
     def load(self, split: str = "train") -> ImageData:
+        import numpy as np
+
         if split != "train":
             raise DataError(f"an image folder has only a train split, not {split!r}")
         if not self.root.is_dir():

@@ -20,7 +20,6 @@ from gankit import hookimpl
 from gankit.events import CheckpointSaved, EvalLogged, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.images import grid
 from gankit.params import Every, Interval, Params
-from gankit.recipe import read_toml
 from gankit.rundir import RunDir
 
 
@@ -77,6 +76,8 @@ class TensorBoardExporter:
 
     def _write_hparams(self) -> None:
         from tensorboardX.summary import hparams
+
+        from gankit.recipe import read_toml
 
         sweep = read_toml(self.run_dir.recipe).get("gankit", {}).get("sweep") or {}
         if sweep:

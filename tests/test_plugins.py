@@ -136,13 +136,14 @@ def test_list_plugins_table_groups_by_kind():
     assert "mnist" in result.output and "dcgan" in result.output
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list-plugins"], ["list-plugins", "--json"]])
+@pytest.mark.parametrize("args", [["--help"], ["list-plugins"], ["list-plugins", "--json"], ["run", "--help"]])
 def test_help_and_list_plugins_import_no_framework(args):
+    """Nor numpy: these commands only print, and start in a fraction of a second (benchmarks/startup.py)."""
     code = (
         "import sys\n"
         "from gankit.cli import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('torch', 'tensorflow') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'tensorflow', 'numpy', 'ray') if m in sys.modules)\n"
         "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -57,7 +57,7 @@ class Trained(Stepped):
 def test_one_line_switches_a_recipe_to_tensorflow(write_recipe, tmp_path):
     run_dir = train(write_recipe(architecture=DCGAN_SMALL), tmp_path / "runs", "--set", "backend.use=tensorflow")
     resolved = read_toml(run_dir / "recipe.toml")
-    assert resolved["backend"] == {"use": "tensorflow", "device": "cpu", "threads": 0}
+    assert resolved["backend"] == {"use": "tensorflow", "device": "cpu", "threads": 0, "jit_compile": False}
     assert resolved["gankit"]["plugins"]["backend.tensorflow"] == "builtin"
     assert [m["step"] for m in metrics(run_dir)] == [2, 4, 6]
     assert {"d_loss", "g_loss", "d_real", "d_fake", "images_per_sec"} <= set(metrics(run_dir, timings=True)[0])

@@ -23,6 +23,7 @@ class TensorflowParams(BackendParams):
     ACCELERATORS = {"gpu": ("cuda",)}
     device: str = Field("auto", description="auto, cpu, gpu or gpu:N (cuda and cuda:N are accepted too)")
     threads: int = Field(0, ge=0, le=512, description="CPU threads per op (0: TensorFlow's default)")
+    jit_compile: bool = Field(False, description="compile the training step with XLA")
 
 
 def verbose() -> bool:

@@ -13,6 +13,7 @@ losses; on GPU it is left off for speed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +90,15 @@ class TensorflowTrainer(TensorOps):
     """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
 
     def __init__(self, params, architecture, spec, train, seed: int):
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise BackendError("one run on several processes (torchrun) needs the torch backend; "
+                               "set backend.use = \"torch\" or run one process")
         set_threads(params.threads)
         self.device = resolve_device(params)
         if self.device.startswith("/CPU"):
             tf.config.experimental.enable_op_determinism()
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
+        self.jit_compile = params.jit_compile
         self.updates = Updates(train)
         with tf.device(self.device):
             native = _native_networks(architecture, seed)
@@ -182,7 +187,7 @@ class TensorflowTrainer(TensorOps):
                 self.step.assign_add(1)
                 return values
 
-            self._steps[due] = tf.function(step, autograph=False, input_signature=[
+            self._steps[due] = tf.function(step, autograph=False, jit_compile=self.jit_compile, input_signature=[
                 tf.TensorSpec([None, *self.spec.shape], tf.uint8),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int64),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size, self.latent_dim], tf.float32),

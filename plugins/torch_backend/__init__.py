@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from gankit import hookimpl
@@ -12,6 +14,11 @@ class TorchParams(BackendParams):
     ACCELERATORS = {"cuda": (), "mps": ()}
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     threads: int = Field(0, ge=0, le=512, description="CPU threads for torch (0: torch's default)")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: the networks run under bfloat16 "
+                                               "autocast (weights, optimizer and losses stay float32)")
+    compile: bool = Field(False, description="torch.compile the networks (the first steps take longer)")
+    sync_batchnorm: bool = Field(False, description="on several processes (torchrun): BatchNorm normalises with "
+                                 "the statistics of the whole batch, not of each process's share")
 
 
 def _trainer():

@@ -14,6 +14,7 @@ from gankit.backend import (BackendError, CheckpointError, check_native_shapes, 
 from gankit.noise import fixed_noise, sample_noise, training_noise
 from gankit.updates import Updates
 from gankit_plugins.torch_backend.compile import advance_spectral_norm, compile_network
+from gankit_plugins.torch_backend.distributed import local_device, shards
 from gankit_plugins.torch_backend.ops import TensorOps
 
 
@@ -21,15 +22,16 @@ def resolve_device(params) -> torch.device:
     mps = getattr(torch.backends, "mps", None)
     visible = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
                "mps": int(bool(mps and mps.is_available()))}
-    return torch.device(str(params.choose_device(visible)))
+    return local_device(torch.device(str(params.choose_device(visible))))
 
 
 class _Scope:
     """torch records every operation anyway: a tape is only a scope, and its gradient autograd's.
-    The graph is kept, as the simultaneous update takes two gradients from one forward pass."""
+    The graph is kept (``retain``) where the simultaneous update takes two gradients from one
+    forward pass; otherwise it is freed as soon as the gradient is taken."""
 
-    def __init__(self, weights: dict[str, list[torch.Tensor]]):
-        self.weights = weights
+    def __init__(self, weights: dict[str, list[torch.Tensor]], retain: bool):
+        self.weights, self.retain = weights, retain
 
     def __enter__(self):
         return self
@@ -38,7 +40,7 @@ class _Scope:
         return False
 
     def gradient(self, loss: torch.Tensor, network: str):
-        return torch.autograd.grad(loss, self.weights[network], retain_graph=True)
+        return torch.autograd.grad(loss, self.weights[network], retain_graph=self.retain)
 
 
 class TorchTrainer(TensorOps):
@@ -48,6 +50,7 @@ class TorchTrainer(TensorOps):
         if params.threads:
             torch.set_num_threads(params.threads)
         self.device = resolve_device(params)
+        self.shards = shards(train.batch_size)  # None unless torchrun started several processes
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
         self.updates = Updates(train)
         torch.manual_seed(seed)
@@ -55,8 +58,9 @@ class TorchTrainer(TensorOps):
         self.layout = torch.channels_last
         native = native_networks(architecture, "torch")
         self.description = None if native else architecture
-        generator, discriminator = native or (compile_network(architecture.generator),
-                                              compile_network(architecture.discriminator))
+        synced = {"sync_batchnorm": params.sync_batchnorm}
+        generator, discriminator = native or (compile_network(architecture.generator, **synced),
+                                              compile_network(architecture.discriminator, **synced))
         self.generator = generator.to(self.device, memory_format=self.layout)
         self.discriminator = discriminator.to(self.device, memory_format=self.layout)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
@@ -65,6 +69,10 @@ class TorchTrainer(TensorOps):
         build_generator = ((lambda: native_networks(architecture, "torch")[0]) if native
                            else (lambda: compile_network(architecture.generator)))
         self.average = self._averaged_copy(build_generator) if train.ema is not None else None
+        if params.compile:  # the simultaneous update takes two gradients from one graph, which donated buffers forbid
+            torch._functorch.config.donated_buffer = False
+        self.forwards = {name: torch.compile(net) if params.compile else net for name, net in self.networks.items()}
+        self.precision = params.precision
         self.weights = {name: list(net.parameters()) for name, net in self.networks.items()}
         self.optimizers = {"generator": self._optimizer(self.generator, train.lr_g),
                            "discriminator": self._optimizer(self.discriminator, train.lr_d)}
@@ -112,8 +120,13 @@ class TorchTrainer(TensorOps):
 
     def train_step(self, batches: list[np.ndarray], step: int) -> dict[str, torch.Tensor]:
         noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
-        self.latents = list(torch.from_numpy(noise).to(self.device).unbind(0))
-        return self.updates.step(self, [self._real(indices) for indices in batches], self.updates.plan(step))
+        if self.shards is not None:
+            batches, noise = self.shards.take(batches, noise)
+        self.latents = list(torch.from_numpy(np.ascontiguousarray(noise)).to(self.device).unbind(0))
+        values = self.updates.step(self, [self._real(indices) for indices in batches], self.updates.plan(step))
+        if self.shards is not None:
+            values = dict(zip(values, self.shards.average(values.values())))
+        return values
 
     # The stateful primitives (the stateless ones come from TensorOps).
 
@@ -121,17 +134,25 @@ class TorchTrainer(TensorOps):
         """The next of this step's noise batches (``gankit.noise``: the same numbers on every backend)."""
         return self.latents.pop(0)[:len(like)]
 
+    def _autocast(self):
+        """bfloat16 autocast for ``backend.precision = "bf16"``, else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def forward_generator(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
+        with self._autocast():
+            return self.forwards["generator"](z)
 
     def forward_discriminator(self, images: torch.Tensor) -> torch.Tensor:
-        return self.discriminator(images)
+        with self._autocast():
+            return self.forwards["discriminator"](images).float()
 
     def tape(self) -> _Scope:
-        return _Scope(self.weights)
+        return _Scope(self.weights, retain=self.updates.reuses_graph)
 
     def apply(self, network: str, gradients) -> None:
         weights = self.weights[network]
+        if self.shards is not None:
+            gradients = self.shards.average(gradients)
         for weight, gradient in zip(weights, gradients):
             weight.grad = gradient
         if self.train.clip_value:
