@@ -137,12 +137,15 @@ def test_jobs_2_ctrl_c_stops_every_run_resumably(batch, tmp_path):
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output
+    stopped = {}
     for index in range(2):
         run_dir = runs / f"0000{index}-long{index + 1}"
-        stopped = json.loads(sorted((run_dir / "checkpoints").glob("step_*"))[-1].joinpath("meta.json").read_text())
-        assert stopped["step"] >= 2
+        stopped[run_dir] = json.loads(sorted((run_dir / "checkpoints").glob("step_*"))[-1].joinpath("meta.json")
+                                      .read_text())["step"]
+        assert stopped[run_dir] >= 2
         assert f"gankit run --resume {run_dir}" in output.replace("\n", "")
-    result = cli("run", "--resume", runs / "00000-long1", "--set", f"train.steps={stopped['step'] + 2}")
+    first = runs / "00000-long1"
+    result = cli("run", "--resume", first, "--set", f"train.steps={stopped[first] + 2}")
     assert result.exit_code == 0, result.output
 
 

@@ -106,7 +106,10 @@ def wait_for(predicate, process, seconds=120):
 def test_ctrl_c_then_resume_ends_with_the_same_weights(write_recipe, tmp_path, backend):
     # The interrupted run is set to train far longer than the test waits, so the signal
     # always lands mid-run; the resume and the straight run then both end at stopped_at + 20.
-    recipe = write_recipe(architecture=SMALL_DCGAN, backend={"use": backend, "device": "cpu"},
+    # torch's thread count is process-wide and other tests set it: the interrupted run (its
+    # own process) and the two here must use the same one to agree bit for bit.
+    threads = {"threads": 1} if backend == "torch" else {}
+    recipe = write_recipe(architecture=SMALL_DCGAN, backend={"use": backend, "device": "cpu", **threads},
                           train={"steps": 1_000_000, "log_every": 1, "checkpoint_every": 100, "batch_size": 16},
                           export=[{"use": "png", "every": 50}, {"use": "gif"}])
     runs = tmp_path / "stopped"
