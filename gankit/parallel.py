@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import queue
 import shutil
 import signal
 from dataclasses import dataclass
@@ -146,74 +145,83 @@ def run_parallel(jobs: list[Job], engine, *, keep_going: bool, stop_requested: C
     return [outcomes[job.index] for job in jobs]
 
 
-def _local_worker(job: Job, messages, stop, threads: int) -> None:
+def _local_worker(job: Job, connection, stop, threads: int) -> None:
     """A local worker process: Ctrl-C is the parent's to handle (it passes on a stop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # before torch is imported
-    outcome = train_job(job, lambda item: messages.put((job.index, item)), stop.is_set)
-    messages.put((job.index, outcome))
+    outcome = train_job(job, connection.send, lambda: bool(stop.value))
+    connection.send(outcome)
+    connection.close()
 
 
 class LocalEngine:
     """Each run in a fresh process of its own (spawned, so nothing of the parent's state
-    is shared), at most ``jobs`` at once; each gets an equal share of the CPU threads."""
+    is shared), at most ``jobs`` at once; each gets an equal share of the CPU threads.
+
+    Each worker writes to a pipe of its own and reads the stop flag without a lock, so a
+    worker killed mid-write (SIGKILL, the OOM killer) holds nothing the others need: a
+    shared ``multiprocessing.Queue`` or ``Event`` would leave its lock taken for good.
+    Its pipe's end of file tells the parent it is gone, after every message it sent."""
 
     def __init__(self, jobs: int):
         import multiprocessing
 
         self.jobs = jobs
         self.context = multiprocessing.get_context("spawn")
-        self.messages = self.context.Queue()
-        self.stop_event = self.context.Event()
-        self.running: dict[int, tuple[Job, Any]] = {}
+        self.stop_flag = self.context.RawValue("b", 0)
+        self.running: dict[int, tuple[Job, Any, Any]] = {}
+        self.answered: set[int] = set()
         self.threads = max(1, (os.cpu_count() or 1) // jobs)
 
     def has_room(self) -> bool:
         return len(self.running) < self.jobs
 
     def start(self, job: Job) -> None:
-        process = self.context.Process(target=_local_worker, args=(job, self.messages, self.stop_event, self.threads),
+        reader, writer = self.context.Pipe(duplex=False)
+        process = self.context.Process(target=_local_worker, args=(job, writer, self.stop_flag, self.threads),
                                        name=f"gankit {job.run_dir.name}")
         process.start()
-        self.running[job.index] = (job, process)
+        writer.close()  # the worker's copy is the only one left: its end of file is the worker's end
+        self.running[job.index] = (job, process, reader)
 
     def poll(self, timeout: float) -> list[tuple[int, Any]]:
-        received = self._drain(timeout)
-        finished = {index for index, item in received if isinstance(item, Outcome)}
-        for index, (job, process) in list(self.running.items()):
-            if index in finished:
+        from multiprocessing.connection import wait
+
+        by_reader = {reader: index for index, (_, _, reader) in self.running.items()}
+        received = []
+        for reader in wait(list(by_reader), timeout):
+            index = by_reader[reader]
+            job, process, _ = self.running[index]
+            try:
+                while True:
+                    item = reader.recv()
+                    received.append((index, item))
+                    if isinstance(item, Outcome):
+                        self.answered.add(index)
+                    if not reader.poll():
+                        break
+            except (EOFError, OSError):  # the worker is gone
+                reader.close()
                 process.join()
                 del self.running[index]
-            elif process.exitcode is not None:  # ended without an outcome: died
-                late = self._drain(0)
-                received += late
-                if not any(i == index and isinstance(item, Outcome) for i, item in late):
+                if index not in self.answered:
                     code = process.exitcode
                     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
                     received.append((index, job.died(how)))
-                del self.running[index]
         return received
-
-    def _drain(self, timeout: float) -> list[tuple[int, Any]]:
-        items = []
-        try:
-            items.append(self.messages.get(timeout=timeout) if timeout else self.messages.get_nowait())
-            while True:
-                items.append(self.messages.get_nowait())
-        except queue.Empty:
-            return items
 
     def drain(self) -> None:
         """No further run begins (the caller stops starting them); those under way finish."""
 
     def stop(self) -> None:
-        self.stop_event.set()
+        self.stop_flag.value = 1
 
     def abort(self) -> None:
-        for _, process in self.running.values():
+        for _, process, _ in self.running.values():
             process.kill()
-        for _, process in self.running.values():
+        for _, process, _ in self.running.values():
             process.join()
 
     def close(self) -> None:
-        self.messages.close()
+        for _, _, reader in self.running.values():
+            reader.close()
