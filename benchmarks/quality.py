@@ -46,10 +46,11 @@ import numpy as np
 
 from gankit.data import DataContext, default_cache_dir
 from gankit.eval_config import EvalConfig
-from gankit.evaluation import EvalError, Evaluator, data_sha256, evaluate_run, real_subset, resolve_plan
+from gankit.evaluation import EvalError, Evaluator, data_sha256, real_subset, resolve_plan
 from gankit.plugins import load_registry
 from gankit.recipe import RecipeError, load_recipe
 from gankit.runner import RunError, run
+from gankit.sampling import evaluate_run
 
 DATASETS = ("mnist", "fashion-mnist")
 SCORES = {"fid": "{:.2f}", "class_accuracy": "{:.1%}"}
@@ -169,7 +170,7 @@ def main() -> None:
             except EvalError as error:
                 rows.append((shown, recipe.dataset.name, "-", "-", "-", f"skipped: {error}"))
                 continue
-            def variant(backend, seed):
+            def variant(backend, seed, recipe=recipe, path=path, shown=shown):
                 chosen = [*overrides, *([f"backend.use={backend}"] if backend else []),
                           *([f"seed={seed}"] if seed is not None else [])]
                 name = f"{backend or recipe.backend.name}, seed {recipe.seed if seed is None else seed}"
@@ -178,11 +179,11 @@ def main() -> None:
                                                           args.cpu_seconds)
                 except RunError as error:
                     print(f"{shown} on {name}: {error}", file=sys.stderr, flush=True)
-                    return f"skipped: {error}"
+                    return f"skipped: {error}", ""
                 shown_scores = ", ".join(f"{key} {SCORES[key].format(value)}" for key, value in scores.items())
                 print(f"{shown} on {name}: {shown_scores} ({status}, {seconds:.0f}s of training)",
                       file=sys.stderr, flush=True)
-                return scores
+                return scores, status
 
             with ThreadPoolExecutor(args.jobs) as pool:
                 found_all = list(pool.map(lambda chosen: variant(*chosen), variants))
@@ -204,14 +205,14 @@ def main() -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
 
 
-def summary(found: list[dict[str, float] | str]) -> tuple[str, ...]:
+def summary(found: list[tuple[dict[str, float] | str, str]]) -> tuple[str, ...]:
     """One column per score (a mean ± sd over seeds where there are several; "-" for a
-    score the runs lack) and the notes column: the skipped runs, and each seed's figures."""
-    scored = [item for item in found if isinstance(item, dict)]
-    skipped = [item for item in found if isinstance(item, str)]
+    score the runs lack) and the notes column: the skipped runs, how far each run got (the
+    steps matter under a CPU budget) and, with several seeds, each seed's figures."""
+    scored = [(item, status) for item, status in found if isinstance(item, dict)]
     columns = []
     for key, shown in SCORES.items():
-        values = [item[key] for item in scored if key in item]
+        values = [item[key] for item, _ in scored if key in item]
         if not values:
             columns.append("-")
         elif len(values) == 1:
@@ -219,10 +220,13 @@ def summary(found: list[dict[str, float] | str]) -> tuple[str, ...]:
         else:
             spread = f" ± {shown.format(statistics.stdev(values))}"
             columns.append(f"{shown.format(statistics.mean(values))}{spread}")
-    notes = list(skipped)
-    if len(found) > 1:
+    notes = [item for item, _ in found if isinstance(item, str)]
+    if len(found) == 1 and scored:
+        notes.append(scored[0][1])
+    elif scored:
         notes.append("seeds: " + "; ".join(
-            " ".join(SCORES[key].format(value) for key, value in item.items()) for item in scored))
+            " ".join(SCORES[key].format(value) for key, value in item.items()) + f" ({status.split(',')[0]})"
+            for item, status in scored))
     return (*columns, "; ".join(notes))
 
 

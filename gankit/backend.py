@@ -7,18 +7,29 @@ iterations, EMA) is written once in ``gankit.objectives`` and ``gankit.updates``
 the backend's ``Primitives``; the schedule around the steps (data order, logging,
 sampling, checkpoints, stopping) lives in ``gankit.training``. Both are the same on every
 backend.
+
+What is not framework-specific is here too, for every backend to use: its parameters
+(``BackendParams``: the device and threads), choosing the device, turning generator
+output into uint8 images a chunk at a time, parameter counts, and the lazy wrapper that
+keeps the framework unimported until a run uses it (``lazy_backend``).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
-import numpy as np
+from pydantic import Field, field_validator
 
 from gankit.data import DataSpec
 from gankit.nn import Architecture
+from gankit.params import Params
 from gankit.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class BackendError(Exception):
@@ -123,4 +134,145 @@ class CheckpointError(Exception):
 
     def __init__(self, path: Path, cause: BaseException | str):
         self.path = Path(path)
-        super().__init__(f"checkpoint file {self.path} cannot be loaded ({type(cause).__name__ if not isinstance(cause, str) else 'error'}: {cause})")
+        kind = "error" if isinstance(cause, str) else type(cause).__name__
+        super().__init__(f"checkpoint file {self.path} cannot be loaded ({kind}: {cause})")
+
+
+# What every backend shares.
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device a recipe asked for and this machine has: ``cpu``, or an accelerator and its index."""
+
+    kind: str
+    index: int = 0
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "cpu" else f"{self.kind}:{self.index}"
+
+
+class BackendParams(Params):
+    """The parameters every backend takes. A backend's subclass names its accelerators in
+    ``ACCELERATORS`` (each with the other names a recipe may use for it); ``device`` is then
+    ``auto``, ``cpu``, an accelerator, or ``NAME:N`` for the N-th of them."""
+
+    ACCELERATORS: ClassVar[dict[str, tuple[str, ...]]] = {}
+    device: str = Field("auto", description="auto, cpu, or an accelerator of the backend (NAME or NAME:N)")
+    threads: int = Field(0, ge=0, le=512, description="CPU threads (0: the framework's default)")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        cls._parse_device(value)
+        return value
+
+    @classmethod
+    def _parse_device(cls, value: str) -> tuple[str, int | None]:
+        """``(kind, index)`` with the accelerator's own name; index None when not given."""
+        match = re.fullmatch(r"([a-z]+)(?::(\d+))?", value)
+        names = {alias: name for name, aliases in cls.ACCELERATORS.items() for alias in (name, *aliases)}
+        kind = match and (match.group(1) if match.group(1) in ("auto", "cpu") else names.get(match.group(1)))
+        if not kind or (kind in ("auto", "cpu") and match.group(2) is not None):
+            choices = ["auto", "cpu", *(choice for name in cls.ACCELERATORS for choice in (name, f"{name}:N"))]
+            raise ValueError(f"use {', '.join(choices[:-1])} or {choices[-1]}")
+        return kind, None if match.group(2) is None else int(match.group(2))
+
+    def choose_device(self, visible: dict[str, int]) -> Device:
+        """The device to run on, given how many of each accelerator this machine has
+        (``visible``, in order of preference): ``auto`` takes the first accelerator there is,
+        else the CPU; an accelerator that is not there is a BackendError."""
+        kind, index = self._parse_device(self.device)
+        if kind == "auto":
+            return next((Device(name) for name, count in visible.items() if count), Device("cpu"))
+        if kind == "cpu":
+            return Device("cpu")
+        count = visible.get(kind, 0)
+        if (index or 0) >= count:
+            raise BackendError(f"device {self.device!r} is not available here ({count} {kind} device(s) visible); "
+                               'use device = "auto" or "cpu"')
+        return Device(kind, index or 0)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Generator output in [-1, 1] (N, H, W, C) -> uint8 images, rounded half to even."""
+    import numpy as np
+
+    images = np.asarray(images, dtype=np.float32)
+    return np.round((np.clip(images, -1.0, 1.0) + 1.0) * np.float32(127.5)).astype(np.uint8)
+
+
+SAMPLE_CHUNK = 512
+"""Noise vectors per forward pass when sampling: 50,000 images for FID fit in memory."""
+
+
+def generate_images(forward: Callable[..., Any], noise: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (N, H, W, C) images from the latent ``noise`` (N, latent size), ``SAMPLE_CHUNK``
+    vectors at a time; ``forward`` gives the generator's output for a chunk, (n, H, W, C)
+    in [-1, 1], as anything ``np.asarray`` takes. A conditional generator's ``labels`` (N,)
+    come as its second argument."""
+    import numpy as np
+
+    def chunk(array, start):
+        return () if array is None else (array[start:start + SAMPLE_CHUNK],)
+
+    return np.concatenate([to_uint8(forward(*chunk(noise, start), *chunk(labels, start)))
+                           for start in range(0, len(noise), SAMPLE_CHUNK)])
+
+
+NETWORKS = ("generator", "discriminator")
+
+
+def parameter_counts(description: Architecture | None, count_native: Callable[[str], int]) -> dict[str, int]:
+    """``{"generator": n, "discriminator": m}``, the trainable parameters: from the
+    ``gankit.nn`` description the backend compiled, or (None: it built native networks)
+    ``count_native(network)``."""
+    if description is not None:
+        return {name: getattr(description, name).parameter_count() for name in NETWORKS}
+    return {name: count_native(name) for name in NETWORKS}
+
+
+class LazyBackend:
+    """A backend whose trainer class is imported only when a run uses it, so that listing
+    plugins or ``--help`` never imports the framework."""
+
+    def __init__(self, params: BackendParams, load_trainer: Callable[[], type]):
+        self.params, self.load_trainer = params, load_trainer
+
+    def trainer(self, architecture: Architecture, spec: DataSpec, train: TrainConfig, seed: int) -> Trainer:
+        return self.load_trainer()(self.params, architecture, spec, train, seed)
+
+
+def lazy_backend(load_trainer: Callable[[], type]) -> Callable[[BackendParams], LazyBackend]:
+    """A backend factory for ``register``: ``load_trainer()`` imports and returns the trainer
+    class, called with ``(params, architecture, spec, train, seed)``."""
+    return lambda params: LazyBackend(params, load_trainer)
+
+
+def native_networks(architecture: Architecture, backend: str) -> tuple[Any, Any] | None:
+    """The generator and discriminator from the architecture's native builder for
+    ``backend`` (the backend seeds its framework first); None when it has none and is
+    described with ``gankit.nn``; a BackendError when it has neither."""
+    build = architecture.native.get(backend)
+    if build is not None:
+        return build()
+    if architecture.generator is None or architecture.discriminator is None:
+        raise BackendError(f"this architecture gives neither a gankit.nn description nor a native builder "
+                           f"for the {backend} backend")
+    return None
+
+
+def check_native_shapes(images: tuple[int, ...], logits: tuple[int, ...], spec: DataSpec) -> None:
+    """A native generator's output shape, as (N, H, W, C), must be the data's, and the
+    native discriminator's (N, 1): a BackendError otherwise, before anything trains."""
+    if tuple(images[1:]) != tuple(spec.shape):
+        raise BackendError(f"the native generator makes {tuple(images[1:])} images (H, W, C) but the data is "
+                           f"{tuple(spec.shape)}")
+    if tuple(logits[1:]) != (1,):
+        raise BackendError(f"the native discriminator must give one logit per image, (N, 1), not {tuple(logits)}")
+
+
+# What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
+__all__ = ["Backend", "Trainer", "Primitives", "BackendError", "CheckpointError", "BackendParams", "Device",
+           "to_uint8", "SAMPLE_CHUNK", "generate_images", "parameter_counts", "lazy_backend", "native_networks",
+           "check_native_shapes"]

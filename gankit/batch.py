@@ -67,16 +67,22 @@ def run_all(
     failed line of the table like any other, never the end of the batch."""
     outcomes: list[Outcome] = []
     for index, recipe in enumerate(recipes):
-        try:
-            outcome = Outcome.of(start(recipe))
-        except RunError as error:
-            outcome = Outcome(recipe.name, "failed", recipe.backend.name, str(error), sweep=recipe.sweep)
-        except Exception as error:  # a bug or a resource gone (memory, device): the rest may still run
-            message = f"crashed: {type(error).__name__}: {error}".splitlines()[0]
-            outcome = Outcome(recipe.name, "failed", recipe.backend.name, message, sweep=recipe.sweep)
+        outcome = attempt(recipe, start)
         outcomes.append(outcome)
         report(outcome)
         if outcome.status == "interrupted" or stop_requested() or (not outcome.succeeded and not keep_going):
             outcomes += [Outcome(r.name, "skipped", r.backend.name, "not run", sweep=r.sweep) for r in recipes[index + 1:]]
             break
     return outcomes
+
+
+def attempt(recipe: Recipe, start: Callable[[Recipe], RunResult]) -> Outcome:
+    """``start(recipe)``'s outcome: a run that cannot start or crashes is a failed line of
+    the table like any other, never the end of the batch."""
+    try:
+        return Outcome.of(start(recipe))
+    except RunError as error:
+        return Outcome(recipe.name, "failed", recipe.backend.name, str(error), sweep=recipe.sweep)
+    except Exception as error:  # a bug or a resource gone (memory, device): the rest may still run
+        message = f"crashed: {type(error).__name__}: {error}".splitlines()[0]
+        return Outcome(recipe.name, "failed", recipe.backend.name, message, sweep=recipe.sweep)

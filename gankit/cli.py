@@ -25,6 +25,7 @@ Examples:
   gankit sample runs/00000-dcgan_mnist -n 64 -o grid.png
   gankit evaluate runs/00000-dcgan_mnist --metric fid,kid
   gankit report runs -o report.html
+  gankit new-plugin wide-mlp --kind architecture
 """
 
 
@@ -40,14 +41,23 @@ def main() -> None:
     """Train GANs from declarative TOML recipes."""
 
 
-def _registry():
+def _registry(warn: bool = True):
+    """The installed plugins' components. Broken or conflicting plugins are one warning
+    (``list-plugins`` shows why, so it passes ``warn=False``); with GANKIT_STRICT_PLUGINS=1
+    they are one error line each and exit code 2."""
     from gankit.plugins import load_registry
     from gankit.registry import RegistryError
 
     try:
-        return load_registry()
+        registry = load_registry()
     except RegistryError as error:
-        fail(str(error))
+        for line in str(error).splitlines():
+            console.error(line)
+        sys.exit(2)
+    names = [b.name for b in registry.broken] + [c.what for c in registry.conflicts.values()]
+    if warn and names:
+        console.warn(f"ignoring broken or conflicting plugins ({', '.join(names)}); `gankit list-plugins` says why")
+    return registry
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -94,11 +104,19 @@ class StopFlag:
                 signal.signal(sig, handler)
 
 
-def _latest_run(runs_dir: Path) -> Path:
-    runs = sorted(p for p in runs_dir.glob("[0-9][0-9][0-9][0-9][0-9]-*") if p.is_dir()) if runs_dir.is_dir() else []
-    if not runs:
+def _run_to_resume(resume_from: str, runs_dir: Path):
+    """The run directory ``--resume`` names (``latest``: the highest-numbered one in ``runs_dir``)."""
+    from gankit.rundir import RunDir
+
+    run_dir = RunDir.latest(runs_dir) if resume_from == "latest" else RunDir(Path(resume_from))
+    if run_dir is None:
         fail(f"--resume latest: no runs in {runs_dir}; pass a run directory or --runs-dir")
-    return runs[-1]
+    if run_dir.is_empty():
+        fail(f"--resume {resume_from}: {run_dir} is empty (the run was stopped before it began); "
+             f"remove it with: rm -r {run_dir}")
+    if not run_dir.is_run():
+        fail(f"--resume {resume_from}: {run_dir} is not a gankit run directory (no recipe.toml)")
+    return run_dir.path
 
 
 @main.command()
@@ -111,10 +129,23 @@ def _latest_run(runs_dir: Path) -> Path:
               help="Where run directories are created.")
 @click.option("--max-runs", default=10_000, show_default=True, type=click.IntRange(1),
               help="Refuse recipes and sweeps that expand to more runs than this.")
+@click.option("--jobs", "processes", default=1, show_default=True, type=click.IntRange(1, 1024),
+              help="Train up to N runs of the batch at once, each in a process of its own.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", envvar="GANKIT_RAY_ADDRESS", metavar="[ADDRESS]",
+              help="Run each run of the batch as a task on a Ray cluster (default: the one `ray start` made here or "
+                   "RAY_ADDRESS names; 'local': a Ray of its own on this machine). Also $GANKIT_RAY_ADDRESS.")
+@click.option("--cpus-per-run", type=click.FloatRange(0, min_open=True),
+              help="With --ray: CPU cores each run reserves (default: the recipe's resources.cpus, else 1).")
+@click.option("--gpus-per-run", type=click.FloatRange(0),
+              help="With --ray: GPUs each run reserves (default: the recipe's resources.gpus, else 0).")
+@click.option("--gpus", type=click.IntRange(1, 1024),
+              help="Train one run on K GPUs of this machine (DistributedDataParallel; starts torchrun).")
 def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, keep_going: bool,
-        resume_from: str | None, runs_dir: Path, max_runs: int) -> None:
+        resume_from: str | None, runs_dir: Path, max_runs: int, processes: int, ray_address: str | None,
+        cpus_per_run: float | None, gpus_per_run: float | None, gpus: int | None) -> None:
     """Train the GAN each RECIPE describes, one after another (a [sweep] table expands into
-    one run per combination), or continue a stopped run with --resume."""
+    one run per combination), several at once with --jobs or --ray, or continue a stopped
+    run with --resume."""
     import tomli_w
 
     from gankit.batch import load_all
@@ -122,28 +153,31 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     from gankit.runner import resume
     from gankit.runner import run as start_run
 
+    parallel = processes > 1 or bool(ray_address)
+    if gpus is not None:
+        _start_torchrun(gpus, recipes, overrides, resume_from, runs_dir, parallel or dry_run)
+    world = _distributed_world(len(recipes), parallel)
     registry = _registry()
     context = DataContext(warn=console.warn, info=console.info)
     stop = StopFlag()
+    should_stop = stop if world is None else world.stop_together(stop)
 
     def start_new(recipe):
         with console.RunProgress(recipe.name) as progress:
-            return start_run(recipe, runs_root=runs_dir, context=context, listeners=[progress.handle], should_stop=stop)
+            return start_run(recipe, runs_root=runs_dir, context=context, listeners=[progress.handle],
+                             should_stop=should_stop, world=world)
 
     if resume_from is not None:
         if recipes:
             fail("--resume continues one run: give no recipe files with it")
-        run_dir = _latest_run(runs_dir) if resume_from == "latest" else Path(resume_from)
-        if run_dir.is_dir() and not [p for p in run_dir.iterdir() if p.name != ".lock"]:
-            fail(f"--resume {resume_from}: {run_dir} is empty (the run was stopped before it began); "
-                 f"remove it with: rm -r {run_dir}")
-        if not (run_dir / "recipe.toml").is_file():
-            fail(f"--resume {resume_from}: {run_dir} is not a gankit run directory (no recipe.toml)")
+        if parallel:
+            fail("--resume continues one run here: leave out --jobs and --ray")
+        run_dir = _run_to_resume(resume_from, runs_dir)
 
         def continue_run(_no_recipe):
             with console.RunProgress(run_dir.name) as progress:
                 return resume(run_dir, registry, overrides=list(overrides), context=context,
-                              listeners=[progress.handle], should_stop=stop)
+                              listeners=[progress.handle], should_stop=should_stop, world=world)
 
         jobs, invalid, start = [None], [], continue_run
     else:
@@ -159,7 +193,11 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
         start = start_new
 
     with stop.installed():
-        outcomes = _run_jobs(jobs, invalid, start, keep_going, stop)
+        if parallel:
+            outcomes = _run_in_parallel(jobs, invalid, runs_dir, context.cache_dir, processes, ray_address,
+                                        (cpus_per_run, gpus_per_run), keep_going, stop)
+        else:
+            outcomes = _run_jobs(jobs, invalid, start, keep_going, stop)
     if any(o.status == "interrupted" for o in outcomes):
         sys.exit(130)
     if not all(o.succeeded for o in outcomes):
@@ -186,6 +224,70 @@ def _run_jobs(jobs, invalid, start, keep_going, stop):
     return outcomes
 
 
+def _distributed_world(recipe_count: int, parallel: bool):
+    """This process's place in a run that torchrun started on several processes (None when
+    alone). Ranks other than 0 train silently; rank 0 shows progress and writes the run."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    if parallel or recipe_count > 1:
+        fail("under torchrun gankit trains one run on every process: give one recipe, without --jobs or --ray")
+    from gankit.distributed import current
+
+    world = current()
+    if not world.writer:
+        console.silence_output()
+    return world
+
+
+def _start_torchrun(gpus: int, recipes, overrides, resume_from, runs_dir: Path, refused: bool) -> None:
+    """``gankit run --gpus K``: this same command under ``torchrun --nproc-per-node K``."""
+    import subprocess
+
+    if refused or len(recipes) > 1:
+        fail("--gpus trains one run on several GPUs: give one recipe, without --jobs, --ray or --dry-run")
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        fail("--gpus starts torchrun itself: leave it out under torchrun")
+    import torch
+
+    if torch.cuda.device_count() < gpus:
+        fail(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} CUDA GPU(s); on CPUs run "
+             f"torchrun --nproc-per-node {gpus} -m gankit run RECIPE (gloo)")
+    arguments = [*map(str, recipes), *[f"--set={o}" for o in overrides], f"--runs-dir={runs_dir}"]
+    arguments += [f"--resume={resume_from}"] if resume_from else []
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
+               "-m", "gankit", "run", *arguments]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process of the run; torchrun ends them
+    sys.exit(subprocess.call(command))
+
+
+def _run_in_parallel(recipes, invalid, runs_dir: Path, cache_dir: Path, processes: int, ray_address: str | None,
+                     resources: tuple[float | None, float | None], keep_going: bool, stop: StopFlag):
+    """The batch on ``processes`` local processes, or on Ray; the same report and table."""
+    from gankit.parallel import LocalEngine, make_jobs, run_parallel
+    from gankit.rundir import RunError, writable_root
+
+    try:
+        writable_root(runs_dir)
+        if ray_address:
+            from gankit.ray_batch import RayEngine
+
+            engine = RayEngine(ray_address, runs_dir)
+        else:
+            engine = LocalEngine(processes)
+    except RunError as error:
+        fail(str(error))
+    jobs = make_jobs(recipes, runs_dir, cache_dir, *resources)
+    try:
+        with console.BatchProgress([job.run_dir.name for job in jobs]) as display:
+            outcomes = invalid + run_parallel(jobs, engine, keep_going=keep_going, stop_requested=stop,
+                                              display=display, report=_report)
+    except KeyboardInterrupt:
+        console.error("aborted at once; every file written so far is complete, and each run can be resumed")
+        sys.exit(130)
+    console.batch_table(outcomes)
+    return outcomes
+
+
 def _report(outcome) -> None:
     if outcome.status == "completed":
         console.info(f"done: {outcome.run_dir} ({outcome.steps} steps in {outcome.seconds:.0f}s)")
@@ -201,7 +303,7 @@ def _report(outcome) -> None:
 def list_plugins(kind: str | None, as_json: bool) -> None:
     """List the installed plugins' components: datasets, architectures, backends, exporters,
     metrics and feature extractors."""
-    registry = _registry()
+    registry = _registry(warn=False)
     if as_json:
         console.plugins_json(registry, kind)
     else:
@@ -256,9 +358,10 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
     """Score a run's generator (FID, KID, IS) and record how in RUN_DIR/eval.json."""
     from gankit.backend import BackendError, CheckpointError
     from gankit.eval_config import EvalConfig
-    from gankit.evaluation import EvalError, evaluate_run
+    from gankit.evaluation import EvalError
     from gankit.recipe import RecipeError
-    from gankit.runner import RunError
+    from gankit.rundir import RunDir, RunError
+    from gankit.sampling import evaluate_run
 
     names = [name.strip() for name in metrics.split(",") if name.strip()]
     if not names:
@@ -272,7 +375,7 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
     except (EvalError, RecipeError, RunError, BackendError, CheckpointError) as error:
         fail(str(error))
     console.eval_table(record)
-    console.info(f"recorded in {run_dir / 'eval.json'}")
+    console.info(f"recorded in {RunDir(run_dir).eval}")
 
 
 @main.command()
@@ -293,3 +396,22 @@ def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> Non
     except ReportError as error:
         fail(str(error))
     console.info(f"wrote {output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {output.stat().st_size // 1024:,} KB)")
+
+
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", "kinds", multiple=True, required=True, type=click.Choice(("architecture", "dataset", "exporter")),
+              help="What the plugin provides; repeat for more than one.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True,
+              help="Where to write the package's folder, gankit-NAME.")
+def new_plugin(name: str, kinds: tuple[str, ...], output: Path) -> None:
+    """Write a ready plugin package, gankit-NAME: a pyproject with the entry point, the
+    components (each named NAME), a recipe and tests that use gankit.testing."""
+    from gankit.scaffold import ScaffoldError, write_plugin
+
+    try:
+        folder = write_plugin(name, list(kinds), output)
+    except ScaffoldError as error:
+        fail(str(error))
+    shown = folder if folder.is_absolute() else f"./{folder}"
+    console.info(f"wrote {shown}; next: pip install -e '{shown}[test]' && python -m pytest {shown}")

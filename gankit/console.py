@@ -1,42 +1,69 @@
-"""Everything the user sees. The only module that touches rich."""
+"""Everything the user sees. The only module that touches rich, which it imports only when
+something is shown, so that ``gankit --help`` does not pay for it."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
-from rich.syntax import Syntax
-from rich.table import Table
-
+from gankit import API_VERSION, __version__
 from gankit.events import CheckpointSaved, EvalLogged, Event, RunFinished, RunStarted, StepLogged
 from gankit.registry import KINDS, Registry
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _console(name: str) -> "Console":
+    """The module's ``out`` or ``err`` console, made on first use (tests may replace them)."""
+    found = globals().get(name)
+    if found is None:
+        from rich.console import Console
+
+        found = globals()[name] = Console(stderr=name == "err", highlight=False)
+    return found
+
+
+def __getattr__(name: str):
+    if name in ("out", "err"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def escape(text: str) -> str:
+    """``text`` with rich's markup characters escaped."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def silence_output() -> None:
+    """Show nothing on standard output from now on (errors and warnings still show)."""
+    from rich.console import Console
+
+    globals()["out"] = Console(file=open(os.devnull, "w"), highlight=False)
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    _console("err").print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+    _console("err").print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
-    out.print(escape(message))
+    _console("out").print(escape(message))
 
 
 def show_toml(text: str) -> None:
-    out.print(Syntax(text, "toml", background_color="default"))
+    from rich.syntax import Syntax
+
+    _console("out").print(Syntax(text, "toml", background_color="default"))
 
 
 def _clock(seconds: float) -> str:
@@ -51,6 +78,24 @@ def _losses(values: dict[str, float]) -> str:
             f"D(G(z)) {get('d_fake'):.2f}")
 
 
+def _run_bars():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("epoch {task.fields[epoch]}"),
+        TextColumn("{task.fields[losses]}"),
+        TextColumn("{task.fields[scores]}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta {task.fields[eta]}"),
+        console=_console("out"),
+        transient=False,
+    )
+
+
 class RunProgress:
     """One run's progress: epoch, step, losses, D(x), D(G(z)), images/s, elapsed and ETA.
 
@@ -60,38 +105,28 @@ class RunProgress:
     run (or resume) started, so it shows even when each step takes minutes.
     """
 
-    def __init__(self, title: str, *, interval: float = 30.0):
+    def __init__(self, title: str, *, interval: float = 30.0, shared=None):
+        """``shared``: the live display of a whole batch (``BatchProgress``), where this run gets a bar."""
         self.title, self.interval = title, interval
-        self.plain = not out.is_terminal
-        self.progress = None if self.plain else Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TextColumn("epoch {task.fields[epoch]}"),
-            TextColumn("{task.fields[losses]}"),
-            TextColumn("{task.fields[scores]}"),
-            TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta {task.fields[eta]}"),
-            console=out,
-            transient=False,
-        )
+        self.plain = not _console("out").is_terminal
+        self.owned = shared is None
+        self.progress = None if self.plain else (shared or _run_bars())
         self.task = None
         self.started = self.start_step = self.total = 0
         self.last_line = float("-inf")
         self.last_step = None
 
     def __enter__(self):
-        if self.progress is not None:
+        if self.progress is not None and self.owned:
             self.progress.start()
         return self
 
     def __exit__(self, *exc):
-        if self.progress is not None:
+        if self.progress is not None and self.owned:
             self.progress.stop()
 
     def _print(self, text: str) -> None:
-        (self.progress.console if self.progress is not None else out).print(text, soft_wrap=self.plain)
+        (self.progress.console if self.progress is not None else _console("out")).print(text, soft_wrap=self.plain)
 
     def _eta(self, step: int) -> str:
         elapsed = time.monotonic() - self.started
@@ -138,24 +173,52 @@ class RunProgress:
         self.last_line, self.last_step = time.monotonic(), step
 
 
+class BatchProgress:
+    """Every run of a parallel batch at once: a bar per run on a terminal (added as each
+    starts), elsewhere each run's plain lines, named after the run."""
+
+    def __init__(self, titles: list[str], *, interval: float = 30.0):
+        self.shared = None if not _console("out").is_terminal else _run_bars()
+        self.runs = [RunProgress(title, interval=interval, shared=self.shared) for title in titles]
+
+    def __enter__(self):
+        if self.shared is not None:
+            self.shared.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.shared is not None:
+            self.shared.stop()
+
+    def handle(self, index: int, event: Event) -> None:
+        self.runs[index].handle(event)
+
+    def message(self, index: int, level: str, text: str) -> None:
+        """A dataset's or the run's warning or note, from the worker training run ``index``."""
+        (warn if level == "warn" else info)(f"{self.runs[index].title}: {text}")
+
+
 @contextmanager
 def work_progress(interval: float = 30.0) -> Iterator[Callable[[str, int, int], None]]:
     """A ``progress(what, done, total)`` callback for long work (feature extraction): a bar
     per ``what`` on a terminal, elsewhere a plain line at the start, the end, and at most
     every ``interval`` seconds between."""
-    if not out.is_terminal:
+    if not _console("out").is_terminal:
         last: dict[str, float] = {}
 
         def line(what: str, done: int, total: int) -> None:
             if done in (0, total) or time.monotonic() - last.get(what, 0.0) >= interval:
-                out.print(f"{escape(what)}: {done:,}/{total:,}", soft_wrap=True)
+                _console("out").print(f"{escape(what)}: {done:,}/{total:,}", soft_wrap=True)
                 last[what] = time.monotonic()
 
         yield line
         return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
     with Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=out) as bars:
-        tasks: dict[str, TaskID] = {}
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=_console("out")) as bars:
+        tasks: dict[str, int] = {}
 
         def bar(what: str, done: int, total: int) -> None:
             if what not in tasks:
@@ -166,6 +229,8 @@ def work_progress(interval: float = 30.0) -> Iterator[Callable[[str, int, int], 
 
 
 def plugins_table(registry: Registry, kind: str | None) -> None:
+    from rich.table import Table
+
     for each in (kind,) if kind else KINDS:
         table = Table(title=f"{each}s", title_justify="left", title_style="bold")
         for column in ("name", "provider", "requires", "description"):
@@ -179,14 +244,20 @@ def plugins_table(registry: Registry, kind: str | None) -> None:
             if component.backends is not None:
                 description += f" [dim](backends: {', '.join(component.backends)})[/]"
             table.add_row(component.name, escape(component.provider), requires, description)
-        out.print(table)
-    if registry.broken and not kind:
-        table = Table(title="broken plugins", title_justify="left", title_style="bold red")
-        for column in ("name", "provider", "error"):
-            table.add_column(column)
-        for plugin in registry.broken:
-            table.add_row(plugin.name, escape(plugin.provider), escape(plugin.error))
-        out.print(table)
+        _console("out").print(table)
+    problems = _plugin_problems(registry, kind)
+    if problems:
+        # Whole lines, not a table: each ends in the setting that silences it, made to be copied.
+        _console("out").print("[bold red]broken or conflicting plugins[/]")
+        for _, problem in problems:
+            _console("out").print(f"  {escape(problem)}", soft_wrap=True)
+
+
+def _plugin_problems(registry: Registry, kind: str | None) -> list[tuple[str, str]]:
+    """(name, one-line problem) of each broken plugin and each conflict; with ``kind``,
+    conflicts over components of other kinds are left out (a broken plugin's kinds are unknown)."""
+    rows = [(b.name, b.problem()) for b in registry.broken]
+    return rows + [(c.what, c.problem()) for c in registry.conflicts.values() if kind is None or c.kind in (None, kind)]
 
 
 def plugins_json(registry: Registry, kind: str | None) -> None:
@@ -202,12 +273,20 @@ def plugins_json(registry: Registry, kind: str | None) -> None:
         for k in ((kind,) if kind else KINDS)
         for c in registry.of_kind(k)
     ]
-    broken = [{"name": b.name, "provider": b.provider, "error": b.error} for b in registry.broken]
-    sys.stdout.write(json.dumps({"plugins": rows, "broken": broken}, indent=2) + "\n")
+    broken = [{"name": b.name, "provider": b.provider, "error": b.error, "problem": b.problem()} for b in registry.broken]
+    conflicts = [
+        {"what": c.what, "kind": c.kind, "plugins": [{"name": n, "provider": p} for n, p in c.claimants], "problem": c.problem()}
+        for c in registry.conflicts.values() if kind is None or c.kind in (None, kind)
+    ]
+    document = {"api_version": API_VERSION, "gankit_version": __version__,
+                "plugins": rows, "broken": broken, "conflicts": conflicts}
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
 def eval_table(record: dict) -> None:
-    """The scores of one evaluation (``gankit.evaluation.evaluate_run``) and how they were computed."""
+    """The scores of one evaluation (``gankit.sampling.evaluate_run``) and how they were computed."""
+    from rich.table import Table
+
     extractor, real, scores = record["extractor"], record.get("real"), record["scores"]
     table = Table(title=f"scores with {escape(extractor['name'])} features", title_justify="left", title_style="bold")
     for column in ("metric", "score", "std"):
@@ -216,14 +295,14 @@ def eval_table(record: dict) -> None:
         if not key.endswith("_std"):
             std = scores.get(f"{key}_std")
             table.add_row(escape(key.upper()), f"{value:.4g}", f"{std:.2g}" if std is not None else "")
-    out.print(table)
+    _console("out").print(table)
     checkpoint, generated = record["checkpoint"], record["generated"]
     lines = [f"checkpoint  {checkpoint['path']} (step {checkpoint['step']})",
              f"generated   {generated['count']:,} images, seed {generated['seed']}"]
     if real:
         lines.append(f"real        {real['count']:,} of {real['images_in_split']:,} {real['split']} images ({real['source']})")
     lines.append(f"extractor   {extractor['name']}, weights sha256 {extractor.get('weights_sha256', '-')}")
-    out.print("\n".join(f"[dim]{escape(line)}[/]" for line in lines))
+    _console("out").print("\n".join(f"[dim]{escape(line)}[/]" for line in lines))
 
 
 def _duration(seconds: float) -> str:
@@ -234,6 +313,9 @@ def batch_table(outcomes, console: Console | None = None) -> None:
     """The end of a batch: one row per run (``gankit.batch.Outcome``), made to fit 80
     columns: a sweep's values get columns of their own, so its rows tell apart even when
     the long run names are cut short; a backend shared by all runs goes in the title."""
+    from rich import box
+    from rich.table import Table
+
     colours = {"completed": "green", "interrupted": "yellow", "skipped": "dim"}
     swept = list(dict.fromkeys(key for o in outcomes for key in o.sweep))
     backends = {o.backend for o in outcomes if o.backend}
@@ -252,11 +334,11 @@ def batch_table(outcomes, console: Console | None = None) -> None:
     for column in ("steps", "time", "D loss", "G loss"):
         table.add_column(column, justify="right", no_wrap=True)
     for o in outcomes:
-        loss = lambda key: f"{o.final[key]:.3f}" if key in o.final else "-"  # noqa: E731
+        loss = lambda key, final=o.final: f"{final[key]:.3f}" if key in final else "-"  # noqa: E731
         row = [escape(o.run_dir.name if o.run_dir else o.label)]
         row += [escape(str(o.sweep.get(key, "-"))) for key in swept]
         row += [o.backend or "-"] if len(backends) > 1 else []
         row += [f"[{colours.get(o.status, 'red')}]{o.status}[/]", str(o.steps) if o.steps else "-",
                 _duration(o.seconds) if o.seconds else "-", loss("d_loss"), loss("g_loss")]
         table.add_row(*row)
-    (console or out).print(table)
+    (console or _console("out")).print(table)

@@ -15,6 +15,7 @@ from typing import Any
 
 from gankit.events import CheckpointSaved, Event, RunFinished
 from gankit.files import write_bytes
+from gankit.rundir import RunDir
 
 Series = dict[str, dict[int, float]]
 """metric name -> {step: value}."""
@@ -102,16 +103,16 @@ def draw_curves(series: Series, title: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_curves(run_dir: Path, title: str) -> None:
-    write_bytes(run_dir / "curves.png", draw_curves(read_metrics(run_dir / "metrics.jsonl"), title))
+def write_curves(run_dir: RunDir, title: str) -> None:
+    write_bytes(run_dir.curves, draw_curves(read_metrics(run_dir.metrics), title))
 
 
-def run_title(run_dir: Path) -> str:
+def run_title(run_dir: RunDir) -> str:
     """The run's directory name over its key settings, from its resolved recipe.toml."""
     from gankit.recipe import RecipeError, read_toml
 
     try:
-        recipe = read_toml(run_dir / "recipe.toml")
+        recipe = read_toml(run_dir.recipe)
     except RecipeError:
         return run_dir.name
     return f"{run_dir.name}\n{describe_recipe(recipe, recipe.get('gankit', {}).get('sweep'))}"
@@ -120,13 +121,13 @@ def run_title(run_dir: Path) -> str:
 class CurvesWriter:
     """Redraws ``curves.png`` at each checkpoint and at the end of the run."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: RunDir):
         self.run_dir = run_dir
         self.title = run_title(run_dir)
         self.drawn_at: int | None = None
 
     def handle(self, event: Event) -> None:
-        checkpoint = isinstance(event, CheckpointSaved) and event.path.name != "best"
+        checkpoint = isinstance(event, CheckpointSaved) and event.path != self.run_dir.best
         # The last checkpoint comes just before the end: drawing once is enough.
         if checkpoint or (isinstance(event, RunFinished) and event.step != self.drawn_at):
             write_curves(self.run_dir, self.title)

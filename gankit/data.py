@@ -8,12 +8,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["DataSpec", "ImageData", "DataError", "DataContext", "default_cache_dir", "sha256_of", "md5_of",
+           "download"]
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,15 @@ class DataSpec:
 def fixed_labels(classes: int, samples: int) -> np.ndarray:
     """The labels of a conditional run's fixed-noise grid: one row per class, each of
     ``max(1, samples // classes)`` images."""
+    import numpy as np
+
     return np.repeat(np.arange(classes, dtype=np.int64), max(1, samples // classes))
 
 
 def even_labels(classes: int, count: int) -> np.ndarray:
     """``count`` labels covering every class as evenly as it divides, in class order."""
+    import numpy as np
+
     return np.sort(np.arange(count, dtype=np.int64) % classes)
 
 
@@ -70,6 +77,8 @@ class ImageData:
     class_names: tuple[str, ...] = ()
 
     def __post_init__(self):
+        import numpy as np
+
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, H, W, C), got {self.images.dtype} {self.images.shape}")
         if len(self.labels) != len(self.images):
@@ -130,6 +139,8 @@ def download(url: str, destination: Path, *, md5: str | None = None, sha256: str
     only when complete and verified; an interrupted download or a checksum mismatch leaves
     nothing at ``destination``. Raises DataError on any failure.
     """
+    import urllib.request
+
     if md5 is None and sha256 is None:
         raise ValueError("download needs an md5 or sha256 checksum")
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,10 @@
 """Scoring a run's generator with FID, KID, IS or any metric a plugin registers, recorded
 with exactly how each number was computed.
 
-Generated images come from a checkpoint (``gankit evaluate``) or from the live trainer (a
-recipe's ``[eval]``); real images from the run's dataset. Both go through one feature
-extractor, and the metrics compare the features. The real images' features are cached,
+Generated images come from a checkpoint (``gankit evaluate``: ``gankit.sampling.evaluate_run``)
+or from the live trainer (a recipe's ``[eval]``: ``TrainingEvaluation``); real images from
+the run's dataset. Both go through one feature extractor, and the metrics compare the
+features. The real images' features are cached,
 keyed by the data's sha256, the extractor's description and the sample count, so a second
 evaluation extracts only the generated images.
 """
@@ -13,21 +14,23 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from gankit import __version__
 from gankit.data import DataContext, DataError, ImageData, default_cache_dir, even_labels
 from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.files import write_bytes, write_json
+from gankit.params import validate_params
 from gankit.registry import Component, Registry
+from gankit.rundir import RunDir
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 Progress = Callable[[str, int, int], None]
@@ -89,6 +92,8 @@ class ExtractorContext:
 
 def data_sha256(data: ImageData) -> str:
     """A checksum of the images and labels themselves, wherever they were loaded from."""
+    import numpy as np
+
     digest = hashlib.sha256(json.dumps([list(data.images.shape), list(data.labels.shape)]).encode())
     digest.update(memoryview(np.ascontiguousarray(data.images)))
     digest.update(memoryview(np.ascontiguousarray(data.labels, dtype=np.int64)))
@@ -98,6 +103,8 @@ def data_sha256(data: ImageData) -> str:
 def real_subset(total: int, count: int, seed: int) -> np.ndarray:
     """The indices of the real images an evaluation of ``count`` images compares against:
     all ``total`` of them, or a sorted random subset drawn with ``seed``."""
+    import numpy as np
+
     if count >= total:
         return np.arange(total)
     return np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
@@ -116,10 +123,9 @@ def resolve_plan(config: EvalConfig, registry: Registry) -> EvalPlan:
 
 
 def _available(component: Component) -> Component:
-    missing = component.missing_requirements()
-    if missing:
-        raise EvalError(f"{component.kind} {component.name!r} needs {', '.join(missing)}, which is not installed; "
-                        "pip install 'gankit[eval]'")
+    problem = component.requirement_problem()
+    if problem:
+        raise EvalError(problem)
     return component
 
 
@@ -129,7 +135,7 @@ def _params(component: Component, values: dict[str, Any]) -> BaseModel | None:
             raise EvalError(f"{component.kind} {component.name!r} takes no parameters (got {', '.join(values)})")
         return None
     try:
-        return component.params.model_validate(values)
+        return validate_params(component.params, values)
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
@@ -142,6 +148,8 @@ def _params(component: Component, values: dict[str, Any]) -> BaseModel | None:
 def _read_features(path: Path, warn: Callable[[str], None]) -> Features | None:
     """The cached features in ``path``; None if there are none, or (with a warning, the
     file removed) if they are damaged."""
+    import numpy as np
+
     if not path.is_file():
         return None
     try:
@@ -154,6 +162,8 @@ def _read_features(path: Path, warn: Callable[[str], None]) -> Features | None:
 
 
 def _write_features(path: Path, features: Features) -> None:
+    import numpy as np
+
     buffer = io.BytesIO()
     np.savez(buffer, features=features.features, logits=features.logits)
     write_bytes(path, buffer.getvalue())
@@ -233,6 +243,8 @@ class Evaluator:
     def _extract(self, images: np.ndarray, what: str) -> Features:
         """The extractor's features, a chunk at a time when someone watches the progress
         (each image's features do not depend on the others in its batch)."""
+        import numpy as np
+
         if self.progress is None:
             return self.extractor.extract(images)
         chunks = []
@@ -286,6 +298,8 @@ class Evaluator:
 def class_accuracy(logits: np.ndarray, labels: np.ndarray, known: list[int], names: tuple[str, ...] = ()) -> dict:
     """How often ``argmax(logits)`` (logit i meaning label ``known[i]``) is the label each
     image was generated for: overall and per class (by name, else by label)."""
+    import numpy as np
+
     predicted = np.asarray(known)[np.asarray(logits).argmax(1)]
     correct = predicted == np.asarray(labels)
     name = lambda label: names[label] if label < len(names) else str(label)  # noqa: E731
@@ -293,43 +307,6 @@ def class_accuracy(logits: np.ndarray, labels: np.ndarray, known: list[int], nam
             "per_class": {name(int(label)): float(correct[labels == label].mean()) for label in np.unique(labels)},
             "images_per_class": int(np.bincount(labels).max()),
             "how": "the feature extractor's classifier assigns each generated image the class it was drawn for"}
-
-
-def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, checkpoint: str | None = None,
-                 raw: bool = False, extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
-                 info: Callable[[str], None] = print, warn: Callable[[str], None] = print,
-                 progress: Progress | None = None) -> dict[str, Any]:
-    """Score a run's checkpoint (its EMA generator when it keeps one, unless ``raw``) and
-    record how in ``run_dir/eval.json``, which keeps the latest evaluation with each feature
-    extractor. Returns the record."""
-    from gankit.runner import load_generator, spec_of_run, trainer_classes
-    from gankit.training import read_meta
-
-    started = time.perf_counter()
-    recipe, trainer, checkpoint_dir = load_generator(registry, run_dir, checkpoint)
-    step = read_meta(checkpoint_dir).get("step")
-    evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
-                          extractor_params=extractor_params, info=info, warn=warn, progress=progress)
-    spec = spec_of_run(run_dir)
-    labels = even_labels(spec.classes, config.n) if trainer_classes(trainer) else None
-    by_class = {"labels": labels} if labels is not None else {}
-    scores, accuracy = evaluator.score_classes(trainer.generate(config.n, config.seed, raw=raw, **by_class),
-                                               labels, spec.class_names)
-    if labels is not None and accuracy is None:
-        warn(f"no class accuracy: the {config.features!r} features do not classify the run's classes; use --features domain")
-    record = {
-        "gankit_version": __version__,
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "scores": scores,
-        "checkpoint": {"path": str(checkpoint_dir), "step": step},
-        "generated": {"count": config.n, "seed": config.seed, "backend": recipe.backend.name,
-                      "generator": "raw" if raw or recipe.train.ema is None else "ema"},
-        **evaluator.describe(),
-        **({"class_accuracy": accuracy} if accuracy is not None else {}),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    update_record(run_dir / "eval.json", ("evaluations", config.features), record)
-    return record
 
 
 def update_record(path: Path, keys: tuple[str, ...], record: dict[str, Any]) -> None:
@@ -356,14 +333,13 @@ class TrainingEvaluation:
     by the first metric's headline score: GANs often get worse late in training.
     """
 
-    def __init__(self, evaluator: Evaluator, trainer, run_dir: Path, emit: Callable[[Any], None]):
+    def __init__(self, evaluator: Evaluator, trainer, run_dir: RunDir, emit: Callable[[Any], None]):
         self.evaluator, self.trainer, self.run_dir, self.emit = evaluator, trainer, run_dir, emit
-        self.best_dir = run_dir / "checkpoints" / "best"
         self.key, metric = next(iter(evaluator.metrics.items()))
         self.higher_is_better = bool(getattr(metric, "higher_is_better", False))
         try:
-            self.best = json.loads((self.best_dir / "meta.json").read_text())["scores"][self.key]
-        except (OSError, ValueError, KeyError):
+            self.best = run_dir.best_meta()["scores"][self.key]
+        except (TypeError, KeyError):
             self.best = None
         self.every = self.total = self.due = 0
 
@@ -388,7 +364,6 @@ class TrainingEvaluation:
 
     def evaluate(self, step: int, epoch: int) -> dict[str, float]:
         from gankit.events import CheckpointSaved, EvalLogged
-        from gankit.training import write_checkpoint
 
         config = self.evaluator.config
         classes = getattr(self.trainer, "classes", 0)
@@ -400,15 +375,19 @@ class TrainingEvaluation:
             raise EvalError(f"metric {self.key!r} reports no score named {self.key!r}, so no best checkpoint can be kept")
         if self._better(scores[self.key]):
             self.best = scores[self.key]
-            write_checkpoint(self.trainer, self.best_dir, {"step": step, "epoch": epoch, "scores": scores})
-            self.emit(CheckpointSaved(step, self.best_dir))
-        update_record(self.run_dir / "eval.json", ("during_training",), {
+            best = self.run_dir.save_best(self.trainer, {"step": step, "epoch": epoch, "scores": scores})
+            self.emit(CheckpointSaved(step, best))
+        update_record(self.run_dir.eval, ("during_training",), {
             "gankit_version": __version__,
             "every": str(config.every),
             "best_by": f"{self.key}, {'higher' if self.higher_is_better else 'lower'} is better",
             "last": {"step": step, "scores": scores},
-            "best": json.loads((self.best_dir / "meta.json").read_text()),
+            "best": self.run_dir.best_meta(),
             "generated": {"count": config.n, "seed": config.seed},
             **self.evaluator.describe(),
         })
         return scores
+
+
+# What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
+__all__ = ["Metric", "FeatureExtractor", "ExtractorContext", "Features", "EvalError", "data_sha256"]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
-import numpy as np
+if TYPE_CHECKING:  # numpy and pydantic stay out of the commands that only print
+    import numpy as np
 
-from gankit.params import Interval
+    from gankit.params import Interval
+
+__all__ = ["Event", "RunStarted", "StepLogged", "EvalLogged", "SamplesReady", "CheckpointSaved", "RunFinished",
+           "Exporter"]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+__all__ = ["write_bytes", "write_text", "write_json", "atomic_directory", "remove_directory"]
+
 PARTIAL = ".partial"
 _LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
 

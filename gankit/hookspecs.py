@@ -1,4 +1,6 @@
-"""Every hook a plugin can implement. Each docstring is that hook's documentation.
+"""Every hook a plugin can implement. Each docstring is that hook's documentation;
+docs/plugins.md is the full reference (events, parameters, primitives, what is stable),
+for plugin API version ``gankit.API_VERSION``.
 
 Each hook receives a ``register`` callback and calls it once per component:
 
@@ -45,7 +47,11 @@ def register_backends(register):
 @hookspec
 def register_exporters(register):
     """Register exporters. ``factory(params, run_dir)`` returns a ``gankit.events.Exporter``
-    that receives every event of a run (samples, checkpoints, the end of the run)."""
+    that receives every event of a run (samples, checkpoints, the end of the run).
+    ``run_dir`` is a ``gankit.rundir.RunDir``: it names the run's files (``samples``,
+    ``sample_grid(step)``, ``progress_gif``, ...) and is path-like (``run_dir / "x"``).
+    A factory that reads another exporter's files says so with ``needs_exporters``
+    (``gif`` has ``("png",)``): a recipe without them is refused before anything runs."""
 
 
 @hookspec

@@ -5,15 +5,21 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from gankit.files import write_bytes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["grid", "png_bytes", "write_png", "write_npz"]
 
 
 def grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
     """Tile uint8 (N, H, W, C) images into one (rows*H, columns*W, C) image with a
     ``padding``-pixel black border, as torchvision's make_grid does."""
+    import numpy as np
+
     count, height, width, channels = images.shape
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
@@ -41,6 +47,8 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 def write_npz(path: Path, images: np.ndarray, **arrays: np.ndarray) -> None:
     """``images`` (and any further named arrays, e.g. ``labels``) in one compressed .npz."""
+    import numpy as np
+
     buffer = io.BytesIO()
     np.savez_compressed(buffer, images=images, **arrays)
     write_bytes(path, buffer.getvalue())

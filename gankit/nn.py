@@ -40,6 +40,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Union
 
+__all__ = ["Dense", "Conv", "ConvTranspose", "BatchNorm", "Dropout", "LeakyReLU", "ReLU", "Tanh", "Sigmoid",
+           "Reshape", "Flatten", "Layer", "INITS", "ShapeError", "same_padding", "output_shape",
+           "parameter_count", "Network", "Architecture"]
+
 
 @dataclass(frozen=True)
 class Dense:
@@ -347,8 +351,12 @@ class Network:
 class Architecture:
     """What an architecture plugin gives: two networks and the latent size.
 
-    ``native`` maps a backend name to a builder ``(backend) -> (generator, discriminator)``
-    for architectures that are not (only) described with gankit.nn.
+    ``native`` maps a backend name to a builder ``() -> (generator, discriminator)`` written
+    directly in that framework, for networks gankit.nn cannot describe; a backend uses it
+    instead of the description (which may then be None). On ``torch``: two
+    ``torch.nn.Module``, G from (N, latent_dim) to (N, C, H, W) images in [-1, 1], D from
+    those to (N, 1) logits; on ``tensorflow``: two Keras models, the same in (N, H, W, C).
+    The backend seeds its framework before calling the builder.
     """
 
     latent_dim: int

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["training_noise", "fixed_noise", "sample_noise", "training_labels"]
+
 TRAINING, FIXED, LABELS = 1, 2, 3
 """Streams of a recipe's seed, so that no two draws share random numbers."""
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+__all__ = ["Loss", "LOSSES", "PENALTIES", "bce", "label_targets", "gradient_penalty", "r1_penalty"]
+
 
 @dataclass(frozen=True)
 class Loss:
@@ -40,7 +42,8 @@ def _bce_d(ops, real, fake, real_target, fake_target):
 
 
 def _lsgan_d(ops, real, fake, real_target, fake_target):
-    return 0.5 * ops.mean((real - real_target) * (real - real_target)) + 0.5 * ops.mean((fake - fake_target) * (fake - fake_target))
+    real_error, fake_error = real - real_target, fake - fake_target
+    return 0.5 * ops.mean(real_error * real_error) + 0.5 * ops.mean(fake_error * fake_error)
 
 
 def _hinge_d(ops, real, fake, real_target, fake_target):

@@ -8,15 +8,28 @@ epochs (``"1 epoch"``, ``"15 epochs"``).
 from __future__ import annotations
 
 import re
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic_core import to_json
+
+__all__ = ["Params", "Every", "Interval", "parse_interval", "validate_params"]
 
 
 class Params(BaseModel):
     """Base class for a plugin's parameters."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_params(model: type[M], values: dict[str, Any]) -> M:
+    """``values`` read from TOML, validated as pydantic validates JSON: strict (``"3"`` is
+    no int), yet a list is a tuple, a string a path or an enum's value and a table a
+    nested model, so every field a run writes to its recipe.toml reads back."""
+    return model.model_validate_json(to_json(values, inf_nan_mode="constants"))
 
 
 class Interval(NamedTuple):

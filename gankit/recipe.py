@@ -18,19 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from gankit.params import validate_params
 from gankit.registry import Component, Registry
 from gankit.eval_config import EvalConfig, EvalPlan
+from gankit.params import Params
 from gankit.train_config import TrainConfig
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    import tomllib  # noqa: TID251 (this is the loader everything else uses)
 else:
     import tomli as tomllib
 
 SECTIONS = ("dataset", "architecture", "backend")
-TOP_LEVEL = ("name", "seed", *SECTIONS, "train", "export", "eval", "sweep", "gankit")
+TOP_LEVEL = ("name", "seed", *SECTIONS, "train", "export", "eval", "resources", "sweep", "gankit")
 """``gankit`` is the provenance table a run writes into its resolved recipe; it is ignored on reading."""
 LISTS_OF_TABLES = ("export",)
 
@@ -55,6 +57,13 @@ class Choice:
         return {"use": self.component.name, **values}
 
 
+class Resources(Params):
+    """``[resources]``: what one run of a batch reserves on a Ray cluster (``gankit run --ray``)."""
+
+    cpus: float = Field(1.0, gt=0, le=4096, description="CPU cores")
+    gpus: float = Field(0.0, ge=0, le=64, description="GPUs (a fraction shares one)")
+
+
 @dataclass(frozen=True)
 class Recipe:
     path: Path
@@ -67,6 +76,7 @@ class Recipe:
     exports: tuple[Choice, ...]
     sweep: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval: EvalPlan | None = None
+    resources: Resources | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fully resolved recipe: every default filled in, ready to write as TOML."""
@@ -77,6 +87,7 @@ class Recipe:
             "train": self.train.model_dump(mode="json", exclude_none=True),
             "export": [choice.as_table() for choice in self.exports],
             **({"eval": self.eval.config.model_dump(mode="json")} if self.eval else {}),
+            **({"resources": self.resources.model_dump(mode="json")} if self.resources else {}),
         }
 
 
@@ -220,7 +231,7 @@ def _validate(model: type[BaseModel] | None, values: dict, path: Path, prefix: s
             raise RecipeError(f"{path}: {prefix}.{next(iter(values))}: unknown key; this component takes no parameters")
         return None
     try:
-        return model.model_validate(values)
+        return validate_params(model, values)
     except ValidationError as error:
         raise RecipeError(_format_validation(path, prefix, error, model)) from None
 
@@ -264,17 +275,45 @@ def build_recipe(data: dict[str, Any], path: Path, registry: Registry) -> Recipe
     exports = data.get("export", [])
     if not isinstance(exports, list):
         raise RecipeError(f'{path}: export: expected [[export]] tables, each with use = "..."')
+    dataset = _choice(data["dataset"], "dataset", "dataset", path, registry)
+    architecture = _choice(data["architecture"], "architecture", "architecture", path, registry)
+    backend = _choice(data["backend"], "backend", "backend", path, registry)
+    _check_backend_supported(architecture, backend, path)
+    chosen_exports = tuple(_choice(t, "exporter", f"export.{i}", path, registry) for i, t in enumerate(exports))
+    _check_exporters_needed(chosen_exports, path)
     return Recipe(
         path=path,
         name=name,
         seed=seed,
-        dataset=_choice(data["dataset"], "dataset", "dataset", path, registry),
-        architecture=_choice(data["architecture"], "architecture", "architecture", path, registry),
-        backend=_choice(data["backend"], "backend", "backend", path, registry),
+        dataset=dataset,
+        architecture=architecture,
+        backend=backend,
         train=_validate(TrainConfig, train, path, "train"),
-        exports=tuple(_choice(t, "exporter", f"export.{i}", path, registry) for i, t in enumerate(exports)),
+        exports=chosen_exports,
         eval=_eval_plan(data, path, registry),
+        resources=_validate(Resources, data["resources"], path, "resources") if "resources" in data else None,
     )
+
+
+def _check_backend_supported(architecture: Choice, backend: Choice, path: Path) -> None:
+    """An architecture that gives native networks for some backends only (it declares
+    ``backends``) is refused on the others."""
+    supported = architecture.component.backends
+    if supported is not None and backend.name not in supported:
+        raise RecipeError(f"{path}: backend.use: architecture {architecture.name!r} gives networks for the "
+                          f"{', '.join(supported)} backend(s) only, not {backend.name!r}; "
+                          f"set backend.use = {supported[0]!r}")
+
+
+def _check_exporters_needed(exports: tuple[Choice, ...], path: Path) -> None:
+    """An exporter whose factory declares ``needs_exporters`` (``gif`` reads ``png``'s
+    grids) is refused without them, rather than silently writing nothing."""
+    present = {choice.name for choice in exports}
+    for index, choice in enumerate(exports):
+        for needed in getattr(choice.component.factory, "needs_exporters", ()):
+            if needed not in present:
+                raise RecipeError(f"{path}: export.{index}: {choice.name!r} works from what the {needed!r} exporter "
+                                  f'writes; add [[export]] use = "{needed}" to the recipe')
 
 
 def _eval_plan(data: dict[str, Any], path: Path, registry: Registry) -> EvalPlan | None:
@@ -300,3 +339,7 @@ def load_recipes(path: Path, overrides: list[str], registry: Registry, max_runs:
     data = apply_overrides(read_toml(path), overrides, path)
     return [dataclasses.replace(build_recipe(variant, path, registry), sweep=values)
             for variant, values in expand_sweep(data, path, max_runs)]
+
+
+# What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
+__all__ = ["read_toml", "RecipeError"]

@@ -20,7 +20,7 @@ from gankit import __version__
 from gankit.curves import draw_curves, read_metrics, run_title
 from gankit.files import write_text
 from gankit.recipe import RecipeError, read_toml
-from gankit.training import list_checkpoints
+from gankit.rundir import RunDir
 
 LOSSES = ("d_loss", "g_loss")
 
@@ -56,19 +56,19 @@ class RunReport:
         return self.path.name
 
 
-def find_runs(paths: list[Path]) -> list[Path]:
+def find_runs(paths: list[Path]) -> list[RunDir]:
     """Run directories named directly, or found one level inside a directory of runs."""
-    runs: list[Path] = []
+    runs: list[RunDir] = []
     for path in paths:
-        if (path / "recipe.toml").is_file():
-            found = [path]
+        if RunDir(path).is_run():
+            found = [RunDir(path)]
         elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if (p / "recipe.toml").is_file())
+            found = RunDir.found_in(path)
             if not found:
                 raise ReportError(f"{path}: holds no run directories (none has a recipe.toml)")
         else:
             raise ReportError(f"{path}: not a run directory nor a directory of runs")
-        runs += [p for p in found if p.resolve() not in {r.resolve() for r in runs}]
+        runs += [r for r in found if r.path.resolve() not in {run.path.resolve() for run in runs}]
     return runs
 
 
@@ -84,10 +84,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _status(run_dir: Path, summary: dict | None) -> tuple[str, str]:
+def _status(run_dir: RunDir, summary: dict | None) -> tuple[str, str]:
     if summary is not None:
         return str(summary.get("status", "unknown")), str(summary.get("message", ""))
-    if list_checkpoints(run_dir):
+    if run_dir.list_checkpoints():
         return "unfinished", "no summary.json: still running, or stopped without writing one; resume it to go on"
     return "no checkpoint", "no checkpoint yet: still starting, or stopped before its first checkpoint"
 
@@ -108,18 +108,18 @@ def _scores(series: dict[str, dict[int, float]], evaluation: dict | None) -> dic
     return scores
 
 
-def _images(run_dir: Path, series, output_dir: Path, gif_max_bytes: int) -> list[Image]:
+def _images(run_dir: RunDir, series, output_dir: Path, gif_max_bytes: int) -> list[Image]:
     images = []
-    grids = sorted((run_dir / "samples").glob("step_*.png"))
+    grids = run_dir.sample_grids()
     if grids:
         step = grids[-1].stem.removeprefix("step_").lstrip("0") or "0"
         images.append(Image("samples", f"samples at step {step}", _data_uri(grids[-1].read_bytes(), "image/png")))
-    curves = run_dir / "curves.png"
+    curves = run_dir.curves
     if curves.is_file():
         images.append(Image("curves", "curves", _data_uri(curves.read_bytes(), "image/png")))
     elif series:
         images.append(Image("curves", "curves", _data_uri(draw_curves(series, run_title(run_dir)), "image/png")))
-    gif = run_dir / "progress.gif"
+    gif = run_dir.progress_gif
     if gif.is_file():
         if gif.stat().st_size <= gif_max_bytes:
             images.append(Image("progress", "progress", _data_uri(gif.read_bytes(), "image/gif")))
@@ -129,21 +129,21 @@ def _images(run_dir: Path, series, output_dir: Path, gif_max_bytes: int) -> list
     return images
 
 
-def read_run(run_dir: Path, output_dir: Path, gif_max_bytes: int) -> RunReport:
+def read_run(run_dir: RunDir, output_dir: Path, gif_max_bytes: int) -> RunReport:
     try:
-        recipe = read_toml(run_dir / "recipe.toml")
+        recipe = read_toml(run_dir.recipe)
     except RecipeError as error:
         raise ReportError(str(error)) from None
-    summary = _read_json(run_dir / "summary.json")
-    series = read_metrics(run_dir / "metrics.jsonl")
+    summary = _read_json(run_dir.summary)
+    series = read_metrics(run_dir.metrics)
     status, message = _status(run_dir, summary)
     logged_steps = [step for values in series.values() for step in values]
     final = (summary or {}).get("final") or {}
     losses = {key: final[key] if key in final else series[key][max(series[key])]
               for key in LOSSES if key in final or key in series}
     return RunReport(
-        path=run_dir,
-        recipe_text=(run_dir / "recipe.toml").read_text(encoding="utf-8"),
+        path=run_dir.path,
+        recipe_text=run_dir.recipe.read_text(encoding="utf-8"),
         recipe=recipe,
         status=status,
         message=message,
@@ -151,7 +151,7 @@ def read_run(run_dir: Path, output_dir: Path, gif_max_bytes: int) -> RunReport:
         total_steps=(summary or {}).get("total_steps", recipe.get("train", {}).get("steps")),
         seconds=(summary or {}).get("seconds"),
         losses=losses,
-        scores=_scores(series, _read_json(run_dir / "eval.json")),
+        scores=_scores(series, _read_json(run_dir.eval)),
         images=_images(run_dir, series, output_dir, gif_max_bytes),
     )
 

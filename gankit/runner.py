@@ -10,17 +10,16 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 import tomli_w
 
 from gankit import __version__
-from gankit.backend import BackendError, CheckpointError
+from gankit.backend import BackendError
 from gankit.curves import CurvesWriter
 from gankit.data import DataContext, DataError, DataSpec, ImageData
 from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
@@ -28,9 +27,8 @@ from gankit.events import EvalLogged, Event, RunFinished, StepLogged
 from gankit.files import remove_leftovers, write_json, write_text
 from gankit.nn import Architecture, ShapeError
 from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
-from gankit.rundir import RunError, check_space, run_lock, truncate_metrics, writable_root, writing
-from gankit.training import (Loop, Schedule, ScheduleError, last_good_checkpoint, list_checkpoints, no_space_left,
-                             read_meta, verify_checkpoint)
+from gankit.rundir import RunDir, RunError, check_space, no_space_left, writable_root
+from gankit.training import Loop, Schedule, ScheduleError
 from gankit.updates import check_supported
 
 
@@ -42,62 +40,36 @@ class RunResult:
     seconds: float
 
 
-def next_run_dir(runs_root: Path, name: str) -> Path:
-    """Create and return ``runs_root/NNNNN-name``, one past the highest number there."""
-    runs_root.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name[:5]) for p in runs_root.iterdir() if p.name[:5].isdigit() and p.name[5:6] == "-"]
-    number = max(numbers, default=-1) + 1
-    while True:
-        path = runs_root / f"{number:05d}-{name}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            number += 1
-
-
-def install_hint(module: str) -> str:
-    """``pip install 'gankit[EXTRA]'`` for the extra of gankit's that brings ``module``,
-    else ``pip install MODULE``."""
-    try:
-        requirements = metadata.requires("gankit") or []
-    except metadata.PackageNotFoundError:
-        requirements = []
-    normal = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
-    for requirement in requirements:
-        name, _, marker = requirement.partition(";")
-        extra = re.search(r'extra\s*==\s*"([^"]+)"', marker)
-        if extra and normal(re.split(r"[^\w.-]", name.strip())[0]) == normal(module):
-            return f"pip install 'gankit[{extra.group(1)}]'"
-    return f"pip install {module}"
-
-
 def _require(choice: Choice) -> None:
-    missing = choice.component.missing_requirements()
-    if missing:
-        raise RunError(
-            f"{choice.component.kind} {choice.name!r} needs {', '.join(missing)}, which is not installed; "
-            f"{install_hint(missing[0])}"
-        )
+    problem = choice.component.requirement_problem()
+    if problem:
+        raise RunError(problem)
+
+
+@contextmanager
+def plugin_errors(recipe: Recipe, section: str, choice: Choice, expected: tuple[type[Exception], ...] = ()):
+    """Turn what a plugin's factory raises into a RunError of one line naming the recipe and
+    the plugin: ``expected`` errors keep their own message, any other gets its type."""
+    try:
+        yield
+    except expected as error:
+        raise RunError(f"{recipe.path}: {section}: {error}") from None
+    except Exception as error:
+        text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        component = choice.component
+        raise RunError(f"{recipe.path}: {section}: {component.kind} {component.name!r} ({component.provider}) "
+                       f"failed: {type(error).__name__}{': ' + text if text else ''}") from None
 
 
 def build_architecture(recipe: Recipe, spec) -> Architecture:
     _require(recipe.architecture)
     component = recipe.architecture.component
-    backends = component.backends
-    if backends is not None and recipe.backend.name not in backends:
-        raise RunError(
-            f"architecture {component.name!r} supports only the {', '.join(backends)} backend(s), "
-            f"not {recipe.backend.name!r}; set backend.use to one of them"
-        )
     if getattr(recipe.architecture.params, "conditional", False) and not spec.classes:
         raise RunError(f"{recipe.path}: architecture.conditional needs labelled data, and dataset "
                        f"{recipe.dataset.name!r} gives no classes; set conditional = false")
-    try:
+    with plugin_errors(recipe, "architecture", recipe.architecture, (ShapeError, ValueError)):
         architecture = component.factory(recipe.architecture.params, spec)
         architecture.check(spec.shape, recipe.train.batch_size)
-    except (ShapeError, ValueError) as error:
-        raise RunError(f"{recipe.path}: architecture: {error}") from None
     _check_memory(architecture, recipe)
     return architecture
 
@@ -130,11 +102,9 @@ def build_trainer(recipe: Recipe, spec):
     """The backend's trainer for this recipe, without data (also used by ``gankit sample``)."""
     architecture = build_architecture(recipe, spec)
     _require(recipe.backend)
-    try:
+    with plugin_errors(recipe, "backend", recipe.backend, (BackendError, ShapeError)):
         backend = recipe.backend.component.factory(recipe.backend.params)
         trainer = backend.trainer(architecture, spec, recipe.train, recipe.seed)
-    except (BackendError, ShapeError) as error:
-        raise RunError(f"{recipe.path}: backend: {error}") from None
     try:
         check_supported(recipe.train, architecture, trainer)
     except ValueError as error:
@@ -149,10 +119,8 @@ def trainer_classes(trainer) -> int:
 
 def load_data(recipe: Recipe, context: DataContext) -> ImageData:
     _require(recipe.dataset)
-    try:
+    with plugin_errors(recipe, "dataset", recipe.dataset, (DataError,)):
         return recipe.dataset.component.factory(recipe.dataset.params, context).load("train")
-    except DataError as error:
-        raise RunError(f"{recipe.path}: dataset: {error}") from None
 
 
 def provenance(recipe: Recipe, spec: DataSpec) -> dict[str, Any]:
@@ -177,13 +145,6 @@ def recipe_digest(recipe: Recipe) -> str:
     table = recipe.as_dict()
     table["train"] = {k: v for k, v in table["train"].items() if f"train.{k}" not in RESUME_OVERRIDES}
     return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
-
-
-def spec_of_run(run_dir: Path) -> DataSpec:
-    table = read_toml(run_dir / "recipe.toml").get("gankit", {}).get("data_spec")
-    if not isinstance(table, dict):
-        raise RunError(f"{run_dir / 'recipe.toml'}: no [gankit.data_spec]; is this a gankit run directory?")
-    return DataSpec(**table)
 
 
 class MetricsWriter:
@@ -243,73 +204,38 @@ def run(
     context: DataContext,
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
+    run_dir: Path | None = None,
+    world=None,
 ) -> RunResult:
-    """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory."""
+    """Start a new run of ``recipe`` in a fresh ``runs_root/NNNNN-name`` directory, or in
+    ``run_dir``, an empty one made beforehand (a parallel batch numbers its runs in order).
+    ``world``: the processes of one run (``gankit.distributed``); rank 0 alone writes."""
     folder = writable_root(runs_root)
     prepared = prepare(recipe, context)
     check_space(folder, prepared.trainer)
     if should_stop():
         raise KeyboardInterrupt("stopped before the run began; nothing was written")
     resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
-    run_dir = next_run_dir(runs_root, recipe.name)
-    with run_lock(run_dir):
-        with writing(run_dir):
-            write_text(run_dir / "recipe.toml", resolved)
+    if world is not None:
+        shared = world.share(RunDir.create(runs_root, recipe.name).path if world.writer else None)
+        if not world.writer:
+            return _train(prepared, RunDir(shared), [], should_stop, warn=context.warn, writer=False)
+        run_dir = shared
+    run_dir = RunDir(run_dir) if run_dir is not None else RunDir.create(runs_root, recipe.name)
+    with run_dir.lock():
+        with run_dir.writing():
+            write_text(run_dir.recipe, resolved)
         return _train(prepared, run_dir, listeners, should_stop, warn=context.warn)
-
-
-def damaged_checkpoint(error: CheckpointError, checkpoints: list[Path], damaged: Path,
-                       load: Callable[[Path], None]) -> str:
-    """The message for a checkpoint that cannot be used. It points at an earlier one only
-    when that one verifies and ``load`` takes it; nothing is ever deleted here."""
-    if damaged not in checkpoints:
-        return str(error)
-    index = checkpoints.index(damaged)
-    for candidate in reversed(checkpoints[:index]):
-        try:
-            load(verify_checkpoint(candidate))
-        except CheckpointError:
-            continue
-        found = f"{error}; the newest earlier checkpoint that verifies and loads is {candidate}"
-        if damaged != checkpoints[-1]:
-            return f"{found}: pass --checkpoint {candidate.name}"
-        newer = " and ".join(str(p) for p in checkpoints[checkpoints.index(candidate) + 1:])
-        return f"{found}: delete {newer} to use it"
-    earlier = (f"none of the {index} earlier checkpoint(s) verifies and loads with this recipe.toml either"
-               if index else "there is no earlier checkpoint to use instead")
-    return f"{error}; {earlier}; nothing was deleted"
-
-
-def resolve_checkpoint(run_dir: Path, name: str | None) -> Path:
-    """The run's last checkpoint, or the one named (``best``, ``step_00000500``, or a path)."""
-    if name is None:
-        found = list_checkpoints(run_dir)
-        if not found:
-            raise RunError(f"{run_dir}: no checkpoint yet; train the run first")
-        return found[-1]
-    for candidate in (run_dir / "checkpoints" / name, Path(name)):
-        if (candidate / "meta.json").is_file():
-            return candidate
-    folder = run_dir / "checkpoints"
-    known = sorted(p.name for p in folder.iterdir() if (p / "meta.json").is_file()) if folder.is_dir() else []
-    raise RunError(f"--checkpoint {name}: no such checkpoint in {folder} (known: {', '.join(known) or 'none'})")
 
 
 def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
     """A run's recipe, and its trainer holding the generator of one checkpoint (the last,
     by default), verified first: what ``gankit sample`` and ``gankit evaluate`` draw from."""
-    recipe_path = run_dir / "recipe.toml"
-    recipe = build_recipe(read_toml(recipe_path), recipe_path, registry)
-    chosen = resolve_checkpoint(run_dir, checkpoint)
-    trainer = build_trainer(recipe, spec_of_run(run_dir))
-
-    def load(path: Path) -> None:
-        trainer.load(path, generator_only=True)
-
-    try:
-        load(verify_checkpoint(chosen))
-    except CheckpointError as error:
-        raise RunError(damaged_checkpoint(error, list_checkpoints(run_dir), chosen, load)) from None
+    run = RunDir(run_dir)
+    recipe = build_recipe(read_toml(run.recipe), run.recipe, registry)
+    run.resolve_checkpoint(checkpoint)  # no checkpoint at all: say so before building anything
+    trainer = build_trainer(recipe, run.spec())
+    chosen, _ = run.load_checkpoint(trainer, checkpoint, generator_only=True)
     return recipe, trainer, chosen
 
 
@@ -321,15 +247,19 @@ def resume(
     context: DataContext,
     listeners: list[Callable[[Event], None]] = (),
     should_stop: Callable[[], bool] = lambda: False,
+    world=None,
 ) -> RunResult:
     """Continue a run from its last checkpoint (from step 0 if it was stopped before its
     first), exactly where it stopped. Only the length of training may change
-    (``--set train.steps=N``); anything else, edited into recipe.toml or not, is refused."""
+    (``--set train.steps=N``); anything else, edited into recipe.toml or not, is refused.
+    ``world``: as for ``run``; every rank reads the checkpoint, rank 0 alone writes."""
     for override in overrides:
         if override.partition("=")[0].strip() not in RESUME_OVERRIDES:
             raise RunError(f"--set {override}: a resumed run can only change {' or '.join(RESUME_OVERRIDES)}")
-    recipe_path = run_dir / "recipe.toml"
-    with run_lock(run_dir):
+    run = RunDir(run_dir)
+    recipe_path = run.recipe
+    writer = world is None or world.writer
+    with run.lock() if writer else nullcontext():
         raw = read_toml(recipe_path)
         if overrides:
             raw.setdefault("train", {}).pop("steps", None)
@@ -339,32 +269,31 @@ def resume(
             raise RunError(f"{recipe_path} was edited after the run started; a resumed run can only change "
                            f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
         prepared = prepare(recipe, context)
-        step = _restore(prepared, run_dir)
-        with writing(run_dir):
-            remove_leftovers(run_dir)
-            truncate_metrics(run_dir / "metrics.jsonl", step)
+        step = _restore(prepared, run)
+        if not writer:
+            return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False)
+        with run.writing():
+            remove_leftovers(run.path)
+            run.truncate_metrics(step)
             if overrides:
                 resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
                 write_text(recipe_path, tomli_w.dumps(resolved))
-        return _train(prepared, run_dir, listeners, should_stop, start_step=step, warn=context.warn)
+        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn)
 
 
-def _restore(prepared: Prepared, run_dir: Path) -> int:
+def _restore(prepared: Prepared, run: RunDir) -> int:
     """Load the run's last checkpoint, verified, into the trainer; its step (0 if none)."""
-    checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
+    if not run.list_checkpoints():
         return 0
     total = prepared.recipe.train.total_steps(prepared.schedule.steps_per_epoch)
-    latest = checkpoints[-1]
-    try:
-        step = int(read_meta(verify_checkpoint(latest))["step"])
-        if step >= total:
-            raise RunError(f"{run_dir} already trained to step {step} of {total}; "
-                           f"to train longer: gankit run --resume {run_dir} --set train.steps=N")
-        prepared.trainer.load(latest)
-    except CheckpointError as error:
-        raise RunError(damaged_checkpoint(error, checkpoints, latest, prepared.trainer.load)) from None
-    return step
+
+    def not_finished(meta: dict) -> None:
+        if int(meta["step"]) >= total:
+            raise RunError(f"{run} already trained to step {meta['step']} of {total}; "
+                           f"to train longer: gankit run --resume {run} --set train.steps=N")
+
+    _, meta = run.load_checkpoint(prepared.trainer, accept=not_finished)
+    return int(meta["step"])
 
 
 class GuardedExporter:
@@ -389,23 +318,28 @@ class GuardedExporter:
             self.warn(f"{self.failure}; {self.then}")
 
 
-def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step: int = 0,
-           warn: Callable[[str], None] = print) -> RunResult:
+def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_step: int = 0,
+           warn: Callable[[str], None] = print, writer: bool = True) -> RunResult:
+    """Train; ``writer``: whether this process writes the run directory (rank 0 of a
+    distributed run, or the only process); the others only train."""
     recipe = prepared.recipe
     stop_on_error = recipe.train.on_exporter_error == "stop"
     then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
             else "it is disabled for the rest of the run")
-    exporters = [GuardedExporter(c.name, c.component.factory(c.params, run_dir), run_dir, warn, then)
-                 for c in recipe.exports]
+    exporters = []
+    for index, choice in enumerate(recipe.exports if writer else []):
+        with plugin_errors(recipe, f"export.{index}", choice):
+            exporters.append(GuardedExporter(choice.name, choice.component.factory(choice.params, run_dir),
+                                             run_dir.path, warn, then))
     failures = lambda: [e.failure for e in exporters if e.failure]  # noqa: E731
-    handlers = [MetricsWriter(run_dir / "metrics.jsonl").handle, CurvesWriter(run_dir).handle,
-                *(e.handle for e in exporters), *listeners]
+    handlers = [MetricsWriter(run_dir.metrics).handle, CurvesWriter(run_dir).handle,
+                *(e.handle for e in exporters), *listeners] if writer else []
 
     def emit(event: Event) -> None:
         for handler in handlers:
             handler(event)
 
-    if prepared.evaluator is not None:
+    if prepared.evaluator is not None and writer:
         handlers.append(TrainingEvaluation(prepared.evaluator, prepared.trainer, run_dir, emit).handle)
     loop = Loop(
         trainer=prepared.trainer,
@@ -417,13 +351,16 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
                       if getattr(e.exporter, "sample_every", None) is not None],
         should_stop=lambda: should_stop() or (stop_on_error and bool(failures())),
         step=start_step,
+        writer=writer,
     )
     started = time.perf_counter()
 
     def stopped(status: str, message: str) -> RunFinished:
-        good = last_good_checkpoint(run_dir)
+        good = run_dir.last_good_checkpoint()
         finished = RunFinished(loop.step, status, f"{message}; the last good checkpoint is {good or 'none'}")
         try:
+            if not writer:
+                return finished
             _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
         except OSError:
             pass  # the disk may be full: the checkpoint matters more than the summary
@@ -435,10 +372,10 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
         stopped("aborted", f"aborted at step {loop.step}")
         raise
     except Exception as error:
-        if isinstance(error, OSError) and no_space_left(error, run_dir):
+        if isinstance(error, OSError) and no_space_left(error, run_dir.path):
             finished = stopped("failed", f"no space left on device writing {error.filename or run_dir}; "
                                          f"stopped at step {loop.step}")
-            return RunResult(recipe, run_dir, finished, time.perf_counter() - started)
+            return RunResult(recipe, run_dir.path, finished, time.perf_counter() - started)
         stopped("failed", f"{type(error).__name__} at step {loop.step}: {error}")
         raise
     if stop_on_error and failures() and finished.status == "interrupted":
@@ -446,13 +383,14 @@ def _train(prepared: Prepared, run_dir: Path, listeners, should_stop, start_step
                                f"resume with: gankit run --resume {run_dir}",
                                finished.values)
     seconds = time.perf_counter() - started
-    _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
-    return RunResult(recipe, run_dir, finished, seconds)
+    if writer:
+        _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
+    return RunResult(recipe, run_dir.path, finished, seconds)
 
 
-def _write_summary(prepared: Prepared, run_dir: Path, finished: RunFinished, total: int, seconds: float) -> None:
+def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, total: int, seconds: float) -> None:
     data = prepared.data
-    write_json(run_dir / "summary.json", {
+    write_json(run_dir.summary, {
         "name": prepared.recipe.name,
         "status": finished.status,
         "message": finished.message,

@@ -1,15 +1,21 @@
-"""``gankit sample``: draw from the generator of one of a run's checkpoints."""
+"""Drawing from the generator of one of a run's checkpoints: ``gankit sample`` writes the
+samples, ``gankit evaluate`` scores them."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
-import numpy as np
-
+from gankit import __version__
 from gankit.data import even_labels
+from gankit.eval_config import EvalConfig
+from gankit.evaluation import Evaluator, Progress, resolve_plan, update_record
 from gankit.images import grid, write_npz, write_png
 from gankit.registry import Registry
-from gankit.runner import RunError, load_generator, spec_of_run, trainer_classes
+from gankit.rundir import RunDir, read_meta
+from gankit.runner import RunError, load_generator, trainer_classes
 
 
 def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output: Path,
@@ -19,7 +25,9 @@ def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output:
     run keeps one, unless ``raw``. A conditional run draws ``classes`` (names or indices),
     or every class, evenly and in class order: a grid has one row per class when ``count``
     divides by their number. Returns the checkpoint used."""
-    spec = spec_of_run(run_dir)
+    import numpy as np
+
+    spec = RunDir(run_dir).spec()
     if classes and not spec.classes:
         raise RunError(f"--class: {run_dir} is not a conditional run (its data has no classes)")
     _, trainer, checkpoint = load_generator(registry, run_dir, checkpoint)
@@ -39,3 +47,37 @@ def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output:
     else:
         write_png(output, grid(images, columns))
     return checkpoint
+
+
+def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, checkpoint: str | None = None,
+                 raw: bool = False, extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
+                 info: Callable[[str], None] = print, warn: Callable[[str], None] = print,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Score a run's checkpoint (its EMA generator when it keeps one, unless ``raw``) and
+    record how in ``run_dir/eval.json``, which keeps the latest evaluation with each feature
+    extractor. Returns the record."""
+    started = time.perf_counter()
+    recipe, trainer, checkpoint_dir = load_generator(registry, run_dir, checkpoint)
+    step = read_meta(checkpoint_dir).get("step")
+    evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
+                          extractor_params=extractor_params, info=info, warn=warn, progress=progress)
+    spec = RunDir(run_dir).spec()
+    labels = even_labels(spec.classes, config.n) if trainer_classes(trainer) else None
+    by_class = {"labels": labels} if labels is not None else {}
+    scores, accuracy = evaluator.score_classes(trainer.generate(config.n, config.seed, raw=raw, **by_class),
+                                               labels, spec.class_names)
+    if labels is not None and accuracy is None:
+        warn(f"no class accuracy: the {config.features!r} features do not classify the run's classes; use --features domain")
+    record = {
+        "gankit_version": __version__,
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "scores": scores,
+        "checkpoint": {"path": str(checkpoint_dir), "step": step},
+        "generated": {"count": config.n, "seed": config.seed, "backend": recipe.backend.name,
+                      "generator": "raw" if raw or recipe.train.ema is None else "ema"},
+        **evaluator.describe(),
+        **({"class_accuracy": accuracy} if accuracy is not None else {}),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    update_record(RunDir(run_dir).eval, ("evaluations", config.features), record)
+    return record

@@ -16,6 +16,8 @@ it runs the network.
 
 from __future__ import annotations
 
+__all__ = ["advance", "sigma"]
+
 EPS = 1e-12
 
 

@@ -9,6 +9,8 @@ from pydantic import AfterValidator, Field, model_validator
 from gankit.objectives import LOSSES, PENALTIES
 from gankit.params import Every, Interval, Params
 
+__all__ = ["TrainConfig", "Penalty"]
+
 
 def one_of(known, what: str) -> AfterValidator:
     """A validator for a ``what`` named in ``known``, whose error lists them."""

@@ -8,10 +8,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
-import errno
-import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from gankit.backend import CheckpointError, Trainer
+from gankit.backend import Trainer
 from gankit.events import CheckpointSaved, Event, RunFinished, RunStarted, SamplesReady, StepLogged
-from gankit.data import sha256_of
-from gankit.files import atomic_directory, follow_umask, remove_directory, write_json
 from gankit.params import Interval
+from gankit.rundir import RunDir
 from gankit.train_config import TrainConfig
 
 
@@ -71,116 +67,29 @@ def _due(every: Interval | None, step: int, steps_per_epoch: int) -> bool:
     return step % every.in_steps(steps_per_epoch) == 0
 
 
-MANIFEST = "manifest.json"
-"""In every checkpoint: the sha256 of each other file in it, written last."""
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:08d}"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """A run's checkpoints, oldest first (temporary directories are skipped). Listed is
-    not proven whole: ``verify_checkpoint`` before using one."""
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / "meta.json").is_file())
-
-
-def read_meta(checkpoint: Path) -> dict:
-    try:
-        return json.loads((checkpoint / "meta.json").read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(checkpoint / "meta.json", error) from None
-
-
-def no_space_left(error: BaseException, folder: Path) -> bool:
-    """Whether ``error`` comes from a full disk: an ENOSPC or EDQUOT anywhere in its chain,
-    the words in a framework's message, or (frameworks that hide the errno) a full ``folder``."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(cause) or "StorageFull" in str(cause):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    try:
-        return shutil.disk_usage(folder).free < 1 << 20
-    except OSError:
-        return False
-
-
-def write_checkpoint(trainer: Trainer, path: Path, meta: dict) -> Path:
-    """Save ``trainer`` into the checkpoint folder ``path`` atomically: its files, ``meta``
-    as meta.json, and last the manifest of every file's sha256. A full disk is an OSError
-    with errno ENOSPC whatever the framework raised, and leaves no folder behind."""
-    try:
-        with atomic_directory(path) as staging:
-            trainer.save(staging)
-            follow_umask(staging)
-            write_json(staging / "meta.json", meta)
-            files = sorted(p for p in staging.rglob("*") if p.is_file())
-            write_json(staging / MANIFEST, {"sha256": {p.relative_to(staging).as_posix(): sha256_of(p) for p in files}})
-    except Exception as error:
-        if no_space_left(error, path.parent):
-            raise OSError(errno.ENOSPC, "no space left on device", str(path)) from error
-        raise
-    return path
-
-
-def verify_checkpoint(checkpoint: Path) -> Path:
-    """Raise CheckpointError naming the file unless every file the manifest lists is there
-    with its recorded sha256."""
-    manifest = checkpoint / MANIFEST
-    try:
-        listed = json.loads(manifest.read_text())["sha256"]
-        if not isinstance(listed, dict):
-            raise ValueError("no table of sha256 digests")
-    except FileNotFoundError:
-        raise CheckpointError(manifest, "missing, so the checkpoint cannot be proven whole") from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(manifest, error) from None
-    for name, expected in sorted(listed.items()):
-        file = checkpoint / name
-        if ".." in Path(name).parts or Path(name).is_absolute() or not file.is_file():
-            raise CheckpointError(file, "missing")
-        if sha256_of(file) != expected:
-            raise CheckpointError(file, "damaged: its sha256 differs from the one recorded when it was saved")
-    return checkpoint
-
-
-def last_good_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint that verifies, or None."""
-    for checkpoint in reversed(list_checkpoints(run_dir)):
-        try:
-            return verify_checkpoint(checkpoint)
-        except CheckpointError:
-            continue
-    return None
-
-
 @dataclass
 class Loop:
     trainer: Trainer
     train: TrainConfig
     schedule: Schedule
-    run_dir: Path
+    run_dir: RunDir
     emit: Callable[[Event], None]
     sample_every: list[Interval]
     should_stop: Callable[[], bool] = lambda: False
     step: int = 0
     """The last step trained (while running, and after it stopped however it stopped)."""
+    writer: bool = True
+    """Whether this process writes checkpoints and samples (not the other ranks of a distributed run)."""
 
     def total_steps(self) -> int:
         return self.train.total_steps(self.schedule.steps_per_epoch)
 
     def save_checkpoint(self, step: int) -> Path:
         """Write a checkpoint atomically, then drop all but the last ``keep_checkpoints``."""
-        path = self.run_dir / "checkpoints" / checkpoint_name(step)
-        write_checkpoint(self.trainer, path, {"step": step, "epoch": self.schedule.epoch_of(max(step - 1, 0))})
-        for old in list_checkpoints(self.run_dir)[: -self.train.keep_checkpoints]:
-            remove_directory(old)
+        if not self.writer:
+            return self.run_dir.checkpoint(step)
+        path = self.run_dir.save_checkpoint(self.trainer, step, {"epoch": self.schedule.epoch_of(max(step - 1, 0))},
+                                        keep=self.train.keep_checkpoints)
         self.emit(CheckpointSaved(step, path))
         return path
 
@@ -192,7 +101,7 @@ class Loop:
             problem = f"a loss exceeds train.max_loss = {self.train.max_loss}"
         else:
             return None
-        good = last_good_checkpoint(self.run_dir)
+        good = self.run_dir.last_good_checkpoint()
         where = f"the last good checkpoint is {good}" if good else "no checkpoint that verifies was saved before it"
         shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
         return f"training diverged at step {step}: {problem} ({shown}); {where}"
@@ -201,7 +110,7 @@ class Loop:
         """Train from ``start_step`` to the end, or until stopped or diverged."""
         steps_per_epoch = self.schedule.steps_per_epoch
         total = self.total_steps()
-        self.emit(RunStarted(self.run_dir, start_step, total, steps_per_epoch, self.train.batch_size,
+        self.emit(RunStarted(self.run_dir.path, start_step, total, steps_per_epoch, self.train.batch_size,
                              self.trainer.parameter_counts()))
         values: dict[str, float] = {}
         tick, tick_step = time.perf_counter(), start_step
@@ -220,7 +129,8 @@ class Loop:
                 logged = {**values, "images_per_sec": (step - tick_step) * self.train.batch_size / max(now - tick, 1e-9)}
                 tick, tick_step = now, step
                 self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged))
-            if any(_due(every, step, steps_per_epoch) for every in self.sample_every) or (step == total and self.sample_every):
+            if self.writer and (any(_due(every, step, steps_per_epoch) for every in self.sample_every)
+                                or (step == total and self.sample_every)):
                 self.emit(self._samples(step))
             if checkpoint_due:
                 self.save_checkpoint(step)

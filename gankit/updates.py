@@ -20,6 +20,8 @@ from gankit import nn
 from gankit.objectives import LOSSES, gradient_penalty, label_targets, r1_penalty
 from gankit.train_config import TrainConfig
 
+__all__ = ["Plan", "Updates", "update_ema", "check_supported"]
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -33,6 +35,12 @@ class Updates:
     def __init__(self, train: TrainConfig):
         self.train = train
         self.loss = LOSSES[train.loss]
+
+    @property
+    def reuses_graph(self) -> bool:
+        """Whether a step takes two gradients from one forward pass (the simultaneous update),
+        so that a backend that frees the graph after a gradient must keep it."""
+        return self.train.update == "simultaneous"
 
     def plan(self, step: int) -> Plan:
         """What step ``step`` (0-based) does; a penalty with ``every = k`` applies at steps 0, k, 2k..."""

@@ -20,15 +20,17 @@ import shutil
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
-import numpy as np
 from pydantic import Field
 
 from gankit import hookimpl
 from gankit.data import DataContext, DataError, ImageData, download, md5_of
 from gankit.files import atomic_directory
 from gankit.params import Params
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 ClassName = Literal[CLASS_NAMES]
@@ -59,23 +61,26 @@ class CifarParams(Params):
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Rebuilds dicts, lists, numbers, bytes and numpy arrays; refuses every other global."""
 
-    _reconstruct = np.zeros(0).__reduce__()[0]  # numpy.core (1.x) or numpy._core (2.x) .multiarray._reconstruct
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-
     def find_class(self, module, name):
+        import numpy as np
+
+        reconstruct = np.zeros(0).__reduce__()[0]  # numpy.core (1.x) or numpy._core (2.x) .multiarray._reconstruct
+        allowed = {
+            ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+        }
         try:
-            return self._ALLOWED[(module, name)]
+            return allowed[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refused to load {module}.{name}") from None
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 32, 32, 3) and labels (N,) from one verified batch file."""
+    import numpy as np
+
     try:
         with open(path, "rb") as handle:
             batch = _ArrayOnlyUnpickler(handle, encoding="bytes").load()
@@ -163,6 +168,8 @@ class Cifar10:
         return self._download(), "downloaded"
 
     def load(self, split: str = "train") -> ImageData:
+        import numpy as np
+
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; use train or test")
         directory, origin = self._directory(split)

@@ -1,12 +1,12 @@
 """``progress.gif``: the run's sample grids in step order, written when the run ends.
 
-It reads the grids the ``png`` exporter wrote, so a resumed run's GIF covers the whole run.
+It reads the grids the ``png`` exporter wrote, so a resumed run's GIF covers the whole run;
+it says so (``needs_exporters``), and a recipe with ``gif`` but no ``png`` is refused.
 """
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from pydantic import Field
 
@@ -14,6 +14,7 @@ from gankit import hookimpl
 from gankit.events import RunFinished
 from gankit.files import write_bytes
 from gankit.params import Params
+from gankit.rundir import RunDir
 
 
 class GifParams(Params):
@@ -24,9 +25,10 @@ class GifParams(Params):
 
 class GifExporter:
     sample_every = None
+    needs_exporters = ("png",)
 
-    def __init__(self, params: GifParams, run_dir: Path):
-        self.params, self.run_dir = params, run_dir
+    def __init__(self, params: GifParams, run_dir: RunDir):
+        self.params, self.run_dir = params, RunDir(run_dir)
 
     def handle(self, event) -> None:
         if isinstance(event, RunFinished):
@@ -35,7 +37,7 @@ class GifExporter:
     def write(self) -> None:
         import imageio.v3 as iio
 
-        paths = sorted((self.run_dir / "samples").glob("step_*.png"))
+        paths = self.run_dir.sample_grids()
         if not paths:
             return
         frames = [iio.imread(path) for path in paths]
@@ -43,7 +45,7 @@ class GifExporter:
         buffer = io.BytesIO()
         iio.imwrite(buffer, frames, extension=".gif", duration=durations if len(frames) > 1 else durations[0],
                     loop=self.params.loop)
-        write_bytes(self.run_dir / "progress.gif", buffer.getvalue())
+        write_bytes(self.run_dir.progress_gif, buffer.getvalue())
 
 
 @hookimpl

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from gankit.data import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _MAGIC = {3: 2051, 1: 2049}  # images (N, rows, cols), labels (N,)
 
 
 def read_idx(path: Path, dims: int) -> np.ndarray:
     """The uint8 array in an IDX file with ``dims`` dimensions; DataError if it is not one."""
+    import numpy as np
+
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as error:

@@ -24,15 +24,17 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
-import numpy as np
 from pydantic import Field
 
 from gankit import hookimpl
 from gankit.data import DataContext, DataError, ImageData
 from gankit.files import write_bytes
 from gankit.params import Params
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -57,6 +59,8 @@ def image_files(root: Path) -> list[Path]:
 def classes_of(root: Path, files: list[Path]) -> tuple[tuple[str, ...], np.ndarray]:
     """The class names (first-level subfolders holding images, sorted) and each file's
     label (-1 for a file directly in ``root``)."""
+    import numpy as np
+
     folders = [path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else None for path in files]
     names = tuple(sorted({folder for folder in folders if folder is not None}))
     return names, np.array([names.index(folder) if folder is not None else -1 for folder in folders], np.int64)
@@ -82,6 +86,7 @@ def check_size(width: int, height: int, size: int) -> None:
 
 def _to_8_bits(image):
     """16-bit greyscale ("I;16", "I") scaled to 8 bits; Pillow's convert would clip it to white."""
+    import numpy as np
     from PIL import Image
 
     if not image.mode.startswith("I"):
@@ -92,6 +97,7 @@ def _to_8_bits(image):
 def decode(path: Path, size: int, channels: int) -> np.ndarray:
     """One image as uint8 (size, size, channels); raises OSError/ValueError if unreadable
     or too large (``check_size``)."""
+    import numpy as np
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:
@@ -126,6 +132,8 @@ class ImageFolder:
 
     def _store(self, path: Path, images: np.ndarray, skipped: list[str], kept: np.ndarray) -> None:
         """Write the cache file, replacing this folder's older ones; a failure only warns."""
+        import numpy as np
+
         buffer = io.BytesIO()
         np.savez(buffer, images=images, skipped=np.array(skipped, dtype=str), kept=kept)
         try:
@@ -138,6 +146,8 @@ class ImageFolder:
 
     def _decode_all(self, files: list[Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
         """The readable images, what was skipped, and the index in ``files`` of each image."""
+        import numpy as np
+
         from PIL import Image
 
         unreadable = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)  # what Pillow raises
@@ -154,6 +164,8 @@ class ImageFolder:
         return (np.stack(images) if images else np.zeros(shape, np.uint8)), skipped, np.array(kept, np.int64)
 
     def _decoded(self, files: list[Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
+        import numpy as np
+
         cached = self._cache_path(files) if self.params.cache else None
         if cached and cached.is_file():
             try:

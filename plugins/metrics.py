@@ -10,13 +10,15 @@ score is computed.
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import numpy as np
 from pydantic import Field
 
 from gankit import hookimpl
 from gankit.params import Params
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _library() -> str:
@@ -25,6 +27,7 @@ def _library() -> str:
 
 def _tensor(values: np.ndarray):
     """float32, as torch-fidelity's own extractors give them."""
+    import numpy as np
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))

@@ -13,7 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 from pydantic import Field
 
 from gankit import hookimpl
@@ -126,6 +125,8 @@ class IdxDataset:
             raise DataError(f"{error}; or point dataset.root at a directory with the official files") from None
 
     def load(self, split: str = "train") -> ImageData:
+        import numpy as np
+
         if split not in FILES:
             raise DataError(f"unknown split {split!r}; use train or test")
         (images_path, labels_path), origin = self._files(split)

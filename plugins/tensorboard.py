@@ -12,7 +12,6 @@ earlier session logged after the checkpoint it resumes from, so no step shows tw
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -21,7 +20,7 @@ from gankit import hookimpl
 from gankit.events import CheckpointSaved, EvalLogged, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.images import grid
 from gankit.params import Every, Interval, Params
-from gankit.recipe import read_toml
+from gankit.rundir import RunDir
 
 
 class TensorBoardParams(Params):
@@ -40,8 +39,8 @@ def hparam_value(value: Any) -> str | float | bool:
 
 
 class TensorBoardExporter:
-    def __init__(self, params: TensorBoardParams, run_dir: Path):
-        self.params, self.run_dir = params, run_dir
+    def __init__(self, params: TensorBoardParams, run_dir: RunDir):
+        self.params, self.run_dir = params, RunDir(run_dir)
         self.sample_every = params.images_every
         self.writer = None
 
@@ -78,7 +77,9 @@ class TensorBoardExporter:
     def _write_hparams(self) -> None:
         from tensorboardX.summary import hparams
 
-        sweep = read_toml(self.run_dir / "recipe.toml").get("gankit", {}).get("sweep") or {}
+        from gankit.recipe import read_toml
+
+        sweep = read_toml(self.run_dir.recipe).get("gankit", {}).get("sweep") or {}
         if sweep:
             # Only the session's own values: TensorBoard builds the experiment from every run's.
             _, session_start, _ = hparams({key: hparam_value(value) for key, value in sweep.items()}, {})

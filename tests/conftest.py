@@ -60,7 +60,8 @@ def recipe_dict(mnist_root: Path, **sections) -> dict:
         "export": [{"use": "png", "every": 3}, {"use": "gif"}],
     }
     for key, value in sections.items():
-        same_component = isinstance(value, dict) and value.get("use", recipe.get(key, {}).get("use")) == recipe.get(key, {}).get("use")
+        current = recipe.get(key, {}).get("use") if isinstance(recipe.get(key), dict) else None
+        same_component = isinstance(value, dict) and value.get("use", current) == current
         if same_component and isinstance(recipe.get(key), dict):
             recipe[key] = {**recipe[key], **value}
         else:
@@ -117,3 +118,137 @@ class Trained:
         resumed = cls(recipe_path)
         resumed.trainer.load(directory)
         return head + resumed.steps(stop, end), resumed
+
+
+def install_outside_package(root: Path, distribution: str, module: str, source: str, entry_points: dict[str, str]) -> Path:
+    """An installed third-party distribution, as pip leaves one: ``module.py`` and its
+    ``.dist-info`` (metadata and the ``gankit`` entry points) in a folder of its own under
+    ``root``. Put that folder on ``sys.path`` to install it; take it off to uninstall it."""
+    site = root / distribution
+    info = site / f"{distribution.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[gankit]\n{lines}")
+    (site / f"{module}.py").write_text(source)
+    return site
+
+
+OUTSIDE_PACKAGES = {
+    # A hook whose name lacks its final "s": pluggy knows no such hook.
+    "typo-gankit": ("typo_gankit", {"typo": "typo_gankit"}, """
+from gankit import hookimpl, nn
+
+@hookimpl
+def register_architecture(register):
+    register("typo-arch", lambda params, spec: None, description="never registered")
+"""),
+    # A second plugin registering the bundled `dcgan`, and a harmless exporter beside it.
+    "clash-gankit": ("clash_gankit", {"clash": "clash_gankit"}, """
+from gankit import hookimpl
+
+@hookimpl
+def register_architectures(register):
+    register("dcgan", lambda params, spec: None, description="another dcgan")
+
+@hookimpl
+def register_exporters(register):
+    register("clash-csv", lambda params, run_dir: None, description="a csv of the losses")
+"""),
+    # An entry point named like the bundled `png` plugin.
+    "png-gankit": ("png_gankit", {"png": "png_gankit"}, """
+from gankit import hookimpl
+
+@hookimpl
+def register_exporters(register):
+    register("fancy-png", lambda params, run_dir: None, description="prettier grids")
+"""),
+    # A plugin written for a plugin API this gankit does not have.
+    "future-gankit": ("future_gankit", {"future": "future_gankit"}, """
+from gankit import hookimpl
+
+GANKIT_API = ">=2,<3"
+
+@hookimpl
+def register_datasets(register):
+    register("future-data", lambda params, context: None, description="from the future")
+"""),
+    # Parameters of every kind pydantic offers (a tuple, a path, an enum, a nested model),
+    # and a dataset and an exporter whose factories fail in ways no one planned for.
+    "fields-gankit": ("fields_gankit", {"fields": "fields_gankit"}, """
+import enum
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field
+
+from gankit import hookimpl, nn
+from gankit.params import Params
+
+
+class Activation(enum.Enum):
+    RELU = "relu"
+    LEAKY = "leaky"
+
+
+class Head(Params):
+    slope: float = Field(0.2, gt=0, lt=1)
+    bias: bool = True
+
+
+class FieldsParams(Params):
+    hidden: tuple[int, ...] = (32,)
+    activation: Activation = Activation.RELU
+    head: Head = Head()
+    notes: Optional[Path] = None
+
+
+def build(params, spec):
+    act = nn.ReLU() if params.activation is Activation.RELU else nn.LeakyReLU(params.head.slope)
+    layers = tuple(layer for width in params.hidden for layer in (nn.Dense(width), act))
+    generator = nn.Network((8,), (*layers, nn.Dense(spec.height * spec.width * spec.channels), nn.Tanh(),
+                                  nn.Reshape(spec.shape)))
+    discriminator = nn.Network(spec.shape, (nn.Flatten(), *layers, nn.LeakyReLU(params.head.slope),
+                                            nn.Dense(1, bias=params.head.bias)))
+    return nn.Architecture(8, generator, discriminator)
+
+
+class Broken:
+    def __init__(self, params, *rest):
+        raise KeyError("no_such_column")
+
+
+@hookimpl
+def register_architectures(register):
+    register("fields-mlp", build, params=FieldsParams, description="an MLP with parameters of every kind")
+
+
+@hookimpl
+def register_datasets(register):
+    register("broken-data", Broken, description="fails with a KeyError")
+    register("needs-module", Broken, requires=("no_such_module_xyz",), description="needs a missing module")
+
+
+@hookimpl
+def register_exporters(register):
+    register("broken-export", Broken, description="fails with a KeyError")
+"""),
+}
+
+
+@pytest.fixture(scope="session")
+def outside_packages(tmp_path_factory) -> dict[str, Path]:
+    """Each of OUTSIDE_PACKAGES installed into a folder of its own (not yet on sys.path)."""
+    root = tmp_path_factory.mktemp("site")
+    return {dist: install_outside_package(root, dist, module, source, eps)
+            for dist, (module, eps, source) in OUTSIDE_PACKAGES.items()}
+
+
+@pytest.fixture
+def install(outside_packages, monkeypatch):
+    """``install("clash-gankit", ...)``: those outside packages are installed for this test."""
+    def install(*distributions: str) -> None:
+        for distribution in distributions:
+            monkeypatch.syspath_prepend(str(outside_packages[distribution]))
+
+    return install

@@ -20,11 +20,12 @@ from gankit import __version__  # noqa: E402
 from gankit.cli import main  # noqa: E402
 from gankit.data import DataContext, DataError  # noqa: E402
 from gankit.eval_config import EvalConfig  # noqa: E402
-from gankit.evaluation import EvalError, Evaluator, evaluate_run, resolve_plan  # noqa: E402
-from gankit.training import write_checkpoint  # noqa: E402
+from gankit.evaluation import EvalError, Evaluator, resolve_plan  # noqa: E402
+from gankit.sampling import evaluate_run  # noqa: E402
+from gankit.rundir import RunDir  # noqa: E402
 from gankit.plugins import load_registry  # noqa: E402
 from gankit.recipe import build_recipe  # noqa: E402
-from gankit.runner import build_trainer, run, spec_of_run  # noqa: E402
+from gankit.runner import build_trainer, run  # noqa: E402
 from gankit_plugins.features.inception import InceptionParams, locate_weights  # noqa: E402
 from httpserver import serve  # noqa: E402
 
@@ -82,8 +83,8 @@ def trained_run(tmp_path_factory, registry, mnist_halves, eval_cache) -> Path:
     data = mlp_recipe(mnist_halves)
     recipe = build_recipe(data, root / "mlp.toml", registry)
     run_dir = run(recipe, runs_root=root, context=DataContext(eval_cache)).run_dir
-    initial = build_trainer(recipe, spec_of_run(run_dir))
-    write_checkpoint(initial, run_dir / "checkpoints" / "step_00000000", {"step": 0, "epoch": 0})
+    initial = build_trainer(recipe, RunDir(run_dir).spec())
+    RunDir(run_dir).save_checkpoint(initial, 0, {"epoch": 0})
     return run_dir
 
 

@@ -17,11 +17,11 @@ from gankit import hookimpl
 from gankit.cli import main
 from gankit.data import DataContext
 from gankit.eval_config import EvalConfig
-from gankit.evaluation import evaluate_run
+from gankit.sampling import evaluate_run
 from gankit.plugins import load_registry
 from gankit.recipe import build_recipe
 from gankit.runner import run
-from gankit.training import list_checkpoints
+from gankit.rundir import RunDir
 
 
 def cli(*args):
@@ -78,14 +78,15 @@ def test_an_exporter_that_raises_cannot_lose_the_run(tiny_mnist, tmp_path, polic
     warnings: list[str] = []
     result = run(build_recipe(table, tmp_path / "r.toml", registry), runs_root=tmp_path / "runs",
                  context=DataContext(warn=warnings.append, info=lambda _: None))
-    assert len(warnings) == 1 and "exporter 'flaky' failed at step 2 (RuntimeError: the exporter's server went away)" in warnings[0]
+    assert len(warnings) == 1
+    assert "exporter 'flaky' failed at step 2 (RuntimeError: the exporter's server went away)" in warnings[0]
     summary = json.loads((result.run_dir / "summary.json").read_text())
     if policy == "disable":
         assert result.finished.status == "completed" and summary["steps"] == 6
         assert (result.run_dir / "samples" / "step_00000006.png").is_file()  # the other exporter went on
     else:
         assert result.finished.status == "failed" and summary["status"] == "failed" and summary["steps"] == 3
-        assert [p.name for p in list_checkpoints(result.run_dir)] == ["step_00000003"]
+        assert [p.name for p in RunDir(result.run_dir).list_checkpoints()] == ["step_00000003"]
         assert "resume with: gankit run --resume" in result.finished.message
 
 

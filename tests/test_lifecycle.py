@@ -14,7 +14,7 @@ import tomli_w
 from click.testing import CliRunner
 
 from gankit.cli import main
-from gankit.training import MANIFEST, last_good_checkpoint, list_checkpoints
+from gankit.rundir import MANIFEST, RunDir
 from conftest import overwrite_4kb, recipe_dict
 from test_runs import gankit, metric_steps, wait_for
 
@@ -50,7 +50,7 @@ def checkpoint(run_dir: Path, step: int) -> Path:
 
 
 def test_every_checkpoint_lists_the_sha256_of_each_of_its_files(run_dir):
-    for each in list_checkpoints(run_dir):
+    for each in RunDir(run_dir).list_checkpoints():
         listed = json.loads((each / MANIFEST).read_text())["sha256"]
         assert sorted(listed) == sorted(p.name for p in each.iterdir() if p.name != MANIFEST)
         assert {"meta.json", "generator.safetensors", "discriminator.safetensors", "state.pt"} <= listed.keys()
@@ -73,7 +73,7 @@ def test_weights_overwritten_by_0xff_are_never_used_and_the_file_is_named(run_di
     result = cli("evaluate", run_dir, "--checkpoint", "step_00000006", "-n", "8")
     assert result.exit_code == 2 and str(damaged) in one_line(result.output)
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before  # nothing deleted
-    assert last_good_checkpoint(run_dir) == checkpoint(run_dir, 4)
+    assert RunDir(run_dir).last_good_checkpoint() == checkpoint(run_dir, 4)
 
 
 def test_a_half_deleted_checkpoint_is_refused_naming_the_missing_file(run_dir):
@@ -92,7 +92,7 @@ def test_no_advice_to_delete_when_no_earlier_checkpoint_verifies(run_dir):
     message = one_line(result.output)
     assert "none of the 2 earlier checkpoint(s) verifies and loads with this recipe.toml either" in message
     assert "nothing was deleted" in message and "delete " not in message.replace("nothing was deleted", "")
-    assert len(list_checkpoints(run_dir)) == 3
+    assert len(RunDir(run_dir).list_checkpoints()) == 3
 
 
 def test_resume_refuses_an_edited_recipe_but_not_a_longer_one(run_dir):
@@ -121,13 +121,13 @@ def test_after_sigkill_resume_repairs_metrics_clears_staging_and_holds_a_lock(tm
     run_dir = runs / "00000-long"
     process = gankit("run", long_recipe(tmp_path, tiny_mnist), "--runs-dir", runs)
     def logged_past_a_checkpoint() -> bool:
-        found = list_checkpoints(run_dir)  # a checkpoint comes after its step's metrics line
+        found = RunDir(run_dir).list_checkpoints()  # a checkpoint comes after its step's metrics line
         return len(found) >= 2 and metric_steps(run_dir)[-1] > json.loads((found[-1] / "meta.json").read_text())["step"]
 
     wait_for(logged_past_a_checkpoint, process)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
-    last = json.loads((list_checkpoints(run_dir)[-1] / "meta.json").read_text())["step"]
+    last = json.loads((RunDir(run_dir).list_checkpoints()[-1] / "meta.json").read_text())["step"]
     assert metric_steps(run_dir)[-1] > last  # steps past the checkpoint were logged
     with open(run_dir / "metrics.jsonl", "a") as metrics:
         metrics.write('{"step": 9999, "d_lo')  # what a kill in the middle of a write leaves
@@ -149,7 +149,7 @@ def test_after_sigkill_resume_repairs_metrics_clears_staging_and_holds_a_lock(tm
     assert steps == list(range(1, steps[-1] + 1))  # each step logged once, in order, no torn line
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["steps"] == steps[-1]
-    assert json.loads((list_checkpoints(run_dir)[-1] / "meta.json").read_text())["step"] == steps[-1]
+    assert json.loads((RunDir(run_dir).list_checkpoints()[-1] / "meta.json").read_text())["step"] == steps[-1]
     assert not list(run_dir.rglob("*.partial"))
 
 
@@ -160,7 +160,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path, 
     wait_for(lambda: (run_dir / "metrics.jsonl").is_file() and len(metric_steps(run_dir)) >= 5, process)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
-    assert list_checkpoints(run_dir) == []
+    assert RunDir(run_dir).list_checkpoints() == []
     result = cli("run", "--resume", run_dir, "--set", "train.steps=6")
     assert result.exit_code == 0, result.output
     assert metric_steps(run_dir) == [2, 4, 6]
@@ -186,7 +186,7 @@ def test_ctrl_c_during_start_up_is_a_clean_exit(tmp_path, tiny_mnist, delay):
     assert process.returncode == 130, output
     assert "Traceback" not in output and output.strip()
     run_dir = runs / "00000-long"
-    assert not run_dir.exists() or list_checkpoints(run_dir), "a run that began was stopped with a checkpoint"
+    assert not run_dir.exists() or RunDir(run_dir).list_checkpoints(), "a run that began was stopped with a checkpoint"
 
 
 def test_a_damaged_tensorflow_checkpoint_is_refused_too(tiny_mnist, tmp_path):
@@ -237,9 +237,9 @@ def test_closing_the_terminal_stops_the_run_with_a_checkpoint(tmp_path, tiny_mni
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    wait_for(lambda: len(list_checkpoints(run_dir)) >= 1 and len(metric_steps(run_dir)) >= 8, process)
+    wait_for(lambda: len(RunDir(run_dir).list_checkpoints()) >= 1 and len(metric_steps(run_dir)) >= 8, process)
     os.close(master)  # the terminal hangs up: SIGHUP, and writes to it fail
     assert process.wait(timeout=120) == 130
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted"
-    assert json.loads((list_checkpoints(run_dir)[-1] / "meta.json").read_text())["step"] == summary["steps"]
+    assert json.loads((RunDir(run_dir).list_checkpoints()[-1] / "meta.json").read_text())["step"] == summary["steps"]

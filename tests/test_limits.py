@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from gankit.cli import main
-from gankit.training import list_checkpoints
+from gankit.rundir import RunDir
 
 SMALL_DCGAN = {"use": "dcgan", "g_start_channels": 16,
                "g_layers": [{"filters": 8, "kernel": 3, "stride": 2}, {"kernel": 3, "stride": 2}],
@@ -154,7 +154,7 @@ def test_a_disk_that_fills_mid_checkpoint_ends_in_one_line_keeping_the_last_chec
     assert " ".join(result.output.split()).endswith(
         f"error: no space left on device writing {run_dir / 'checkpoints' / 'step_00000004'}; stopped at step 4; "
         f"the last good checkpoint is {run_dir / 'checkpoints' / 'step_00000002'}")
-    assert [p.name for p in list_checkpoints(run_dir)] == ["step_00000002"]
+    assert [p.name for p in RunDir(run_dir).list_checkpoints()] == ["step_00000002"]
     assert not list(run_dir.rglob("*.partial"))
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
 

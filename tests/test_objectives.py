@@ -77,7 +77,7 @@ def test_every_loss_gives_the_papers_value_on_both_backends(loss, targets):
         pytest.skip(f"{loss} has no label targets")
     expected = reference(loss, REAL, FAKE, real_target, fake_target)
     for ops, tensor in (torch_ops(), tensorflow_ops()):
-        wrap = lambda t: t if isinstance(t, float) else tensor(t)  # noqa: E731
+        wrap = lambda t, tensor=tensor: t if isinstance(t, float) else tensor(t)  # noqa: E731
         d = LOSSES[loss].d_loss(ops, tensor(REAL), tensor(FAKE), wrap(real_target), wrap(fake_target))
         g = LOSSES[loss].g_loss(ops, tensor(FAKE))
         np.testing.assert_allclose([float(d), float(g)], expected, rtol=1e-5, atol=1e-6)

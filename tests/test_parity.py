@@ -5,15 +5,16 @@ reach (asymmetric 'same' padding, 'valid' transposed convolutions)."""
 
 from __future__ import annotations
 
-import tomllib
 from importlib.util import find_spec
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gankit import nn
 from gankit.data import DataSpec
 from gankit.plugins import load_registry
+from gankit.recipe import read_toml
 
 pytestmark = pytest.mark.skipif(find_spec("torch") is None or find_spec("tensorflow") is None,
                                 reason="needs both torch and tensorflow")
@@ -75,7 +76,7 @@ def test_every_shipped_recipe_is_walked():
 @pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(RECIPE_DIR)) for p in RECIPES])
 def test_a_recipe_architecture_compiles_alike_on_torch_and_tensorflow(path):
     registry = load_registry()
-    recipe = tomllib.loads(path.read_text())
+    recipe = read_toml(path)
     table = dict(recipe["architecture"])
     component = registry.get("architecture", table.pop("use"))
     if component.backends is not None and not {"torch", "tensorflow"} <= set(component.backends):
@@ -119,7 +120,6 @@ def test_layer_corner_cases_compile_alike(name):
 def test_the_same_weights_compute_the_same_function_on_both_backends(layer, input_shape):
     """Shapes alone would not catch a one-pixel shift: copy torch's weights into Keras and
     compare the outputs."""
-    import numpy as np
     import torch
 
     from gankit_plugins.tensorflow_backend.compile import compile_network as keras_network
@@ -181,11 +181,9 @@ def _torch_layers(model) -> list:
     return found
 
 
-def _channels_last(shape) -> "np.ndarray":
+def _channels_last(shape) -> np.ndarray:
     """For a vector that is an (H, W, C) map flattened channels-first (torch), the index of
     each channels-last (Keras) entry."""
-    import numpy as np
-
     h, w, c = shape
     return np.arange(h * w * c).reshape(c, h, w).transpose(1, 2, 0).ravel()
 
@@ -244,7 +242,6 @@ def copy_weights(network: nn.Network, torch_model, placed) -> None:
 def test_residual_and_conditional_networks_compute_the_same_function(name, training):
     """With torch's weights copied into Keras, both give the same outputs for the same inputs
     and labels, with running statistics (inference) and with the batch's (training)."""
-    import numpy as np
     import torch
 
     from gankit_plugins.tensorflow_backend.compile import build_graph, keras

@@ -104,14 +104,14 @@ def wait_for(predicate, process, seconds=120):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ctrl_c_then_resume_ends_with_the_same_weights(write_recipe, tmp_path, backend):
-    steps = 300
-    recipe = write_recipe(architecture=SMALL_DCGAN, backend={"use": backend, "device": "cpu"},
-                          train={"steps": steps, "log_every": 1, "checkpoint_every": 100, "batch_size": 16},
+    # The interrupted run is set to train far longer than the test waits, so the signal
+    # always lands mid-run; the resume and the straight run then both end at stopped_at + 20.
+    # torch's thread count is process-wide and other tests set it: the interrupted run (its
+    # own process) and the two here must use the same one to agree bit for bit.
+    threads = {"threads": 1} if backend == "torch" else {}
+    recipe = write_recipe(architecture=SMALL_DCGAN, backend={"use": backend, "device": "cpu", **threads},
+                          train={"steps": 1_000_000, "log_every": 1, "checkpoint_every": 100, "batch_size": 16},
                           export=[{"use": "png", "every": 50}, {"use": "gif"}])
-    straight = tmp_path / "straight"
-    result = cli("run", recipe, "--runs-dir", straight)
-    assert result.exit_code == 0, result.output
-
     runs = tmp_path / "stopped"
     process = gankit("run", recipe, "--runs-dir", runs)
     run_dir = runs / "00000-tiny"
@@ -121,13 +121,17 @@ def test_ctrl_c_then_resume_ends_with_the_same_weights(write_recipe, tmp_path, b
     assert process.returncode == 130, output
     assert f"gankit run --resume {run_dir}" in output.replace("\n", "")
     stopped_at = json.loads((final_checkpoint(run_dir) / "meta.json").read_text())["step"]
-    assert 0 < stopped_at < steps
+    assert stopped_at >= 3
     logged_before = (run_dir / "metrics.jsonl").read_text()
+    steps = stopped_at + 20
 
-    result = cli("run", "--resume", run_dir)
+    result = cli("run", "--resume", run_dir, "--set", f"train.steps={steps}")
     assert result.exit_code == 0, result.output
     assert (run_dir / "metrics.jsonl").read_text().startswith(logged_before)  # appended, never rewritten
     assert metric_steps(run_dir)[-1] == steps
+    straight = tmp_path / "straight"
+    result = cli("run", recipe, "--runs-dir", straight, "--set", f"train.steps={steps}")
+    assert result.exit_code == 0, result.output
     resumed, reference = weights(final_checkpoint(run_dir)), weights(final_checkpoint(straight / "00000-tiny"))
     assert resumed.keys() == reference.keys()
     for name in reference:
@@ -150,7 +154,12 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_no_partial_file(write_recipe, tm
     assert leftovers == []
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] in ("aborted", "interrupted")
+    # The step reached: the last one logged, or one past it when the abort fell between
+    # the end of a step and its metrics line; never the step the run started from.
+    assert summary["steps"] - 1 <= metric_steps(run_dir)[-1] <= summary["steps"]
     assert summary["steps"] >= json.loads((final_checkpoint(run_dir) / "meta.json").read_text())["step"] > 0
+    if summary["status"] == "aborted":
+        assert summary["message"].startswith(f"aborted at step {summary['steps']};")
 
 
 def test_resume_latest_and_train_longer(write_recipe, tmp_path):

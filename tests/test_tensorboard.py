@@ -86,6 +86,7 @@ def test_without_tensorboardx_the_run_does_not_start_and_says_what_to_install(wr
     monkeypatch.setattr(gankit.registry, "_installed", lambda module: module != "tensorboardX" and installed(module))
     result = cli("run", write_recipe(export=[{"use": "tensorboard"}]), "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 2
-    assert result.output.strip() == ("error: exporter 'tensorboard' needs tensorboardX, which is not installed; "
+    assert result.output.strip() == ("error: exporter 'tensorboard' (builtin) needs the module 'tensorboardX', "
+                                     "which is not installed; "
                                      "pip install 'gankit[tensorboard]'")
     assert not (tmp_path / "runs").exists()

@@ -8,23 +8,23 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from importlib.util import find_spec
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tomli_w
 from conftest import Trained as Stepped
+from conftest import recipe_dict
 from click.testing import CliRunner
 
 from gankit import console, hookimpl, nn
 from gankit.backend import BackendError, CheckpointError
 from gankit.cli import main
-from gankit.data import DataContext, DataSpec
+from gankit.data import DataSpec
 from gankit.objectives import label_targets
 from gankit.plugins import load_registry
-from gankit.recipe import load_recipe
-from gankit.runner import RunError, build_trainer, load_data
+from gankit.recipe import RecipeError, load_recipe, read_toml
 
 pytestmark = pytest.mark.skipif(find_spec("tensorflow") is None, reason="tensorflow is not installed")
 
@@ -56,8 +56,8 @@ class Trained(Stepped):
 
 def test_one_line_switches_a_recipe_to_tensorflow(write_recipe, tmp_path):
     run_dir = train(write_recipe(architecture=DCGAN_SMALL), tmp_path / "runs", "--set", "backend.use=tensorflow")
-    resolved = tomllib.loads((run_dir / "recipe.toml").read_text())
-    assert resolved["backend"] == {"use": "tensorflow", "device": "cpu", "threads": 0}
+    resolved = read_toml(run_dir / "recipe.toml")
+    assert resolved["backend"] == {"use": "tensorflow", "device": "cpu", "threads": 0, "jit_compile": False}
     assert resolved["gankit"]["plugins"]["backend.tensorflow"] == "builtin"
     assert [m["step"] for m in metrics(run_dir)] == [2, 4, 6]
     assert {"d_loss", "g_loss", "d_real", "d_fake", "images_per_sec"} <= set(metrics(run_dir, timings=True)[0])
@@ -87,15 +87,32 @@ def test_same_recipe_and_seed_give_the_same_losses(write_recipe, tmp_path):
     assert metrics(other) != metrics(first)
 
 
-@pytest.mark.parametrize("train_options", [
-    {"loss": "minimax"},
-    {"update": "simultaneous"},
-    {"optimizer": "rmsprop", "clip_value": 0.01, "lr_d": 8e-4, "lr_g": 4e-4},
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, tiny_mnist):
+    """Two steps on TensorFlow with no option set, logged at each step; shared by the option tests."""
+    folder = tmp_path_factory.mktemp("baseline")
+    recipe = folder / "tiny.toml"
+    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, backend=TENSORFLOW, train={"steps": 2, "log_every": 1})))
+    return metrics(train(recipe, folder / "runs"))
+
+
+# Each option against the baseline: what it must change, and what it must leave alone
+# (D's loss at step 1 is computed before any update).
+@pytest.mark.parametrize("train_options, check", [
+    ({"loss": "minimax"}, lambda base, run: run[0]["d_loss"] == base[0]["d_loss"]
+     and all(row["g_loss"] < 0 for row in run) and all(row["g_loss"] > 0 for row in base)),
+    ({"update": "simultaneous"}, lambda base, run: run[0]["d_loss"] == base[0]["d_loss"]
+     and run[0]["g_loss"] != base[0]["g_loss"]),
+    ({"label_smoothing": 0.1}, lambda base, run: run[0]["d_loss"] != base[0]["d_loss"]
+     and run[0]["d_real"] == base[0]["d_real"]),
+    ({"optimizer": "rmsprop", "clip_value": 0.01}, lambda base, run: run[0]["d_loss"] == base[0]["d_loss"]
+     and run[1]["d_loss"] != base[1]["d_loss"]),
 ])
-def test_training_options_train(write_recipe, tmp_path, train_options):
-    run_dir = train(write_recipe(backend=TENSORFLOW, train={"steps": 2, **train_options}), tmp_path / "runs")
-    last = metrics(run_dir)[-1]
-    assert last["step"] == 2 and all(np.isfinite(v) for v in last.values())
+def test_each_training_option_changes_what_it_should(write_recipe, tmp_path, baseline, train_options, check):
+    run = metrics(train(write_recipe(backend=TENSORFLOW, train={"steps": 2, "log_every": 1, **train_options}),
+                        tmp_path / "runs"))
+    assert run[-1]["step"] == 2
+    assert check(baseline, run), (baseline, run)
 
 
 def test_optimizers_and_targets_follow_the_train_table(write_recipe):
@@ -192,9 +209,9 @@ class TorchOnlyArchitecture:
 
 def test_an_architecture_without_tensorflow_support_is_refused_by_name(write_recipe, capsys):
     registry = load_registry([("torchonly", TorchOnlyArchitecture(), "torch-only 1.0")])
-    recipe = load_recipe(write_recipe(architecture={"use": "torchonly"}, backend=TENSORFLOW), [], registry)
-    with pytest.raises(RunError, match="supports only the torch backend.*not 'tensorflow'"):
-        build_trainer(recipe, load_data(recipe, DataContext()).spec)
+    with pytest.raises(RecipeError, match="backend.use: architecture 'torchonly' gives networks for the torch "
+                                          "backend.s. only, not 'tensorflow'; set backend.use = 'torch'"):
+        load_recipe(write_recipe(architecture={"use": "torchonly"}, backend=TENSORFLOW), [], registry)
     console.plugins_json(registry, "architecture")
     (listed,) = [row for row in json.loads(capsys.readouterr().out)["plugins"] if row["name"] == "torchonly"]
     assert listed["backends"] == ["torch"]
@@ -208,13 +225,13 @@ def test_devices(write_recipe):
         TensorflowParams(device=good)
     with pytest.raises(ValueError, match="gpu:N"):
         TensorflowParams(device="mps")
-    assert resolve_device("cpu") == "/CPU:0"
+    assert resolve_device(TensorflowParams(device="cpu")) == "/CPU:0"
     import tensorflow as tf
 
     if not tf.config.list_physical_devices("GPU"):
-        assert resolve_device("auto") == "/CPU:0"
+        assert resolve_device(TensorflowParams()) == "/CPU:0"
         with pytest.raises(BackendError, match='device = "auto" or "cpu"'):
-            resolve_device("gpu:0")
+            resolve_device(TensorflowParams(device="gpu:0"))
 
 
 def test_tensorflow_is_imported_only_when_used_and_quietly():

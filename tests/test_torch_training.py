@@ -4,16 +4,18 @@ checkpoints that restore, and `gankit sample`."""
 from __future__ import annotations
 
 import json
-import tomllib
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tomli_w
 import torch
 from click.testing import CliRunner
+from conftest import recipe_dict
 from safetensors.torch import load_file
 
 from gankit.cli import main
+from gankit.recipe import read_toml
 
 DCGAN_SMALL = {"use": "dcgan", "g_start_channels": 16,
                "g_layers": [{"filters": 8, "kernel": 3, "stride": 2}, {"kernel": 3, "stride": 2}],
@@ -23,7 +25,7 @@ DCGAN_SMALL = {"use": "dcgan", "g_start_channels": 16,
 def train(recipe, runs, *args):
     result = CliRunner().invoke(main, ["run", str(recipe), "--runs-dir", str(runs), *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    (run_dir,) = [p for p in runs.iterdir() if p.name.endswith(tomllib.loads(recipe.read_text())["name"])][-1:]
+    (run_dir,) = [p for p in runs.iterdir() if p.name.endswith(read_toml(recipe)["name"])][-1:]
     return run_dir
 
 
@@ -35,7 +37,7 @@ def metrics(run_dir):
 def test_a_run_leaves_everything_behind(write_recipe, tmp_path, architecture):
     run_dir = train(write_recipe(architecture=architecture), tmp_path / "runs")
     assert run_dir.name == "00000-tiny"
-    resolved = tomllib.loads((run_dir / "recipe.toml").read_text())
+    resolved = read_toml(run_dir / "recipe.toml")
     assert resolved["gankit"]["version"] and resolved["gankit"]["plugins"]["backend.torch"] == "builtin"
     assert resolved["train"]["steps"] == 6 and resolved["architecture"]["use"] == architecture["use"]
     assert [m["step"] for m in metrics(run_dir)] == [2, 4, 6]
@@ -61,16 +63,48 @@ def test_same_recipe_and_seed_give_the_same_losses(write_recipe, tmp_path):
     assert strip(metrics(other)) != strip(metrics(first))
 
 
-@pytest.mark.parametrize("train_options", [
-    {"loss": "minimax"},
-    {"update": "simultaneous"},
-    {"d_steps": 2, "label_smoothing": 0.1, "label_noise": 0.05},
-    {"optimizer": "rmsprop", "clip_value": 1.0, "lr_d": 8e-4, "lr_g": 4e-4},
+def losses(run_dir, key):
+    return np.array([row[key] for row in metrics(run_dir)])
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, tiny_mnist):
+    """Four steps with no option set, logged at each step; shared by the option tests."""
+    folder = tmp_path_factory.mktemp("baseline")
+    recipe = folder / "tiny.toml"
+    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, train={"steps": 4, "log_every": 1})))
+    return train(recipe, folder / "runs")
+
+
+# Each option against the same run without it (log_every 1): what it must change, and what
+# it must leave alone. D's loss at step 1 is computed before any update.
+@pytest.mark.parametrize("train_options, check", [
+    ({"loss": "minimax"},  # same D loss; G minimises log(1 - D(G(z))) <= 0 where bce's G loss is > 0
+     lambda base, run: losses(run, "d_loss")[0] == losses(base, "d_loss")[0]
+     and (losses(run, "g_loss") < 0).all() and (losses(base, "g_loss") > 0).all()),
+    ({"update": "simultaneous"},  # same D step 1; G's step-1 loss through the D before its update
+     lambda base, run: losses(run, "d_loss")[0] == losses(base, "d_loss")[0]
+     and losses(run, "g_loss")[0] != losses(base, "g_loss")[0]),
+    ({"d_steps": 2},  # D's second update of step 1 sees another batch
+     lambda base, run: losses(run, "d_loss")[0] != losses(base, "d_loss")[0]),
+    ({"label_smoothing": 0.1},  # real targets 0.9: D's step-1 loss changes, D's outputs do not
+     lambda base, run: losses(run, "d_loss")[0] != losses(base, "d_loss")[0]
+     and losses(run, "d_real")[0] == losses(base, "d_real")[0]),
+    ({"label_noise": 0.05},
+     lambda base, run: losses(run, "d_loss")[0] != losses(base, "d_loss")[0]
+     and losses(run, "d_real")[0] == losses(base, "d_real")[0]),
+    ({"optimizer": "rmsprop"},  # the same first losses, other updates after them
+     lambda base, run: losses(run, "d_loss")[0] == losses(base, "d_loss")[0]
+     and (losses(run, "d_loss")[1:] != losses(base, "d_loss")[1:]).all()),
+    ({"clip_value": 1e-6},  # every gradient element clipped: Adam then steps by the signs alone
+     lambda base, run: losses(run, "d_loss")[0] == losses(base, "d_loss")[0]
+     and (losses(run, "d_loss")[1:] != losses(base, "d_loss")[1:]).all()),
 ])
-def test_training_options_train(write_recipe, tmp_path, train_options):
-    run_dir = train(write_recipe(train={"steps": 4, **train_options}), tmp_path / "runs")
-    last = metrics(run_dir)[-1]
-    assert last["step"] == 4 and all(np.isfinite(v) for v in last.values())
+def test_each_training_option_changes_what_it_should(write_recipe, tmp_path, baseline, train_options, check):
+    base = baseline
+    run = train(write_recipe("option.toml", train={"steps": 4, "log_every": 1, **train_options}), tmp_path / "runs")
+    assert metrics(run)[-1]["step"] == 4
+    assert check(base, run), (metrics(base), metrics(run))
 
 
 def test_checkpoint_is_safetensors_plus_weights_only_state(write_recipe, tmp_path):
@@ -106,11 +140,12 @@ def test_checkpoint_restores_the_generator_exactly(write_recipe, tmp_path):
     """The last sample grid was drawn by the live generator; the restored one draws the same."""
     from gankit.plugins import load_registry
     from gankit.recipe import load_recipe
-    from gankit.runner import build_trainer, spec_of_run
+    from gankit.rundir import RunDir
+    from gankit.runner import build_trainer
 
     run_dir = train(write_recipe(architecture=DCGAN_SMALL), tmp_path / "runs")
     recipe = load_recipe(run_dir / "recipe.toml", [], load_registry())
-    trainer = build_trainer(recipe, spec_of_run(run_dir))
+    trainer = build_trainer(recipe, RunDir(run_dir).spec())
     trainer.load(run_dir / "checkpoints" / "step_00000006")
     from gankit.images import grid
 

@@ -10,15 +10,18 @@ on a CPU and leaves torch's global random state as it was, so it can run mid-tra
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import Field
 
 from gankit.data import DataError, sha256_of
-from gankit.evaluation import Features, data_sha256
 from gankit.files import write_bytes, write_json
 from gankit.params import Params
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gankit.evaluation import Features
 
 DESIGN = 1
 """Bump when the network or its training changes, so that cached classifiers are retrained."""
@@ -53,6 +56,7 @@ def _network(channels: int, classes: int, seed: int):
 
 def _scaled(images: np.ndarray):
     """uint8 (N, H, W, C) -> float NCHW in [-1, 1], as GAN generators output them."""
+    import numpy as np
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
@@ -62,6 +66,7 @@ def _train(params: DomainParams, images: np.ndarray, targets: np.ndarray, classe
     """The trained network, its accuracy on a held-out tenth of the data, and the scale
     that gives the training images' features a mean square of 1 (so that FID and KID come
     out in the ranges familiar from Inception features)."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -89,6 +94,7 @@ def _train(params: DomainParams, images: np.ndarray, targets: np.ndarray, classe
 
 class DomainExtractor:
     def __init__(self, params: DomainParams, context):
+        import numpy as np
         import torch
         from safetensors.torch import save
 
@@ -101,6 +107,8 @@ class DomainExtractor:
                 f"the domain extractor trains a classifier on the training labels, and {data.source or 'this data'} "
                 f"has {len(classes)} labelled class(es); use --features inception"
             )
+        from gankit.evaluation import data_sha256
+
         checksum = data_sha256(data)
         key = f"{checksum[:24]}-d{DESIGN}-s{params.steps}-b{params.batch_size}-r{params.seed}"
         folder = context.cache_dir / "domain"
@@ -157,6 +165,10 @@ class DomainExtractor:
         return self.description
 
     def extract(self, images: np.ndarray) -> Features:
+        import numpy as np
+
+        from gankit.evaluation import Features
+
         if images.shape[1:] != self.shape:
             raise DataError(f"the domain classifier was trained on {self.shape} images, got {images.shape[1:]}")
         features, logits = [], []

@@ -14,14 +14,17 @@ from __future__ import annotations
 import os
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import numpy as np
 from pydantic import Field
 
 from gankit.data import DataError, download, sha256_of
-from gankit.evaluation import Features
 from gankit.params import Params
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gankit.evaluation import Features
 
 FILE_NAME = "weights-inception-2015-12-05-6726825d.pth"
 URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + FILE_NAME
@@ -102,6 +105,10 @@ class InceptionExtractor:
         }
 
     def extract(self, images: np.ndarray) -> Features:
+        import numpy as np
+
+        from gankit.evaluation import Features
+
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise DataError(f"the inception extractor takes grey or RGB images, got shape {images.shape}")
         features, logits = [], []

@@ -11,27 +11,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import sys
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from gankit import hookimpl
-from gankit.params import Params
-
-DEVICE = re.compile(r"^(auto|cpu|(gpu|cuda)(:\d+)?)$")
+from gankit.backend import BackendParams, lazy_backend
 
 
-class TensorflowParams(Params):
+class TensorflowParams(BackendParams):
+    ACCELERATORS = {"gpu": ("cuda",)}
     device: str = Field("auto", description="auto, cpu, gpu or gpu:N (cuda and cuda:N are accepted too)")
     threads: int = Field(0, ge=0, le=512, description="CPU threads per op (0: TensorFlow's default)")
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if not DEVICE.match(value):
-            raise ValueError("use auto, cpu, gpu or gpu:N")
-        return value
+    jit_compile: bool = Field(False, description="compile the training step with XLA")
 
 
 def verbose() -> bool:
@@ -84,20 +76,13 @@ def _quiet_import():
     return tf
 
 
-class TensorflowBackend:
-    name = "tensorflow"
+def _trainer():
+    from gankit_plugins.tensorflow_backend.trainer import TensorflowTrainer  # imports TensorFlow, quietly
 
-    def __init__(self, params: TensorflowParams):
-        self.params = params
-
-    def trainer(self, architecture, spec, train, seed):
-        import_tensorflow()
-        from gankit_plugins.tensorflow_backend.trainer import TensorflowTrainer
-
-        return TensorflowTrainer(self.params, architecture, spec, train, seed)
+    return TensorflowTrainer
 
 
 @hookimpl
 def register_backends(register):
-    register("tensorflow", TensorflowBackend, params=TensorflowParams, requires=("tensorflow",),
+    register("tensorflow", lazy_backend(_trainer), params=TensorflowParams, requires=("tensorflow",),
              description="TensorFlow 2 / Keras 3: CPU or GPU; tf.train.Checkpoint checkpoints")

@@ -4,8 +4,7 @@ The latent noise, and a conditional run's fake classes, are a function of the se
 step (``gankit.noise``); the other random state lives in variables so that a checkpoint
 holds all of it: the noise added to the targets comes from a ``tf.random.Generator``, and
 each Dropout layer draws stateless masks from a Keras seed generator whose state is
-checkpointed with the models. A run resumed from a
-checkpoint therefore continues exactly as if it had never stopped.
+checkpointed with the models. A run resumed from a checkpoint therefore continues exactly as if it had never stopped.
 
 On CPU the trainer turns on ``tf.config.experimental.enable_op_determinism()`` (for the
 whole process, as TensorFlow only allows), so the same recipe and seed give the same
@@ -14,11 +13,13 @@ losses; on GPU it is left off for speed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from gankit.backend import BackendError, CheckpointError
+from gankit.backend import (BackendError, CheckpointError, check_native_shapes, generate_images, native_networks,
+                            parameter_counts)
 from gankit.data import even_labels, fixed_labels
 from gankit.noise import fixed_noise, sample_noise, training_labels, training_noise
 from gankit.updates import Plan, Updates
@@ -33,24 +34,17 @@ CHECKPOINT = "checkpoint"
 """The prefix of the checkpoint files in a checkpoint directory (``.index``, ``.data-*``)."""
 
 
-def resolve_device(name: str) -> str:
-    """A TensorFlow device name for ``auto``, ``cpu``, ``gpu``, ``gpu:N`` (or ``cuda[:N]``).
-    GPUs get memory as needed, as on torch, rather than all of it up front."""
+def resolve_device(params) -> str:
+    """The TensorFlow device the recipe's ``device`` picks. GPUs get memory as needed, as on
+    torch, rather than all of it up front."""
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised in this process: keep its setting
             pass
-    if name == "auto":
-        return "/GPU:0" if gpus else "/CPU:0"
-    if name == "cpu":
-        return "/CPU:0"
-    index = int(name.split(":")[1]) if ":" in name else 0
-    if index >= len(gpus):
-        found = f"{len(gpus)} GPU(s) are visible to TensorFlow" if gpus else "TensorFlow sees no GPU here"
-        raise BackendError(f"device {name!r} is not available ({found}); use device = \"auto\" or \"cpu\"")
-    return f"/GPU:{index}"
+    device = params.choose_device({"gpu": len(gpus)})
+    return f"/{device.kind.upper()}:{device.index}"
 
 
 def set_threads(threads: int) -> None:
@@ -63,9 +57,17 @@ def set_threads(threads: int) -> None:
                            "run this recipe on its own") from None
 
 
-def to_uint8(images):
-    """Generator output in [-1, 1] -> uint8, NHWC already."""
-    return tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
+def _native_networks(architecture, seed: int):
+    """The architecture's native Keras networks, built after seeding Keras, or None."""
+    if "tensorflow" in architecture.native:
+        keras.utils.set_random_seed(seed)
+    return native_networks(architecture, "tensorflow")
+
+
+def _built(model, latent_dim: int):
+    """``model`` with its weights made (a subclassed Keras model has none until called)."""
+    model(tf.zeros([1, latent_dim]), training=False)
+    return model
 
 
 class _Tape:
@@ -89,29 +91,37 @@ class TensorflowTrainer(TensorOps):
     """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
 
     def __init__(self, params, architecture, spec, train, seed: int):
-        if architecture.generator is None:
-            raise BackendError("this architecture gives no gankit.nn description for the tensorflow backend")
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise BackendError("one run on several processes (torchrun) needs the torch backend; "
+                               "set backend.use = \"torch\" or run one process")
         set_threads(params.threads)
-        self.device = resolve_device(params.device)
+        self.device = resolve_device(params)
         if self.device.startswith("/CPU"):
             tf.config.experimental.enable_op_determinism()
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
+        self.jit_compile = params.jit_compile
         self.classes = architecture.classes
         self.updates = Updates(train)
         with tf.device(self.device):
-            self.generator = compile_network(architecture.generator, seed, "generator")
-            self.discriminator = compile_network(architecture.discriminator, seed + 1, "discriminator")
+            native = _native_networks(architecture, seed)
+            self.description = None if native else architecture
+            self.generator, self.discriminator = native or (
+                compile_network(architecture.generator, seed, "generator"),
+                compile_network(architecture.discriminator, seed + 1, "discriminator"))
+            if native:
+                self._check_native_shapes(spec)
             self.average = None
             if train.ema is not None:
-                self.average = compile_network(architecture.generator, seed, "generator_ema")
+                self.average = (_built(_native_networks(architecture, seed)[0], self.latent_dim) if native
+                                else compile_network(architecture.generator, seed, "generator_ema"))
                 for average, live in zip(self.average.variables, self.generator.variables):
                     average.assign(live)
             self.networks = {"generator": self.generator, "discriminator": self.discriminator}
             self.optimizers = {"generator": self._optimizer(train.lr_g, self.generator),
                                "discriminator": self._optimizer(train.lr_d, self.discriminator)}
             self.noise = tf.random.Generator.from_seed(seed + 1)  # label noise and interpolation
-            self.fixed_labels = tf.constant(fixed_labels(self.classes, train.samples), tf.int32) if self.classes else None
-            samples = train.samples if self.fixed_labels is None else int(self.fixed_labels.shape[0])
+            self.fixed_labels = fixed_labels(self.classes, train.samples).astype(np.int32) if self.classes else None
+            samples = train.samples if self.fixed_labels is None else len(self.fixed_labels)
             self.fixed_noise = tf.Variable(fixed_noise(seed, samples, self.latent_dim), trainable=False,
                                            name="fixed_noise")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -131,9 +141,10 @@ class TensorflowTrainer(TensorOps):
         self.spec = spec
         self._steps: dict = {}
         signature = [tf.TensorSpec([None, self.latent_dim], tf.float32), tf.TensorSpec([None], tf.int32)]
-        self._samplers = {raw: tf.function(lambda z, y, model=model: to_uint8(self._call(model, z, y, False)),
-                                           autograph=False, input_signature=signature)
-                          for raw, model in ((True, self.generator), (False, self.average if self.average is not None else self.generator))}
+        self._samplers = {raw: tf.function(lambda z, y, model=model: self._call(model, z, y, False), autograph=False,
+                                           input_signature=signature)
+                          for raw, model in ((True, self.generator),
+                                             (False, self.average if self.average is not None else self.generator))}
 
     def _call(self, model, x, labels, training: bool):
         """A network on ``x`` (and the labels, if it is conditional)."""
@@ -149,9 +160,18 @@ class TensorflowTrainer(TensorOps):
         optimizer.build(model.trainable_variables)  # its state exists before a checkpoint is loaded into it
         return optimizer
 
+    def _check_native_shapes(self, spec) -> None:
+        """Native networks are checked (and built) on two noise vectors, in sampling mode."""
+        try:
+            images = self.generator(tf.zeros([2, self.latent_dim]), training=False)
+            logits = self.discriminator(images, training=False)
+        except (ValueError, TypeError, tf.errors.OpError) as error:
+            raise BackendError(f"the native networks fail on a batch of two: {str(error).splitlines()[0]}") from None
+        check_native_shapes(tuple(images.shape), tuple(logits.shape), spec)
+
     def parameter_counts(self) -> dict[str, int]:
-        count = lambda model: sum(int(np.prod(v.shape)) for v in model.trainable_variables)  # noqa: E731
-        return {"generator": count(self.generator), "discriminator": count(self.discriminator)}
+        return parameter_counts(self.description, lambda name: sum(
+            int(np.prod(v.shape)) for v in self.networks[name].trainable_variables))
 
     def set_data(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
         if self.classes and labels is None:
@@ -192,7 +212,7 @@ class TensorflowTrainer(TensorOps):
                 self.step.assign_add(1)
                 return values
 
-            self._steps[due] = tf.function(step, autograph=False, input_signature=[
+            self._steps[due] = tf.function(step, autograph=False, jit_compile=self.jit_compile, input_signature=[
                 tf.TensorSpec([None, *self.spec.shape], tf.uint8), tf.TensorSpec([None], tf.int32),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int64),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size, self.latent_dim], tf.float32),
@@ -246,21 +266,20 @@ class TensorflowTrainer(TensorOps):
 
     # Sampling and checkpoints.
 
-    def _generate(self, noise, labels=None, raw: bool = False) -> np.ndarray:
+    def _generate(self, noise: np.ndarray, labels: np.ndarray | None, raw: bool = False) -> np.ndarray:
         sample = self._samplers[raw]
+        if labels is None:  # the unconditional sampler's label input, unread
+            labels = np.zeros(len(noise), np.int32)
         with tf.device(self.device):
-            count = int(noise.shape[0])
-            labels = tf.zeros([count], tf.int32) if labels is None else tf.convert_to_tensor(labels, tf.int32)
-            return np.concatenate([sample(noise[i:i + 512], labels[i:i + 512]).numpy() for i in range(0, count, 512)])
+            return generate_images(lambda z, y: sample(z, y).numpy(), noise, labels)
 
     def fixed_samples(self) -> np.ndarray:
-        return self._generate(self.fixed_noise, self.fixed_labels)
+        return self._generate(self.fixed_noise.numpy(), self.fixed_labels)
 
     def generate(self, count: int, seed: int, *, raw: bool = False, labels: np.ndarray | None = None) -> np.ndarray:
-        if self.classes and labels is None:
-            labels = even_labels(self.classes, count)
-        return self._generate(sample_noise(seed, count, self.latent_dim),
-                              np.asarray(labels, np.int32) if self.classes else None, raw)
+        if self.classes:
+            labels = np.asarray(even_labels(self.classes, count) if labels is None else labels, np.int32)
+        return self._generate(sample_noise(seed, count, self.latent_dim), labels if self.classes else None, raw)
 
     def save(self, directory: Path) -> None:
         with tf.device(self.device):

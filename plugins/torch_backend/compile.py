@@ -8,6 +8,7 @@ from torch import nn as tnn
 from torch.nn.utils import parametrize
 
 from gankit import nn, spectral
+from gankit_plugins.torch_backend.distributed import SyncedStatistics
 from gankit_plugins.torch_backend.ops import TensorOps
 
 
@@ -43,7 +44,10 @@ class CropEnd(tnn.Module):
         self.pixels = pixels
 
     def forward(self, x):
-        return x[..., : -self.pixels, : -self.pixels]
+        # Kept in the input's memory layout: BatchNorm's backward pass on a cropped
+        # channels-last view takes a slow path, four times slower than this copy.
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        return x[..., : -self.pixels, : -self.pixels].contiguous(memory_format=layout)
 
 
 def _conv_transpose(layer: nn.ConvTranspose, shape) -> tnn.Module:
@@ -80,6 +84,14 @@ class BatchNorm1d(_BiasedRunningVariance, tnn.BatchNorm1d):
 
 
 class BatchNorm2d(_BiasedRunningVariance, tnn.BatchNorm2d):
+    pass
+
+
+class SyncedBatchNorm1d(SyncedStatistics, BatchNorm1d):
+    pass
+
+
+class SyncedBatchNorm2d(SyncedStatistics, BatchNorm2d):
     pass
 
 
@@ -157,10 +169,10 @@ class JoinClass(Conditional):
 class ConditionalBatchNorm(Conditional):
     """BatchNorm without its own scale and shift; those come from one row per class."""
 
-    def __init__(self, layer: nn.ConditionalBatchNorm, classes: int, channels: int, image: bool):
+    def __init__(self, classes: int, norm: tnn.Module):
         super().__init__()
-        norm = tnn.BatchNorm2d if image else tnn.BatchNorm1d
-        self.norm = norm(channels, eps=layer.eps, momentum=1 - layer.momentum, affine=False)
+        channels = norm.num_features
+        self.norm = norm
         self.scale, self.shift = tnn.Embedding(classes, channels), tnn.Embedding(classes, channels)
         tnn.init.ones_(self.scale.weight)
         tnn.init.zeros_(self.shift.weight)
@@ -193,13 +205,14 @@ def _weighted(module: tnn.Module) -> tnn.Module:
     return next(m for m in module.modules() if isinstance(m, (tnn.Linear, tnn.Conv2d, tnn.ConvTranspose2d)))
 
 
-def _module(layer, shape, classes: int) -> tnn.Module:
+def _module(layer, shape, classes: int, synced: bool, init: str) -> tnn.Module:
     if isinstance(layer, nn.Residual):
-        return Residual(_sequence(layer.layers, shape, classes), _sequence(layer.shortcut, shape, classes))
+        return Residual(_sequence(layer.layers, shape, classes, synced, init),
+                        _sequence(layer.shortcut, shape, classes, synced, init))
     if isinstance(layer, nn.JoinClass):
         return JoinClass(classes, layer.embedding)
     if isinstance(layer, nn.ConditionalBatchNorm):
-        return ConditionalBatchNorm(layer, classes, shape[-1], len(shape) == 3)
+        return ConditionalBatchNorm(classes, _batchnorm(shape, layer, synced, affine=False))
     if isinstance(layer, nn.Projection):
         return Projection(layer, classes, shape[0])
     if isinstance(layer, nn.Upsample):
@@ -215,8 +228,7 @@ def _module(layer, shape, classes: int) -> tnn.Module:
     if isinstance(layer, nn.ConvTranspose):
         return _conv_transpose(layer, shape)
     if isinstance(layer, nn.BatchNorm):
-        norm = BatchNorm1d if len(shape) == 1 else BatchNorm2d
-        return norm(shape[-1], eps=layer.eps, momentum=1 - layer.momentum)
+        return _batchnorm(shape, layer, synced)
     if isinstance(layer, nn.Dropout):
         return tnn.Dropout(layer.rate)
     if isinstance(layer, nn.LeakyReLU):
@@ -227,11 +239,20 @@ def _module(layer, shape, classes: int) -> tnn.Module:
     return simple[type(layer)]()
 
 
-def _sequence(layers: tuple, shape, classes: int) -> Sequence:
-    """The modules of ``layers`` for an input of ``shape``, spectral norm registered."""
+def _batchnorm(shape, layer, synced: bool, affine: bool = True) -> tnn.Module:
+    norm = {(False, 1): BatchNorm1d, (False, 3): BatchNorm2d,
+            (True, 1): SyncedBatchNorm1d, (True, 3): SyncedBatchNorm2d}[synced, len(shape)]
+    return norm(shape[-1], eps=layer.eps, momentum=1 - layer.momentum, affine=affine)
+
+
+def _sequence(layers: tuple, shape, classes: int, synced: bool, init: str) -> Sequence:
+    """The modules of ``layers`` for an input of ``shape``, initialised, then spectral norm
+    registered (a parametrized weight is computed, so it must be drawn before)."""
     shapes = [tuple(shape), *nn.walk(layers, shape, classes)]
-    modules = [_module(layer, s, classes) for layer, s in zip(layers, shapes)]
+    modules = [_module(layer, s, classes, synced, init) for layer, s in zip(layers, shapes)]
     for layer, module in zip(layers, modules):
+        if not isinstance(layer, nn.Residual):  # a block's own layers were initialised in its _sequence
+            initialise(module, init)
         if getattr(layer, "spectral_norm", False):
             weighted = _weighted(module)
             parametrize.register_parametrization(
@@ -265,11 +286,11 @@ def initialise(module: tnn.Module, init: str) -> None:
             tnn.init.zeros_(sub.bias)
 
 
-def compile_network(network: nn.Network) -> Sequence:
+def compile_network(network: nn.Network, *, sync_batchnorm: bool = False) -> Sequence:
     """A torch module computing ``network`` (``model(x)``, or ``model(x, labels)`` for a
-    conditional network); the output shape is checked against the description."""
-    model = _sequence(network.layers, tuple(network.input_shape), network.classes)
-    initialise(model, network.init)
+    conditional network); the output shape is checked against the description.
+    ``sync_batchnorm``: BatchNorm with the statistics of the whole batch of a distributed run."""
+    model = _sequence(network.layers, tuple(network.input_shape), network.classes, sync_batchnorm, network.init)
     with torch.no_grad():
         probe = torch.zeros(2, *_torch_shape(network.input_shape))
         labels = torch.zeros(2, dtype=torch.long) if network.conditional else None

@@ -9,42 +9,30 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from gankit.backend import BackendError, CheckpointError
+from gankit.backend import (BackendError, CheckpointError, check_native_shapes, generate_images, native_networks,
+                            parameter_counts)
 from gankit.data import even_labels, fixed_labels
 from gankit.noise import fixed_noise, sample_noise, training_labels, training_noise
 from gankit.updates import Updates
 from gankit_plugins.torch_backend.compile import advance_spectral_norm, compile_network
+from gankit_plugins.torch_backend.distributed import local_device, shards
 from gankit_plugins.torch_backend.ops import TensorOps
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise BackendError(f"device {name!r} is not available here; use device = \"auto\" or \"cpu\"")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise BackendError("device 'mps' is not available here; use device = \"auto\" or \"cpu\"")
-    return torch.device(name)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Generator output in [-1, 1], NCHW -> uint8 NHWC."""
-    scaled = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return scaled.permute(0, 2, 3, 1).cpu().numpy()
+def resolve_device(params) -> torch.device:
+    mps = getattr(torch.backends, "mps", None)
+    visible = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+               "mps": int(bool(mps and mps.is_available()))}
+    return local_device(torch.device(str(params.choose_device(visible))))
 
 
 class _Scope:
     """torch records every operation anyway: a tape is only a scope, and its gradient autograd's.
-    The graph is kept, as the simultaneous update takes two gradients from one forward pass."""
+    The graph is kept (``retain``) where the simultaneous update takes two gradients from one
+    forward pass; otherwise it is freed as soon as the gradient is taken."""
 
-    def __init__(self, weights: dict[str, list[torch.Tensor]]):
-        self.weights = weights
+    def __init__(self, weights: dict[str, list[torch.Tensor]], retain: bool):
+        self.weights, self.retain = weights, retain
 
     def __enter__(self):
         return self
@@ -53,34 +41,45 @@ class _Scope:
         return False
 
     def gradient(self, loss: torch.Tensor, network: str):
-        return torch.autograd.grad(loss, self.weights[network], retain_graph=True)
+        return torch.autograd.grad(loss, self.weights[network], retain_graph=self.retain)
 
 
 class TorchTrainer(TensorOps):
     """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
 
     def __init__(self, params, architecture, spec, train, seed: int):
-        if architecture.generator is None:
-            raise BackendError("this architecture gives no gankit.nn description for the torch backend")
         if params.threads:
             torch.set_num_threads(params.threads)
-        self.device = resolve_device(params.device)
+        self.device = resolve_device(params)
+        self.shards = shards(train.batch_size)  # None unless torchrun started several processes
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
         self.classes = architecture.classes
         self.updates = Updates(train)
         torch.manual_seed(seed)
         # channels-last convolutions are about 25% faster on CPU (oneDNN) and suit tensor cores.
         self.layout = torch.channels_last
-        self.generator = compile_network(architecture.generator).to(self.device, memory_format=self.layout)
-        self.discriminator = compile_network(architecture.discriminator).to(self.device, memory_format=self.layout)
-        self.average = self._averaged_copy(architecture.generator) if train.ema is not None else None
+        native = native_networks(architecture, "torch")
+        self.description = None if native else architecture
+        synced = {"sync_batchnorm": params.sync_batchnorm}
+        generator, discriminator = native or (compile_network(architecture.generator, **synced),
+                                              compile_network(architecture.discriminator, **synced))
+        self.generator = generator.to(self.device, memory_format=self.layout)
+        self.discriminator = discriminator.to(self.device, memory_format=self.layout)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
+        if native:
+            self._check_native_shapes(spec)
+        build_generator = ((lambda: native_networks(architecture, "torch")[0]) if native
+                           else (lambda: compile_network(architecture.generator)))
+        self.average = self._averaged_copy(build_generator) if train.ema is not None else None
+        if params.compile:  # the simultaneous update takes two gradients from one graph, which donated buffers forbid
+            torch._functorch.config.donated_buffer = False
+        self.forwards = {name: torch.compile(net) if params.compile else net for name, net in self.networks.items()}
+        self.precision = params.precision
         self.weights = {name: list(net.parameters()) for name, net in self.networks.items()}
         self.optimizers = {"generator": self._optimizer(self.generator, train.lr_g),
                            "discriminator": self._optimizer(self.discriminator, train.lr_d)}
         self.noise = torch.Generator(self.device).manual_seed(seed + 1)  # label noise and interpolation
-        self.fixed_labels = torch.from_numpy(fixed_labels(self.classes, train.samples)).to(self.device) \
-            if self.classes else None
+        self.fixed_labels = fixed_labels(self.classes, train.samples) if self.classes else None
         samples = train.samples if self.fixed_labels is None else len(self.fixed_labels)
         self.fixed_noise = torch.from_numpy(fixed_noise(seed, samples, self.latent_dim)).to(self.device)
         self.latents: list[torch.Tensor] = []
@@ -88,11 +87,11 @@ class TorchTrainer(TensorOps):
         self.images: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
 
-    def _averaged_copy(self, description) -> torch.nn.Module:
+    def _averaged_copy(self, build_generator) -> torch.nn.Module:
         """The EMA generator: the same network, starting from the generator's weights. Built
         under a forked RNG, so turning EMA on changes no other random number."""
         with torch.random.fork_rng(devices=[]):
-            average = compile_network(description).to(self.device, memory_format=self.layout)
+            average = build_generator().to(self.device, memory_format=self.layout)
         average.load_state_dict(self.generator.state_dict())
         return average.requires_grad_(False).eval()
 
@@ -101,9 +100,22 @@ class TorchTrainer(TensorOps):
             return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=0.9, eps=1e-7)
         return torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(self.train.betas), eps=1e-8)
 
+    @torch.no_grad()
+    def _check_native_shapes(self, spec) -> None:
+        """Native networks are checked on two noise vectors, in sampling mode (nothing changes)."""
+        try:
+            images = self.generator.eval()(torch.zeros(2, self.latent_dim, device=self.device))
+            logits = self.discriminator.eval()(images)
+        except RuntimeError as error:
+            raise BackendError(f"the native networks fail on a batch of two: {str(error).splitlines()[0]}") from None
+        finally:
+            self.generator.train()
+            self.discriminator.train()
+        check_native_shapes(tuple(images.permute(0, 2, 3, 1).shape), tuple(logits.shape), spec)
+
     def parameter_counts(self) -> dict[str, int]:
-        count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
-        return {"generator": count(self.generator), "discriminator": count(self.discriminator)}
+        return parameter_counts(self.description, lambda name: sum(
+            p.numel() for p in self.networks[name].parameters() if p.requires_grad))
 
     def set_data(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
         self.images = torch.from_numpy(images).to(self.device)
@@ -118,14 +130,20 @@ class TorchTrainer(TensorOps):
 
     def train_step(self, batches: list[np.ndarray], step: int) -> dict[str, torch.Tensor]:
         noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
-        self.latents = list(torch.from_numpy(noise).to(self.device).unbind(0))
+        drawn = (training_labels(self.seed, step, self.train.d_steps, self.train.batch_size, self.classes)
+                 if self.classes else None)
+        if self.shards is not None:
+            batches, noise, drawn = self.shards.take(batches, noise, drawn)
+        self.latents = list(torch.from_numpy(np.ascontiguousarray(noise)).to(self.device).unbind(0))
         labels = None
         if self.classes:
             labels = [self.labels[torch.from_numpy(indices).to(self.device)] for indices in batches]
-            drawn = training_labels(self.seed, step, self.train.d_steps, self.train.batch_size, self.classes)
-            self.fake_classes = list(torch.from_numpy(drawn).to(self.device).unbind(0))
-        return self.updates.step(self, [self._real(indices) for indices in batches], self.updates.plan(step),
-                                 labels=labels)
+            self.fake_classes = list(torch.from_numpy(np.ascontiguousarray(drawn)).to(self.device).unbind(0))
+        values = self.updates.step(self, [self._real(indices) for indices in batches], self.updates.plan(step),
+                                   labels=labels)
+        if self.shards is not None:
+            values = dict(zip(values, self.shards.average(values.values())))
+        return values
 
     # The stateful primitives (the stateless ones come from TensorOps).
 
@@ -133,21 +151,33 @@ class TorchTrainer(TensorOps):
         """The next of this step's noise batches (``gankit.noise``: the same numbers on every backend)."""
         return self.latents.pop(0)[:len(like)]
 
+    def _autocast(self):
+        """bfloat16 autocast for ``backend.precision = "bf16"``, else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def fake_labels(self, like: torch.Tensor) -> torch.Tensor:
         """The next of this step's fake-label batches (``gankit.noise``, like the latents)."""
         return self.fake_classes.pop(0)[:len(like)]
 
     def forward_generator(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator(z, labels)
+        with self._autocast():
+            return self.forwards["generator"](z, *self._conditioned(labels))
 
     def forward_discriminator(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.discriminator(images, labels)
+        with self._autocast():
+            return self.forwards["discriminator"](images, *self._conditioned(labels)).float()
+
+    def _conditioned(self, labels: torch.Tensor | None) -> tuple:
+        """The networks' further argument: a conditional one's labels; none for a native one."""
+        return () if labels is None else (labels,)
 
     def tape(self) -> _Scope:
-        return _Scope(self.weights)
+        return _Scope(self.weights, retain=self.updates.reuses_graph)
 
     def apply(self, network: str, gradients) -> None:
         weights = self.weights[network]
+        if self.shards is not None:
+            gradients = self.shards.average(gradients)
         for weight, gradient in zip(weights, gradients):
             weight.grad = gradient
         if self.train.clip_value:
@@ -179,24 +209,24 @@ class TorchTrainer(TensorOps):
     # Sampling and checkpoints.
 
     @torch.no_grad()
-    def _generate(self, noise: torch.Tensor, labels: torch.Tensor | None, raw: bool = False) -> np.ndarray:
+    def _generate(self, noise: np.ndarray, labels: np.ndarray | None, raw: bool = False) -> np.ndarray:
         generator = self.generator if raw or self.average is None else self.average
         was_training = generator.training
         generator.eval()
-        chunks = labels.split(512) if labels is not None else [None] * len(noise.split(512))
+        tensor = lambda array: torch.from_numpy(array).to(self.device)  # noqa: E731
         try:
-            return np.concatenate([to_uint8(generator(z, y)) for z, y in zip(noise.split(512), chunks)])
+            return generate_images(lambda z, *y: generator(tensor(z), *map(tensor, y)).float()
+                                   .permute(0, 2, 3, 1).cpu().numpy(), noise, labels)
         finally:
             generator.train(was_training)
 
     def fixed_samples(self) -> np.ndarray:
-        return self._generate(self.fixed_noise, self.fixed_labels)
+        return self._generate(self.fixed_noise.cpu().numpy(), self.fixed_labels)
 
     def generate(self, count: int, seed: int, *, raw: bool = False, labels: np.ndarray | None = None) -> np.ndarray:
-        noise = torch.from_numpy(sample_noise(seed, count, self.latent_dim)).to(self.device)
         if self.classes:
-            labels = torch.from_numpy(np.asarray(even_labels(self.classes, count) if labels is None else labels, np.int64))
-        return self._generate(noise, None if labels is None else labels.to(self.device), raw)
+            labels = np.asarray(even_labels(self.classes, count) if labels is None else labels, np.int64)
+        return self._generate(sample_noise(seed, count, self.latent_dim), labels, raw)
 
     def save(self, directory: Path) -> None:
         cpu = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
