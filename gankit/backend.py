@@ -52,14 +52,14 @@ class Trainer(Protocol):
 
     def fixed_samples(self) -> np.ndarray:
         """The generator's output for the fixed noise (and, conditional, the fixed labels:
-        ``gankit.sampling.fixed_labels``), uint8 (N, H, W, C): the EMA generator's when
+        ``gankit.data.fixed_labels``), uint8 (N, H, W, C): the EMA generator's when
         ``train.ema`` is set."""
 
     def generate(self, count: int, seed: int, *, raw: bool = False, labels: np.ndarray | None = None) -> np.ndarray:
         """``count`` new samples from noise drawn with ``seed``, uint8 (N, H, W, C), from the
         EMA generator when there is one, unless ``raw``. A conditional generator draws the
         classes ``labels`` (int, (count,)); without them, every class in turn
-        (``gankit.sampling.even_labels``)."""
+        (``gankit.data.even_labels``)."""
 
     def save(self, directory: Path) -> None:
         """Write everything needed to continue training into the (empty) directory."""
@@ -77,8 +77,8 @@ class Primitives(Protocol):
         """Noise vectors from the run's noise generator, one per row of ``like``."""
 
     def fake_labels(self, like: Any) -> Any:
-        """Conditional runs: class labels drawn uniformly from the run's noise generator, one
-        per row of ``like`` (integers)."""
+        """Conditional runs: the classes of the next fake batch, one per row of ``like``
+        (integers; ``gankit.noise.training_labels`` of the step, as the latents are)."""
 
     def forward_generator(self, z: Any, labels: Any = None) -> Any:
         """The generator in training mode (given the labels when conditional)."""

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = ["DataSpec", "ImageData", "DataError", "DataContext", "default_cache_dir", "sha256_of", "md5_of",
-           "download"]
+           "download", "fixed_labels", "even_labels"]
 
 
 @dataclass(frozen=True)
