@@ -196,7 +196,7 @@ def main() -> None:
     seeds = ", ".join(map(str, args.seeds)) if args.seeds else "each recipe's own"
     budget = f"{args.cpu_seconds:.0f} CPU seconds of training" if args.cpu_seconds else f"{args.steps} steps"
     print(f"\ndomain FID and class accuracy after {budget}, {args.n:,} generated vs {args.n:,} real train images "
-          f"(recipe seeds: {seeds}; scoring seed {args.seed}; lower is better)\n")
+          f"(recipe seeds: {seeds}; scoring seed {args.seed}; FID: lower is better, class accuracy: higher)\n")
     table = [("recipe", "dataset", "backend", "FID", "class acc", "notes")]
     table += [("real vs real (floor)", name, "-", f"{fid:.2f}", "-", what) for name, fid, what in floors.values()]
     table += rows

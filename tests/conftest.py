@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,21 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     magic = {3: 2051, 1: 2049}[array.ndim]
     header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def gankit(*args, **kwargs) -> subprocess.Popen:
+    """``gankit ARGS`` in a process of its own, stdout and stderr together as text."""
+    return subprocess.Popen([sys.executable, "-m", "gankit", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def wait_for(predicate, process: subprocess.Popen, seconds: float = 300) -> None:
+    """Poll ``predicate`` until it holds; fail with the process's output if it ends first."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def real_mnist(count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from gankit.cli import main
 from gankit.rundir import MANIFEST, RunDir
-from conftest import overwrite_4kb, recipe_dict
-from test_runs import gankit, metric_steps, wait_for
+from conftest import gankit, overwrite_4kb, recipe_dict, wait_for
+from test_runs import metric_steps
 
 
 def cli(*args):

@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ import tomli_w
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
-from conftest import recipe_dict
+from conftest import gankit, recipe_dict, wait_for
 from gankit.cli import main
 
 NAMES = ("a", "b", "c", "d")
@@ -28,10 +25,6 @@ NAMES = ("a", "b", "c", "d")
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
-
-def gankit(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gankit", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 def write(folder: Path, name: str, **train) -> Path:
@@ -84,13 +77,6 @@ def lock_holder(run_dir: Path) -> int:
             continue
     raise AssertionError(f"no process holds {lock}")
 
-
-def wait_for(predicate, process, seconds=300):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert process.poll() is None, process.communicate()[0]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def logged(run_dir: Path) -> int:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
+from conftest import gankit, wait_for
 from gankit.cli import main
 from gankit.plugins import load_registry
 
@@ -30,10 +28,6 @@ SMALL_DCGAN = {"use": "dcgan", "g_start_channels": 16,
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
-
-def gankit(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "gankit", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 def weights(checkpoint: Path) -> dict[str, np.ndarray]:
@@ -93,13 +87,6 @@ def test_a_failing_run_stops_the_batch_unless_keep_going(write_recipe, tmp_path,
     result = cli("run", failing, good, "--keep-going", "--runs-dir", tmp_path / "b")
     assert result.exit_code == 1 and [p.name for p in (tmp_path / "b").iterdir()] == ["00000-good"]
 
-
-def wait_for(predicate, process, seconds=120):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert process.poll() is None, process.communicate()[0]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
