@@ -294,11 +294,14 @@ def eval_table(record: dict) -> None:
     for key, value in scores.items():
         if not key.endswith("_std"):
             std = scores.get(f"{key}_std")
-            table.add_row(escape(key.upper()), f"{value:.4g}", f"{std:.2g}" if std is not None else "")
+            shown = (escape(key.upper()), f"{value:.4g}") if key != "class_accuracy" else ("class accuracy", f"{value:.1%}")
+            table.add_row(*shown, f"{std:.2g}" if std is not None else "")
     _console("out").print(table)
     checkpoint, generated = record["checkpoint"], record["generated"]
     lines = [f"checkpoint  {checkpoint['path']} (step {checkpoint['step']})",
              f"generated   {generated['count']:,} images, seed {generated['seed']}"]
+    if accuracy := record.get("class_accuracy"):
+        lines.append("per class   " + ", ".join(f"{name} {share:.0%}" for name, share in accuracy["per_class"].items()))
     if real:
         lines.append(f"real        {real['count']:,} of {real['images_in_split']:,} {real['split']} images ({real['source']})")
     lines.append(f"extractor   {extractor['name']}, weights sha256 {extractor.get('weights_sha256', '-')}")

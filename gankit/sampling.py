@@ -23,8 +23,9 @@ def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output:
     """Write ``count`` samples from one of the run's checkpoints (``best``, ``step_00000500``,
     a path; the last by default) to ``output`` (.png or .npz): from the EMA generator when the
     run keeps one, unless ``raw``. A conditional run draws ``classes`` (names or indices),
-    or every class, evenly and in class order: a grid has one row per class when ``count``
-    divides by their number. Returns the checkpoint used."""
+    or every class, evenly and in class order: a grid of several classes has one row per
+    class when ``count`` divides by their number (one class: a square grid). Returns the
+    checkpoint used."""
     import numpy as np
 
     spec = RunDir(run_dir).spec()
@@ -38,7 +39,7 @@ def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output:
         except ValueError as error:
             raise RunError(f"--class: {error}") from None
         labels = chosen[even_labels(len(chosen), count)]
-        columns = count // len(chosen) if count % len(chosen) == 0 else None
+        columns = count // len(chosen) if len(chosen) > 1 and count % len(chosen) == 0 else None
     elif classes:
         raise RunError(f"--class: {run_dir} is not a conditional run (set architecture.conditional = true)")
     images = trainer.generate(count, seed, raw=raw, **({"labels": labels} if labels is not None else {}))

@@ -147,6 +147,8 @@ def test_evaluate_reports_class_accuracy_overall_and_per_class(conditional_run):
     assert record["scores"]["class_accuracy"] == accuracy["overall"] == pytest.approx(
         np.mean(list(accuracy["per_class"].values())))
     assert accuracy["overall"] >= 0.6, accuracy  # chance is 0.1
+    assert f"class accuracy │ {accuracy['overall']:.1%}" in result.output
+    assert "per class   0 " in result.output and f"9 {accuracy['per_class']['9']:.0%}" in result.output
 
 
 def test_sample_class_draws_that_class(conditional_run, tmp_path):
@@ -177,6 +179,9 @@ def test_sample_without_class_draws_every_class_evenly(conditional_run, tmp_path
     png = tmp_path / "all.png"
     assert CliRunner().invoke(main, ["sample", str(conditional_run), "-n", "20", "-o", str(png)]).exit_code == 0
     assert iio.imread(png).shape[:2] == (10 * 30 + 2, 2 * 30 + 2)
+    one = tmp_path / "sevens.png"
+    assert CliRunner().invoke(main, ["sample", str(conditional_run), "--class", "7", "-n", "16", "-o", str(one)]).exit_code == 0
+    assert iio.imread(one).shape[:2] == (4 * 30 + 2, 4 * 30 + 2)  # one class: a square grid, not a row of 16
 
 
 def test_an_unknown_class_is_a_one_line_error_listing_the_known_ones(conditional_run, tmp_path):
