@@ -17,6 +17,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -149,8 +150,13 @@ def _local_worker(job: Job, connection, stop, threads: int) -> None:
     """A local worker process: Ctrl-C is the parent's to handle (it passes on a stop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # before torch is imported
-    outcome = train_job(job, connection.send, lambda: bool(stop.value))
-    connection.send(outcome)
+    sending = threading.Lock()  # a plugin may warn from a thread of its own; a pipe takes one message at a time
+
+    def send(item) -> None:
+        with sending:
+            connection.send(item)
+
+    send(train_job(job, send, lambda: bool(stop.value)))
     connection.close()
 
 
