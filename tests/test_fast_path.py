@@ -4,6 +4,8 @@ torch backend, XLA on TensorFlow. Each trains, and resumes exactly."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -45,3 +47,16 @@ def test_a_fast_path_option_trains_and_resumes_exactly(write_recipe, tmp_path, b
         np.testing.assert_allclose(losses(straight), reference, rtol=0.05)
     else:  # the same arithmetic, compiled: equal up to the order of float operations
         np.testing.assert_allclose(losses(straight), reference, rtol=1e-4)
+
+
+def test_compile_sets_up_in_a_fresh_process(write_recipe):
+    """``import torch`` alone does not load torch.compile's settings module, which the
+    backend changes: in a process of its own (not this test process, where other tests may
+    have loaded it) the compiled trainer is built."""
+    recipe = write_recipe(architecture=SMALL_DCGAN, backend={"use": "torch", "device": "cpu", "compile": True})
+    code = ("import sys; from pathlib import Path; from gankit.data import DataSpec; "
+            "from gankit.plugins import load_registry; from gankit.recipe import load_recipe; "
+            "from gankit.runner import build_trainer; "
+            "build_trainer(load_recipe(Path(sys.argv[1]), [], load_registry()), DataSpec(28, 28, 1)); print('built')")
+    done = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "built", done.stderr[-2000:]

@@ -72,7 +72,9 @@ class TorchTrainer(TensorOps):
                            else (lambda: compile_network(architecture.generator)))
         self.average = self._averaged_copy(build_generator) if train.ema is not None else None
         if params.compile:  # the simultaneous update takes two gradients from one graph, which donated buffers forbid
-            torch._functorch.config.donated_buffer = False
+            from torch._functorch import config as functorch_config  # `import torch` alone does not load it
+
+            functorch_config.donated_buffer = False
         self.forwards = {name: torch.compile(net) if params.compile else net for name, net in self.networks.items()}
         self.precision = params.precision
         self.weights = {name: list(net.parameters()) for name, net in self.networks.items()}
