@@ -220,6 +220,12 @@ def generate_images(forward: Callable[..., Any], noise: np.ndarray, labels: np.n
                            for start in range(0, len(noise), SAMPLE_CHUNK)])
 
 
+def trainer_classes(trainer: Trainer) -> int:
+    """How many classes a trainer's generator draws (0: unconditional, or a backend that
+    knows nothing of classes)."""
+    return getattr(trainer, "classes", 0)
+
+
 NETWORKS = ("generator", "discriminator")
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from pydantic import BaseModel, ValidationError
 
 from gankit import __version__
+from gankit.backend import trainer_classes
 from gankit.data import DataContext, DataError, ImageData, default_cache_dir, even_labels
 from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.files import write_bytes, write_json
@@ -276,6 +277,15 @@ class Evaluator:
         scores["class_accuracy"] = accuracy["overall"]
         return scores, accuracy
 
+    def score_generator(self, trainer, *, raw: bool = False,
+                        names: tuple[str, ...] = ()) -> tuple[dict[str, float], dict[str, Any] | None]:
+        """``score_classes`` of ``config.n`` images the trainer generates from ``config.seed``
+        (its EMA generator unless ``raw``); a conditional one draws every class evenly."""
+        classes = trainer_classes(trainer)
+        labels = even_labels(classes, self.config.n) if classes else None
+        by_class = {"labels": labels} if labels is not None else {}
+        return self.score_classes(trainer.generate(self.config.n, self.config.seed, raw=raw, **by_class), labels, names)
+
     def _metric_scores(self, fake: Features) -> dict[str, float]:
         real = self.real()[0] if self.uses_real else None
         scores: dict[str, float] = {}
@@ -366,10 +376,7 @@ class TrainingEvaluation:
         from gankit.events import CheckpointSaved, EvalLogged
 
         config = self.evaluator.config
-        classes = getattr(self.trainer, "classes", 0)
-        labels = even_labels(classes, config.n) if classes else None
-        by_class = {"labels": labels} if labels is not None else {}
-        scores = self.evaluator.score_classes(self.trainer.generate(config.n, config.seed, **by_class), labels)[0]
+        scores = self.evaluator.score_generator(self.trainer)[0]
         self.emit(EvalLogged(step, epoch, scores))
         if self.key not in scores:
             raise EvalError(f"metric {self.key!r} reports no score named {self.key!r}, so no best checkpoint can be kept")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import tomli_w
 
 from gankit import __version__
-from gankit.backend import BackendError
+from gankit.backend import BackendError, trainer_classes
 from gankit.curves import CurvesWriter
 from gankit.data import DataContext, DataError, DataSpec, ImageData
 from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
@@ -110,11 +110,6 @@ def build_trainer(recipe: Recipe, spec):
     except ValueError as error:
         raise RunError(f"{recipe.path}: {error}") from None
     return trainer
-
-
-def trainer_classes(trainer) -> int:
-    """How many classes a trainer's generator draws (0: unconditional)."""
-    return getattr(trainer, "classes", 0)
 
 
 def load_data(recipe: Recipe, context: DataContext) -> ImageData:

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gankit import __version__
+from gankit.backend import trainer_classes
 from gankit.data import even_labels
 from gankit.eval_config import EvalConfig
 from gankit.evaluation import Evaluator, Progress, resolve_plan, update_record
 from gankit.images import grid, write_npz, write_png
 from gankit.registry import Registry
 from gankit.rundir import RunDir, read_meta
-from gankit.runner import RunError, load_generator, trainer_classes
+from gankit.runner import RunError, load_generator
 
 
 def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output: Path,
@@ -42,9 +43,10 @@ def sample_run(registry: Registry, run_dir: Path, count: int, seed: int, output:
         columns = count // len(chosen) if len(chosen) > 1 and count % len(chosen) == 0 else None
     elif classes:
         raise RunError(f"--class: {run_dir} is not a conditional run (set architecture.conditional = true)")
-    images = trainer.generate(count, seed, raw=raw, **({"labels": labels} if labels is not None else {}))
+    by_class = {"labels": labels} if labels is not None else {}
+    images = trainer.generate(count, seed, raw=raw, **by_class)
     if output.suffix.lower() == ".npz":
-        write_npz(output, images) if labels is None else write_npz(output, images, labels=labels)
+        write_npz(output, images, **by_class)
     else:
         write_png(output, grid(images, columns))
     return checkpoint
@@ -58,16 +60,13 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
     record how in ``run_dir/eval.json``, which keeps the latest evaluation with each feature
     extractor. Returns the record."""
     started = time.perf_counter()
+    run = RunDir(run_dir)
     recipe, trainer, checkpoint_dir = load_generator(registry, run_dir, checkpoint)
     step = read_meta(checkpoint_dir).get("step")
     evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
                           extractor_params=extractor_params, info=info, warn=warn, progress=progress)
-    spec = RunDir(run_dir).spec()
-    labels = even_labels(spec.classes, config.n) if trainer_classes(trainer) else None
-    by_class = {"labels": labels} if labels is not None else {}
-    scores, accuracy = evaluator.score_classes(trainer.generate(config.n, config.seed, raw=raw, **by_class),
-                                               labels, spec.class_names)
-    if labels is not None and accuracy is None:
+    scores, accuracy = evaluator.score_generator(trainer, raw=raw, names=run.spec().class_names)
+    if trainer_classes(trainer) and accuracy is None:
         warn(f"no class accuracy: the {config.features!r} features do not classify the run's classes; use --features domain")
     record = {
         "gankit_version": __version__,
@@ -80,5 +79,5 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
         **({"class_accuracy": accuracy} if accuracy is not None else {}),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    update_record(RunDir(run_dir).eval, ("evaluations", config.features), record)
+    update_record(run.eval, ("evaluations", config.features), record)
     return record

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from gankit.backend import Trainer
+from gankit.backend import Trainer, trainer_classes
 from gankit.events import CheckpointSaved, Event, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.params import Interval
 from gankit.rundir import RunDir
@@ -140,7 +140,7 @@ class Loop:
 
     def _samples(self, step: int) -> SamplesReady:
         images = self.trainer.fixed_samples()
-        classes = getattr(self.trainer, "classes", 0)
+        classes = trainer_classes(self.trainer)
         return SamplesReady(step, images, len(images) // classes if classes else None)
 
     def _finish(self, finished: RunFinished) -> RunFinished:
