@@ -254,10 +254,15 @@ def plugins_table(registry: Registry, kind: str | None) -> None:
 
 
 def _plugin_problems(registry: Registry, kind: str | None) -> list[tuple[str, str]]:
-    """(name, one-line problem) of each broken plugin and each conflict; with ``kind``,
-    conflicts over components of other kinds are left out (a broken plugin's kinds are unknown)."""
+    """(name, one-line problem) of each broken plugin and each conflict shown for ``kind``."""
     rows = [(b.name, b.problem()) for b in registry.broken]
-    return rows + [(c.what, c.problem()) for c in registry.conflicts.values() if kind is None or c.kind in (None, kind)]
+    return rows + [(c.what, c.problem()) for c in _conflicts(registry, kind)]
+
+
+def _conflicts(registry: Registry, kind: str | None) -> list:
+    """The conflicts to show; with ``kind``, those over components of other kinds are left
+    out (a broken plugin's kinds are unknown, so every broken one is shown)."""
+    return [c for c in registry.conflicts.values() if kind is None or c.kind in (None, kind)]
 
 
 def plugins_json(registry: Registry, kind: str | None) -> None:
@@ -276,7 +281,7 @@ def plugins_json(registry: Registry, kind: str | None) -> None:
     broken = [{"name": b.name, "provider": b.provider, "error": b.error, "problem": b.problem()} for b in registry.broken]
     conflicts = [
         {"what": c.what, "kind": c.kind, "plugins": [{"name": n, "provider": p} for n, p in c.claimants], "problem": c.problem()}
-        for c in registry.conflicts.values() if kind is None or c.kind in (None, kind)
+        for c in _conflicts(registry, kind)
     ]
     document = {"api_version": API_VERSION, "gankit_version": __version__,
                 "plugins": rows, "broken": broken, "conflicts": conflicts}

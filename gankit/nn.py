@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from typing import Union
 
 __all__ = ["Dense", "Conv", "ConvTranspose", "BatchNorm", "Dropout", "LeakyReLU", "ReLU", "Tanh", "Sigmoid",
-           "Reshape", "Flatten", "Layer", "INITS", "ShapeError", "same_padding", "output_shape",
+           "Reshape", "Flatten", "Upsample", "AvgPool", "GlobalSumPool", "Residual", "JoinClass",
+           "ConditionalBatchNorm", "Projection", "Layer", "INITS", "ShapeError", "same_padding", "output_shape",
            "parameter_count", "Network", "Architecture"]
 
 

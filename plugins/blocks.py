@@ -59,6 +59,15 @@ def discriminator_logit(params: NetworkParams) -> list:
     return [nn.Dense(1, spectral_norm=params.d_spectral_norm)]
 
 
+def conditional_batchnorm(params: NetworkParams, has_batchnorm: bool = True) -> bool:
+    """Whether G's BatchNorm layers are conditional (``g_condition = "batchnorm"``); a
+    ValueError when that is asked of a generator without BatchNorm."""
+    chosen = params.conditional and params.g_condition == "batchnorm"
+    if chosen and not has_batchnorm:
+        raise ValueError("g_condition = batchnorm needs g_batchnorm = true")
+    return chosen
+
+
 def batchnorm(params: NetworkParams, conditional: bool = False):
     kind = nn.ConditionalBatchNorm if conditional else nn.BatchNorm
     return kind(params.bn_momentum, params.bn_eps)

@@ -16,8 +16,8 @@ from pydantic import Field
 from gankit import hookimpl, nn
 from gankit.data import DataSpec
 from gankit.params import Params
-from gankit_plugins.blocks import (Activation, NetworkParams, NormOrder, activation, discriminator_input,
-                                   discriminator_logit, generator_condition, norm_act)
+from gankit_plugins.blocks import (Activation, NetworkParams, NormOrder, activation, conditional_batchnorm,
+                                   discriminator_input, discriminator_logit, generator_condition, norm_act)
 
 
 class ConvLayer(Params):
@@ -87,9 +87,7 @@ def build(params: DcganParams, spec: DataSpec) -> nn.Architecture:
                          "set d_batchnorm = false")
     g_sn, d_sn = params.g_spectral_norm, params.d_spectral_norm
     classes = params.classes(spec)
-    cbn = params.conditional and params.g_condition == "batchnorm"
-    if cbn and not params.g_batchnorm:
-        raise ValueError("g_condition = batchnorm needs g_batchnorm = true")
+    cbn = conditional_batchnorm(params, params.g_batchnorm)
     dense = [*generator_condition(params),
              nn.Dense(height * width * params.g_start_channels, bias=params.g_bias, spectral_norm=g_sn)]
     if params.g_norm_order == "norm_act":

@@ -9,8 +9,8 @@ from pydantic import Field
 
 from gankit import hookimpl, nn
 from gankit.data import DataSpec
-from gankit_plugins.blocks import (Activation, NetworkParams, NormOrder, activation, discriminator_input,
-                                   discriminator_logit, generator_condition, norm_act)
+from gankit_plugins.blocks import (Activation, NetworkParams, NormOrder, activation, conditional_batchnorm,
+                                   discriminator_input, discriminator_logit, generator_condition, norm_act)
 
 
 class MlpParams(NetworkParams):
@@ -25,9 +25,7 @@ class MlpParams(NetworkParams):
 def build(params: MlpParams, spec: DataSpec) -> nn.Architecture:
     pixels = math.prod(spec.shape)
     classes = params.classes(spec)
-    cbn = params.conditional and params.g_condition == "batchnorm"
-    if cbn and not params.g_batchnorm:
-        raise ValueError("g_condition = batchnorm needs g_batchnorm = true")
+    cbn = conditional_batchnorm(params, params.g_batchnorm)
     g_layers: list = generator_condition(params)
     g_sn, d_sn = params.g_spectral_norm, params.d_spectral_norm
     for units in params.g_hidden:

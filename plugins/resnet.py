@@ -16,7 +16,8 @@ from pydantic import Field
 from gankit import hookimpl, nn
 from gankit.data import DataSpec
 from gankit_plugins.blocks import (DiscriminatorCondition, GeneratorCondition, NetworkParams, batchnorm,
-                                   discriminator_input, discriminator_logit, generator_condition)
+                                   conditional_batchnorm, discriminator_input, discriminator_logit,
+                                   generator_condition)
 
 
 class ResnetParams(NetworkParams):
@@ -62,7 +63,7 @@ def discriminator_block(channels: int, *, first: bool, down: bool, fit: bool, sn
 def build(params: ResnetParams, spec: DataSpec) -> nn.Architecture:
     ups = upsamplings(spec)
     classes = params.classes(spec)
-    cbn = params.conditional and params.g_condition == "batchnorm"
+    cbn = conditional_batchnorm(params)
     start = spec.height >> ups
     ch = params.g_channels
     g_layers = [*generator_condition(params), nn.Dense(start * start * ch, spectral_norm=params.g_spectral_norm),
