@@ -42,8 +42,8 @@ from typing import Union
 
 __all__ = ["Dense", "Conv", "ConvTranspose", "BatchNorm", "Dropout", "LeakyReLU", "ReLU", "Tanh", "Sigmoid",
            "Reshape", "Flatten", "Upsample", "AvgPool", "GlobalSumPool", "Residual", "JoinClass",
-           "ConditionalBatchNorm", "Projection", "Layer", "INITS", "ShapeError", "same_padding", "output_shape",
-           "parameter_count", "Network", "Architecture"]
+           "ConditionalBatchNorm", "Projection", "CONDITIONAL", "Layer", "INITS", "ShapeError", "same_padding",
+           "output_shape", "walk", "flatten", "parameter_count", "Network", "Architecture"]
 
 
 @dataclass(frozen=True)

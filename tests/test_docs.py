@@ -79,14 +79,23 @@ def test_bundled_plugins_import_only_the_public_api():
     written exactly as a third party would write them."""
     outside = []
     for path in sorted((REPO / "plugins").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        modules = {}  # a public module imported by name (`from gankit import nn`): its names read as nn.X
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "gankit":
                 public = importlib.import_module(node.module).__all__ if node.module in PUBLIC else []
                 outside += [f"{path.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names
                             if a.name not in public and f"{node.module}.{a.name}" not in PUBLIC]
+                modules.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names
+                                if f"{node.module}.{a.name}" in PUBLIC})
             elif isinstance(node, ast.Import):
                 outside += [f"{path.relative_to(REPO)}: {a.name}" for a in node.names
                             if a.name.split(".")[0] == "gankit" and a.name not in PUBLIC]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+                module = modules[node.value.id]
+                if node.attr not in importlib.import_module(module).__all__:
+                    outside.append(f"{path.relative_to(REPO)}: {module}.{node.attr}")
     assert outside == []
 
 

@@ -159,7 +159,7 @@ class Projection(layers.Layer):
 
 
 def _layer(layer, std: float | None, seed: int, classes: int = 0):
-    if isinstance(layer, (nn.JoinClass, nn.ConditionalBatchNorm, nn.Projection)):
+    if isinstance(layer, nn.CONDITIONAL):
         return _conditional_layer(layer, std, seed, classes)
     made = _plain_layer(layer, std, seed)
     return SpectralNormalised(made, seed) if getattr(layer, "spectral_norm", False) else made
