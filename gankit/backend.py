@@ -44,11 +44,13 @@ class Trainer(Protocol):
         """Take the training images, uint8 (N, H, W, C), and (a conditional run) their int64
         labels (N,); the trainer may move them to its device."""
 
-    def train_step(self, batches: list[np.ndarray], step: int) -> dict[str, Any]:
+    def train_step(self, batches: list[np.ndarray], step: int, augment_p: float | None = None) -> dict[str, Any]:
         """Step ``step`` (0-based): ``gankit.updates.Updates.step`` run with this backend's
         primitives on ``d_steps`` real batches (``batches``: arrays of indices into the
-        images), with their labels for a conditional run. Returns its scalars as framework
-        values, read only when logged."""
+        images), with their labels for a conditional run, and the step's augmentations
+        (``Updates.augment_inputs(step, augment_p)`` as tensors). Returns its scalars as
+        framework values, read only when logged (and, with an adaptive augmentation p,
+        ``d_real_sign`` at every step)."""
 
     def fixed_samples(self) -> np.ndarray:
         """The generator's output for the fixed noise (and, conditional, the fixed labels:
@@ -109,7 +111,22 @@ class Primitives(Protocol):
     def softplus(self, x: Any) -> Any: ...
     def relu(self, x: Any) -> Any: ...
     def sigmoid(self, x: Any) -> Any: ...
+    def sign(self, x: Any) -> Any: ...
     def matvec(self, matrix: Any, vector: Any, *, transpose: bool = False) -> Any: ...
+
+    def per_sample(self, values: Any) -> Any:
+        """Per-image values (N,) shaped to broadcast over a batch of images."""
+
+    def per_pixel(self, values: Any) -> Any:
+        """Per-pixel values (N, H, W) shaped to broadcast over the channels of a batch of images."""
+
+    def channel_mean(self, images: Any) -> Any:
+        """Each pixel's mean over the channels, shaped to broadcast over the images."""
+
+    def gather_pixels(self, images: Any, indices: Any) -> Any:
+        """Images whose pixel (h, w) is pixel ``indices[n, h, w]`` (an integer index over the
+        input's H x W pixels, row by row) of image n, in every channel; the index H*W reads 0.
+        Differentiable in ``images`` (``gankit.augment`` builds every transform from it)."""
 
     def assign(self, variable: Any, value: Any) -> None:
         """Overwrite a weight or state tensor in place."""

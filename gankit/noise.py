@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["training_noise", "fixed_noise", "sample_noise", "training_labels"]
+__all__ = ["training_noise", "fixed_noise", "sample_noise", "training_labels", "augment_rng"]
 
-TRAINING, FIXED, LABELS = 1, 2, 3
+TRAINING, FIXED, LABELS, AUGMENT = 1, 2, 3, 4
 """Streams of a recipe's seed, so that no two draws share random numbers."""
 
 
@@ -40,3 +40,8 @@ def training_labels(seed: int, step: int, d_steps: int, batch_size: int, classes
     """A conditional run's classes for the fake batches of training step ``step``, uniform
     over ``0..classes-1``: shape (d_steps, batch_size), one batch per discriminator update."""
     return np.random.default_rng([seed, LABELS, step]).integers(classes, size=(d_steps, batch_size), dtype=np.int64)
+
+
+def augment_rng(seed: int, step: int) -> np.random.Generator:
+    """The random numbers of training step ``step``'s augmentations (``gankit.augment``)."""
+    return np.random.default_rng([seed, AUGMENT, step])

@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["Loss", "LOSSES", "PENALTIES", "bce", "label_targets", "gradient_penalty", "r1_penalty"]
+__all__ = ["Loss", "LOSSES", "PENALTIES", "bce", "label_targets", "gradient_penalty", "squared_gradient_penalty"]
 
 
 @dataclass(frozen=True)
 class Loss:
     """One adversarial objective. ``d_loss(ops, real, fake, real_target, fake_target)`` and
-    ``g_loss(ops, fake)`` take D's outputs; targets are None for losses without labels."""
+    ``g_loss(ops, fake, real)`` take D's outputs; targets are None for losses without labels,
+    and ``g_loss`` gets D's outputs on real images only when the loss is ``relativistic``."""
 
     name: str
     description: str
@@ -29,6 +30,8 @@ class Loss:
     uses_targets: bool
     probabilities: bool
     """D's outputs are logits of "real": ``d_real``/``d_fake`` report them through a sigmoid."""
+    relativistic: bool = False
+    """G's loss compares each fake image's score with a real one's, so its update sees D(x) too."""
 
 
 def bce(ops, logits, target):
@@ -54,21 +57,32 @@ def _wasserstein_d(ops, real, fake, real_target, fake_target):
     return ops.mean(fake) - ops.mean(real)
 
 
-def _critic_g(ops, fake):
+def _critic_g(ops, fake, real):
     return -ops.mean(fake)
+
+
+def _rpgan_d(ops, real, fake, real_target, fake_target):
+    return ops.mean(ops.softplus(fake - real))
+
+
+def _rpgan_g(ops, fake, real):
+    return ops.mean(ops.softplus(real - fake))
 
 
 LOSSES: dict[str, Loss] = {loss.name: loss for loss in (
     Loss("bce", "non-saturating: G maximises log D(G(z)) (Goodfellow et al. 2014, as everyone trains it)",
-         _bce_d, lambda ops, fake: bce(ops, fake, 1.0), uses_targets=True, probabilities=True),
+         _bce_d, lambda ops, fake, real: bce(ops, fake, 1.0), uses_targets=True, probabilities=True),
     Loss("minimax", "the original: G minimises log(1 - D(G(z)))",
-         _bce_d, lambda ops, fake: -bce(ops, fake, 0.0), uses_targets=True, probabilities=True),
+         _bce_d, lambda ops, fake, real: -bce(ops, fake, 0.0), uses_targets=True, probabilities=True),
     Loss("lsgan", "least squares (Mao et al. 2017): D's output pulled to 1 for real, 0 for fake",
-         _lsgan_d, lambda ops, fake: 0.5 * ops.mean((fake - 1.0) * (fake - 1.0)), uses_targets=True, probabilities=False),
+         _lsgan_d, lambda ops, fake, real: 0.5 * ops.mean((fake - 1.0) * (fake - 1.0)), uses_targets=True, probabilities=False),
     Loss("hinge", "hinge (Lim & Ye 2017; SNGAN, BigGAN): D's margin 1 on each side, G raises D's score",
          _hinge_d, _critic_g, uses_targets=False, probabilities=False),
     Loss("wasserstein", "Wasserstein critic (Arjovsky et al. 2017): pair with the gp penalty or clip_value",
          _wasserstein_d, _critic_g, uses_targets=False, probabilities=False),
+    Loss("rpgan", "relativistic pairing (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024): each fake image "
+         "against a real one, softplus(D(fake) - D(real)); pair with the r1 and r2 penalties",
+         _rpgan_d, _rpgan_g, uses_targets=False, probabilities=False, relativistic=True),
 )}
 
 
@@ -92,13 +106,14 @@ def gradient_penalty(ops, discriminate, real, fake):
     return ops.mean((norm - 1.0) * (norm - 1.0))
 
 
-def r1_penalty(gradient, ops):
-    """R1 (Mescheder et al. 2018), given D's gradient at the real images: ``mean(|grad|^2) / 2``,
-    so that a recipe's weight is the papers' gamma."""
+def squared_gradient_penalty(gradient, ops):
+    """R1 (Mescheder et al. 2018) given D's gradient at the real images, R2 at the fake ones:
+    ``mean(|grad|^2) / 2``, so that a recipe's weight is the papers' gamma."""
     return 0.5 * ops.mean(ops.sum_per_sample(gradient * gradient))
 
 
 PENALTIES = {
     "gp": "WGAN-GP: D's gradient norm on random interpolates of real and fake images pulled to 1",
     "r1": "R1: D's squared gradient norm on real images (StyleGAN's; every = k applies it lazily, weight x k)",
+    "r2": "R2: D's squared gradient norm on generated images (R3GAN's objective is rpgan with r1 and r2)",
 }

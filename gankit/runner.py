@@ -264,22 +264,24 @@ def resume(
             raise RunError(f"{recipe_path} was edited after the run started; a resumed run can only change "
                            f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
         prepared = prepare(recipe, context)
-        step = _restore(prepared, run)
+        step, meta = _restore(prepared, run)
+        state = meta.get("augment")
         if not writer:
-            return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False)
+            return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False,
+                          augment_state=state)
         with run.writing():
             remove_leftovers(run.path)
             run.truncate_metrics(step)
             if overrides:
                 resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
                 write_text(recipe_path, tomli_w.dumps(resolved))
-        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn)
+        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn, augment_state=state)
 
 
-def _restore(prepared: Prepared, run: RunDir) -> int:
-    """Load the run's last checkpoint, verified, into the trainer; its step (0 if none)."""
+def _restore(prepared: Prepared, run: RunDir) -> tuple[int, dict]:
+    """Load the run's last checkpoint, verified, into the trainer; its step (0 if none) and meta."""
     if not run.list_checkpoints():
-        return 0
+        return 0, {}
     total = prepared.recipe.train.total_steps(prepared.schedule.steps_per_epoch)
 
     def not_finished(meta: dict) -> None:
@@ -288,7 +290,7 @@ def _restore(prepared: Prepared, run: RunDir) -> int:
                            f"to train longer: gankit run --resume {run} --set train.steps=N")
 
     _, meta = run.load_checkpoint(prepared.trainer, accept=not_finished)
-    return int(meta["step"])
+    return int(meta["step"]), meta
 
 
 class GuardedExporter:
@@ -314,9 +316,10 @@ class GuardedExporter:
 
 
 def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_step: int = 0,
-           warn: Callable[[str], None] = print, writer: bool = True) -> RunResult:
+           warn: Callable[[str], None] = print, writer: bool = True, augment_state: dict | None = None) -> RunResult:
     """Train; ``writer``: whether this process writes the run directory (rank 0 of a
-    distributed run, or the only process); the others only train."""
+    distributed run, or the only process); the others only train. ``augment_state``: an
+    adaptive augmentation's, from the checkpoint a resumed run starts at."""
     recipe = prepared.recipe
     stop_on_error = recipe.train.on_exporter_error == "stop"
     then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
@@ -347,6 +350,7 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         should_stop=lambda: should_stop() or (stop_on_error and bool(failures())),
         step=start_step,
         writer=writer,
+        augment_state=augment_state,
     )
     started = time.perf_counter()
 

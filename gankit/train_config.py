@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, Field, model_validator
 
+from gankit.augment import AugmentConfig
 from gankit.objectives import LOSSES, PENALTIES
 from gankit.params import Every, Interval, Params
 
@@ -37,6 +38,8 @@ class TrainConfig(Params):
     batch_size: int = Field(64, ge=1, le=65536)
     loss: Annotated[str, one_of(LOSSES, "loss")] = Field("bce", description=", ".join(LOSSES))
     penalties: list[Penalty] = Field(default_factory=list, description="regularisers of D, each with its weight")
+    augment: Optional[AugmentConfig] = Field(None, description="augment every image D sees, differentiably "
+                                             "([train.augment]: policy, ops, p)")
     ema: Optional[float] = Field(None, gt=0, lt=1, description="decay of an exponential moving average of G's "
                                  "weights; samples and evaluation then use the average")
     ema_warmup: int = Field(0, ge=0, description="steps during which the average simply copies G")

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from gankit.augment import AdaptiveP
 from gankit.backend import Trainer, trainer_classes
 from gankit.events import CheckpointSaved, Event, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.params import Interval
@@ -80,6 +81,19 @@ class Loop:
     """The last step trained (while running, and after it stopped however it stopped)."""
     writer: bool = True
     """Whether this process writes checkpoints and samples (not the other ranks of a distributed run)."""
+    augment_state: dict | None = None
+    """An adaptive augmentation's controller state, from the checkpoint a resumed run starts at."""
+
+    def __post_init__(self):
+        augment = self.train.augment
+        self.adaptive = AdaptiveP(augment, self.train.batch_size, self.augment_state) if augment and augment.adaptive else None
+
+    def augment_p(self) -> float | None:
+        """The augmentation probability of the next step (None: no augmentation)."""
+        augment = self.train.augment
+        if augment is None:
+            return None
+        return self.adaptive.p if self.adaptive else augment.probability
 
     def total_steps(self) -> int:
         return self.train.total_steps(self.schedule.steps_per_epoch)
@@ -88,8 +102,10 @@ class Loop:
         """Write a checkpoint atomically, then drop all but the last ``keep_checkpoints``."""
         if not self.writer:
             return self.run_dir.checkpoint(step)
-        path = self.run_dir.save_checkpoint(self.trainer, step, {"epoch": self.schedule.epoch_of(max(step - 1, 0))},
-                                        keep=self.train.keep_checkpoints)
+        meta = {"epoch": self.schedule.epoch_of(max(step - 1, 0))}
+        if self.adaptive is not None:
+            meta["augment"] = self.adaptive.state()
+        path = self.run_dir.save_checkpoint(self.trainer, step, meta, keep=self.train.keep_checkpoints)
         self.emit(CheckpointSaved(step, path))
         return path
 
@@ -116,12 +132,16 @@ class Loop:
         tick, tick_step = time.perf_counter(), start_step
         step = self.step = start_step
         while step < total:
-            metrics = self.trainer.train_step(self.schedule.batches(step), step)
+            p = self.augment_p()
+            extra = {} if p is None else {"augment_p": p}
+            metrics = self.trainer.train_step(self.schedule.batches(step), step, **extra)
+            if self.adaptive is not None:
+                self.adaptive.observe(float(metrics["d_real_sign"]))
             step = self.step = step + 1
             stopping = step < total and self.should_stop()
             checkpoint_due = step == total or stopping or _due(self.train.checkpoint_every, step, steps_per_epoch)
             if step % self.train.log_every == 0 or checkpoint_due:
-                values = {name: float(value) for name, value in metrics.items()}
+                values = {**{name: float(value) for name, value in metrics.items()}, **extra}
                 if problem := self._divergence(step, values):
                     return self._finish(RunFinished(step, "diverged", problem, values))
             if step % self.train.log_every == 0 or step == total:

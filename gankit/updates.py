@@ -10,14 +10,22 @@ A conditional run hands the real batches' labels with them; each fake batch gets
 drawn uniformly (``ops.fake_labels``), the generator makes images of those classes and the
 discriminator judges every image together with its label. Penalties on real images (and
 gp's interpolates) use the real labels.
+
+With ``train.augment`` the discriminator sees every image through a differentiable
+augmentation (``gankit.augment``): each update's real and fake batches through transforms of
+their own, drawn in numpy before the step and handed in as backend tensors (``augment``); the
+penalties differentiate through it, and so does the generator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from math import prod
+
 from gankit import nn
-from gankit.objectives import LOSSES, gradient_penalty, label_targets, r1_penalty
+from gankit.augment import CALLS_PER_UPDATE, NEEDED_PRIMITIVES, Augmentation, augment
+from gankit.objectives import LOSSES, gradient_penalty, label_targets, squared_gradient_penalty
 from gankit.train_config import TrainConfig
 
 __all__ = ["Plan", "Updates", "update_ema", "check_supported"]
@@ -32,9 +40,24 @@ class Plan:
 
 
 class Updates:
-    def __init__(self, train: TrainConfig):
+    def __init__(self, train: TrainConfig, seed: int = 0, shape: tuple[int, int, int] | None = None):
+        """``seed`` and the images' ``shape`` (H, W, C) are needed by an augmented run only."""
         self.train = train
         self.loss = LOSSES[train.loss]
+        self.augmentation = None
+        if train.augment is not None and shape is not None:
+            self.augmentation = Augmentation(train.augment, seed, shape, train.batch_size, train.d_steps)
+            self.pixels = prod(shape)
+
+    def augment_inputs(self, step: int, p: float | None = None) -> dict:
+        """The numpy arrays of step ``step``'s augmentations, for the backend to hand to ``step``
+        as tensors: {} without augmentation. ``p``: the probability now (an adaptive run's,
+        from its controller); None: the recipe's fixed p, or 0 for an adaptive p."""
+        if self.augmentation is None:
+            return {}
+        if p is None:
+            p = 0.0 if self.train.augment.adaptive else self.train.augment.probability
+        return self.augmentation.draws(step, p)
 
     @property
     def reuses_graph(self) -> bool:
@@ -48,20 +71,30 @@ class Updates:
         decay = None if self.train.ema is None else (0.0 if step < self.train.ema_warmup else self.train.ema)
         return Plan(due, decay)
 
-    def step(self, ops, reals: list, plan: Plan, ema_decay=None, labels: list | None = None) -> dict:
+    def step(self, ops, reals: list, plan: Plan, ema_decay=None, labels: list | None = None,
+             augment: dict | None = None) -> dict:
         """One generator update and ``d_steps`` discriminator updates on ``reals`` (images in
         [-1, 1]) and, for a conditional run, their ``labels``; returns the step's scalars as
         backend tensors. ``ema_decay`` overrides ``plan.ema_decay`` with a backend tensor (so
-        a compiled step need not retrace)."""
+        a compiled step need not retrace). ``augment``: ``augment_inputs`` as backend tensors."""
         ops.advance_spectral_norm("generator")
         labels = labels if labels is not None else [None] * len(reals)
+        views = [self._view(ops, augment, call) for call in range(CALLS_PER_UPDATE * len(reals))]
         if self.train.update == "simultaneous":
-            values = self._simultaneous(ops, reals[0], labels[0], plan.due)
+            values = self._simultaneous(ops, reals[0], labels[0], plan.due, views)
         else:
-            values = self._alternating(ops, reals, labels, plan.due)
+            values = self._alternating(ops, reals, labels, plan.due, views)
         if plan.ema_decay is not None:
             update_ema(ops, plan.ema_decay if ema_decay is None else ema_decay)
         return values
+
+    def _view(self, ops, inputs: dict | None, call: int):
+        """What D sees of a batch at augmentation call ``call`` of the step: the images
+        themselves, or the images through that call's transform."""
+        if not inputs:
+            return lambda images: images
+        draw = {name: value[call] for name, value in inputs.items()}
+        return lambda images: augment(ops, images, draw, self.pixels)
 
     @staticmethod
     def _fake(ops, real, real_labels):
@@ -69,63 +102,81 @@ class Updates:
         fake_labels = None if real_labels is None else ops.fake_labels(real)
         return ops.forward_generator(ops.latent(real), fake_labels), fake_labels
 
-    def _alternating(self, ops, reals, labels, due):
+    def _alternating(self, ops, reals, labels, due, views):
         """``d_steps`` discriminator updates, each on its own real batch; then one generator
         update through the updated discriminator, on the last fake batch."""
-        for real, real_labels in zip(reals, labels):
+        for index, (real, real_labels) in enumerate(zip(reals, labels)):
+            see_real, see_fake = views[CALLS_PER_UPDATE * index], views[CALLS_PER_UPDATE * index + 1]
             ops.advance_spectral_norm("discriminator")
             g_tape = ops.tape()
             with g_tape:
                 fake, fake_labels = self._fake(ops, real, real_labels)
             with ops.tape() as d_tape:
                 d_loss, real_out, fake_out, extra = self._discriminator_loss(
-                    ops, real, ops.stop_gradient(fake), real_labels, fake_labels, due)
+                    ops, real, ops.stop_gradient(fake), real_labels, fake_labels, due, see_real, see_fake, detached=True)
             ops.apply("discriminator", d_tape.gradient(d_loss, "discriminator"))
+        real_scores = None
+        if self.loss.relativistic:
+            real_scores = ops.stop_gradient(ops.forward_discriminator(see_real(real), real_labels))
         with g_tape:
-            g_loss = self.loss.g_loss(ops, ops.forward_discriminator(fake, fake_labels))
+            g_loss = self.loss.g_loss(ops, ops.forward_discriminator(see_fake(fake), fake_labels), real_scores)
         ops.apply("generator", g_tape.gradient(g_loss, "generator"))
         return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra)
 
-    def _simultaneous(self, ops, real, real_labels, due):
+    def _simultaneous(self, ops, real, real_labels, due, views):
         """Both losses from one forward pass, each network's gradients from its own loss (the
         TensorFlow tutorial's two-tape step)."""
         ops.advance_spectral_norm("discriminator")
         with ops.tape() as g_tape, ops.tape() as d_tape:
             fake, fake_labels = self._fake(ops, real, real_labels)
-            d_loss, real_out, fake_out, extra = self._discriminator_loss(ops, real, fake, real_labels, fake_labels, due)
-            g_loss = self.loss.g_loss(ops, fake_out)
+            d_loss, real_out, fake_out, extra = self._discriminator_loss(
+                ops, real, fake, real_labels, fake_labels, due, views[0], views[1], detached=False)
+            g_loss = self.loss.g_loss(ops, fake_out, ops.stop_gradient(real_out) if self.loss.relativistic else None)
         g_gradients, d_gradients = g_tape.gradient(g_loss, "generator"), d_tape.gradient(d_loss, "discriminator")
         ops.apply("discriminator", d_gradients)
         ops.apply("generator", g_gradients)
         return self._metrics(ops, d_loss, g_loss, real_out, fake_out, extra)
 
-    def _discriminator_loss(self, ops, real, fake, real_labels, fake_labels, due):
+    def _discriminator_loss(self, ops, real, fake, real_labels, fake_labels, due, see_real, see_fake, detached: bool):
         """D's loss with every penalty due at this step (weight x every, so a lazy penalty
-        keeps its average strength), D's outputs, and each penalty's value."""
+        keeps its average strength), D's outputs, and each penalty's value. ``detached``: the
+        fake images carry no graph to G, so R2 may take its gradient in the same pass."""
         penalties = [penalty for penalty, is_due in zip(self.train.penalties, due) if is_due]
-        on_real = lambda images: ops.forward_discriminator(images, real_labels)  # noqa: E731
-        if any(penalty.use == "r1" for penalty in penalties):
+        uses = {penalty.use for penalty in penalties}
+        on_real = lambda images: ops.forward_discriminator(see_real(images), real_labels)  # noqa: E731
+        on_fake = lambda images: ops.forward_discriminator(see_fake(images), fake_labels)  # noqa: E731
+        if "r1" in uses:
             real_out, real_gradient = ops.input_gradient(on_real, real)
         else:
             real_out = on_real(real)
-        fake_out = ops.forward_discriminator(fake, fake_labels)
+        if "r2" in uses and detached:
+            fake_out, fake_gradient = ops.input_gradient(on_fake, fake)
+        else:
+            fake_out = on_fake(fake)
+            if "r2" in uses:
+                _, fake_gradient = ops.input_gradient(on_fake, ops.stop_gradient(fake))
         real_target, fake_target = (label_targets(ops, real_out, fake_out, self.train.label_smoothing, self.train.label_noise)
                                     if self.loss.uses_targets else (None, None))
         loss = self.loss.d_loss(ops, real_out, fake_out, real_target, fake_target)
         values = {}
         for penalty in penalties:
-            value = (gradient_penalty(ops, on_real, real, fake) if penalty.use == "gp"
-                     else r1_penalty(real_gradient, ops))
+            if penalty.use == "gp":
+                value = gradient_penalty(ops, on_real, real, fake)
+            else:
+                value = squared_gradient_penalty(real_gradient if penalty.use == "r1" else fake_gradient, ops)
             loss = loss + value * (penalty.weight * penalty.every)
             values[f"d_{penalty.use}"] = value
         return loss, real_out, fake_out, values
 
     def _metrics(self, ops, d_loss, g_loss, real_out, fake_out, extra) -> dict:
         """d_loss (penalties included), g_loss, D's mean output on real and fake images (a
-        probability for bce and minimax, D's raw score otherwise) and each penalty."""
+        probability for bce and minimax, D's raw score otherwise), each penalty, and with
+        augmentation ADA's overfitting heuristic E[sign(D(x_real))] of the last D update."""
         shown = ops.sigmoid if self.loss.probabilities else (lambda x: x)
         values = {"d_loss": d_loss, "g_loss": g_loss,
                   "d_real": ops.mean(shown(real_out)), "d_fake": ops.mean(shown(fake_out)), **extra}
+        if self.augmentation is not None:
+            values["d_real_sign"] = ops.mean(ops.sign(real_out))
         return {name: ops.stop_gradient(value) for name, value in values.items()}
 
 
@@ -138,7 +189,8 @@ def update_ema(ops, decay) -> None:
         ops.assign(average, live)
 
 
-NEEDED = {"gp": ("input_gradient", "batch_uniform"), "r1": ("input_gradient",),
+NEEDED = {"gp": ("input_gradient", "batch_uniform"), "r1": ("input_gradient",), "r2": ("input_gradient",),
+          "augment": NEEDED_PRIMITIVES,
           "ema": ("ema_weights", "ema_state", "assign"), "spectral_norm": ("advance_spectral_norm", "matvec"),
           "conditional": ("fake_labels",)}
 """The primitives each option needs beyond the plain losses."""
@@ -160,6 +212,8 @@ def check_supported(train: TrainConfig, architecture, primitives) -> None:
                 isinstance(layer, nn.BatchNorm) for layer in discriminator.layers):
             raise ValueError(f"train.penalties.{index}: gp penalises each image's gradient, which BatchNorm in the "
                              "discriminator mixes across the batch; remove D's BatchNorm (dcgan: d_batchnorm = false)")
+    if train.augment is not None and (problem := lacking("augment")):
+        raise ValueError(f"train.augment: {problem}; remove train.augment")
     if train.ema is not None and (problem := lacking("ema")):
         raise ValueError(f"train.ema: {problem}; remove train.ema")
     networks = [getattr(architecture, name, None) for name in ("generator", "discriminator")]

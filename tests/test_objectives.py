@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from gankit import nn
 from gankit.cli import main
-from gankit.objectives import LOSSES, bce, gradient_penalty, r1_penalty
+from gankit.objectives import LOSSES, bce, gradient_penalty, squared_gradient_penalty
 from gankit.plugins import load_registry
 from gankit.recipe import load_recipe
 
@@ -49,6 +49,8 @@ def reference(loss: str, real, fake, real_target, fake_target) -> tuple[float, f
         return d, g
     if loss == "lsgan":
         return 0.5 * np.mean((real - real_target) ** 2) + 0.5 * np.mean((fake - fake_target) ** 2), 0.5 * np.mean((fake - 1) ** 2)
+    if loss == "rpgan":
+        return np.mean(softplus(fake - real)), np.mean(softplus(real - fake))
     if loss == "hinge":
         return np.mean(np.maximum(0, 1 - real)) + np.mean(np.maximum(0, 1 + fake)), -np.mean(fake)
     return np.mean(fake) - np.mean(real), -np.mean(fake)
@@ -79,7 +81,7 @@ def test_every_loss_gives_the_papers_value_on_both_backends(loss, targets):
     for ops, tensor in (torch_ops(), tensorflow_ops()):
         wrap = lambda t, tensor=tensor: t if isinstance(t, float) else tensor(t)  # noqa: E731
         d = LOSSES[loss].d_loss(ops, tensor(REAL), tensor(FAKE), wrap(real_target), wrap(fake_target))
-        g = LOSSES[loss].g_loss(ops, tensor(FAKE))
+        g = LOSSES[loss].g_loss(ops, tensor(FAKE), tensor(REAL) if LOSSES[loss].relativistic else None)
         np.testing.assert_allclose([float(d), float(g)], expected, rtol=1e-5, atol=1e-6)
 
 
@@ -105,15 +107,45 @@ def _linear_critic(backend: str, weights: np.ndarray):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_penalties_match_the_hand_computed_value(backend, write_recipe):
-    """|w| = 3 for w = (1, 2, 2, 0): gp = (3 - 1)^2 = 4 and r1 = 3^2 / 2 = 4.5, whatever the
-    images and the interpolation."""
+    """|w| = 3 for w = (1, 2, 2, 0): gp = (3 - 1)^2 = 4 and r1 = r2 = 3^2 / 2 = 4.5, whatever
+    the images and the interpolation (r1 takes the gradient at real images, r2 at fake ones)."""
     trainer = Trained(write_recipe(backend={"use": backend, "device": "cpu"})).trainer
     critic, tensor = _linear_critic(backend, np.array([1.0, 2.0, 2.0, 0.0], np.float32))
     images = RNG.normal(size=(5, 1, 2, 2) if backend == "torch" else (5, 2, 2, 1)).astype(np.float32)
     others = RNG.normal(size=images.shape).astype(np.float32)
     assert float(gradient_penalty(trainer, critic, tensor(images), tensor(others))) == pytest.approx(4.0, rel=1e-5)
     _, gradient = trainer.input_gradient(critic, tensor(images))
-    assert float(r1_penalty(gradient, trainer)) == pytest.approx(4.5, rel=1e-6)
+    assert float(squared_gradient_penalty(gradient, trainer)) == pytest.approx(4.5, rel=1e-6)
+
+
+@pytest.mark.parametrize("update", ["alternating", "simultaneous"])
+def test_r1_and_r2_take_the_gradient_at_real_and_at_fake_images(update, write_recipe):
+    """With D(x) = |x|^2 / 2, D's gradient is the image itself: r1 = mean(|real|^2) / 2 and
+    r2 = mean(|fake|^2) / 2, computed in numpy."""
+    import torch
+
+    from gankit.updates import Updates
+
+    trainer = Trained(write_recipe(backend={"use": "torch", "device": "cpu"})).trainer
+    recipe = load_recipe(write_recipe(train={"update": update, "loss": "rpgan", "penalties": [
+        {"use": "r1", "weight": 1.0}, {"use": "r2", "weight": 1.0}]}), [], load_registry())
+
+    class Quadratic(type(trainer)):
+        def forward_discriminator(self, images, labels=None):
+            return 0.5 * (images * images).flatten(1).sum(1, keepdim=True)
+
+    trainer.__class__ = Quadratic
+    real, fake = RNG.normal(size=(6, 1, 3, 3)), RNG.normal(2.0, 1.0, size=(6, 1, 3, 3))
+    same = lambda images: images  # noqa: E731
+    loss, real_out, fake_out, values = Updates(recipe.train)._discriminator_loss(
+        trainer, torch.from_numpy(real), torch.from_numpy(fake), None, None, (True, True), same, same,
+        detached=update == "alternating")
+    squares = lambda x: 0.5 * np.mean((x * x).reshape(len(x), -1).sum(1))  # noqa: E731
+    r1, r2 = (float(values[name].detach()) for name in ("d_r1", "d_r2"))
+    assert r1 == pytest.approx(squares(real)) and r2 == pytest.approx(squares(fake))
+    d_real, d_fake = 0.5 * (real ** 2).reshape(6, -1).sum(1), 0.5 * (fake ** 2).reshape(6, -1).sum(1)
+    expected = np.mean(softplus(d_fake - d_real)) + squares(real) + squares(fake)
+    assert float(loss.detach()) == pytest.approx(expected)
 
 
 @BOTH
@@ -131,7 +163,7 @@ def test_penalty_gradients_reach_the_discriminator_alike_on_both_backends():
     x = torch.from_numpy(images).requires_grad_(True)
     out = torch.tanh(x @ tw).sum(1, keepdim=True)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    (torch_result,) = torch.autograd.grad(r1_penalty(grad, TorchOps), tw)
+    (torch_result,) = torch.autograd.grad(squared_gradient_penalty(grad, TorchOps), tw)
 
     fw = tf.Variable(w)
     with tf.GradientTape() as outer:
@@ -139,7 +171,7 @@ def test_penalty_gradients_reach_the_discriminator_alike_on_both_backends():
         with tf.GradientTape() as inner:
             inner.watch(xs)
             out = tf.reduce_sum(tf.tanh(xs @ fw), 1, keepdims=True)
-        penalty = r1_penalty(inner.gradient(out, xs), TfOps)
+        penalty = squared_gradient_penalty(inner.gradient(out, xs), TfOps)
     np.testing.assert_allclose(outer.gradient(penalty, fw).numpy(), torch_result.numpy(), rtol=1e-5, atol=1e-6)
     assert np.abs(torch_result.numpy()).sum() > 0
 
@@ -212,7 +244,9 @@ DCGAN_TINY = {"use": "dcgan", "g_start_channels": 16,
               "g_layers": [{"filters": 8, "kernel": 3, "stride": 2}, {"kernel": 3, "stride": 2}],
               "d_layers": [{"filters": 8, "kernel": 3, "stride": 2}, {"filters": 16, "kernel": 3, "stride": 2}]}
 EVERYTHING = {"loss": "hinge", "ema": 0.8, "ema_warmup": 1, "d_steps": 2, "batch_size": 16,
-              "penalties": [{"use": "gp", "weight": 5.0}, {"use": "r1", "weight": 0.5, "every": 2}]}
+              "penalties": [{"use": "gp", "weight": 5.0}, {"use": "r1", "weight": 0.5, "every": 2},
+                            {"use": "r2", "weight": 0.3}],
+              "augment": {"policy": "ada", "p": 0.5}}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -223,7 +257,7 @@ def test_an_ema_run_with_every_option_resumes_bit_exact(backend, write_recipe, t
     losses = straight.steps(0, 5)
     resumed_losses, resumed = Trained.interrupted(recipe, 3, 5, tmp_path)
     assert resumed_losses == losses
-    assert "d_r1" in losses[2] and "d_r1" not in losses[1] and "d_gp" in losses[1]
+    assert "d_r1" in losses[2] and "d_r1" not in losses[1] and "d_gp" in losses[1] and "d_r2" in losses[1]
     np.testing.assert_array_equal(resumed.trainer.fixed_samples(), straight.trainer.fixed_samples())
     np.testing.assert_array_equal(resumed.trainer.generate(8, 3, raw=True), straight.trainer.generate(8, 3, raw=True))
 
@@ -247,6 +281,9 @@ def test_every_option_changes_the_losses(backend, write_recipe, tmp_path):
         **{f"loss_{name}": {"loss": name} for name in LOSSES if name != "bce"},
         "gp": {"penalties": [{"use": "gp", "weight": 10.0}]},
         "r1": {"penalties": [{"use": "r1", "weight": 10.0}]},
+        "r2": {"penalties": [{"use": "r2", "weight": 10.0}]},
+        "augment_diffaugment": {"augment": {"policy": "diffaugment"}},
+        "augment_ada": {"augment": {"policy": "ada", "p": 0.5}},
         "label_smoothing": {"label_smoothing": 0.2},
         "label_noise": {"label_noise": 0.2},
         "d_steps": {"d_steps": 2},
@@ -291,12 +328,12 @@ def test_sample_and_evaluate_use_the_average_unless_raw(write_recipe, tmp_path):
 
 
 @pytest.mark.parametrize("train, expected", [
-    ({"loss": "wgan"}, "unknown loss 'wgan'; known: bce, minimax, lsgan, hinge, wasserstein"),
+    ({"loss": "wgan"}, "unknown loss 'wgan'; known: bce, minimax, lsgan, hinge, wasserstein, rpgan"),
     ({"loss": "hinge", "label_smoothing": 0.1}, "label_smoothing needs a loss with label targets"),
     ({"ema": 1.0}, "train.ema: Input should be less than 1"),
     ({"ema": 0.0}, "train.ema: Input should be greater than 0"),
     ({"ema_warmup": 10}, "ema_warmup needs train.ema"),
-    ({"penalties": [{"use": "gp2", "weight": 1.0}]}, "unknown penalty 'gp2'; known: gp, r1"),
+    ({"penalties": [{"use": "gp2", "weight": 1.0}]}, "unknown penalty 'gp2'; known: gp, r1, r2"),
     ({"penalties": [{"use": "gp", "weight": 0.0}]}, "train.penalties.0.weight"),
     ({"penalties": [{"use": "r1", "weight": 1.0}, {"use": "r1", "weight": 2.0}]}, "each penalty may appear once"),
 ])
@@ -327,9 +364,11 @@ def test_a_backend_without_a_primitive_is_refused_in_one_line(write_recipe):
 
 
 def test_no_objective_is_written_in_a_backend_plugin():
-    """Losses, targets, penalties and the EMA live in gankit.objectives/updates only."""
+    """Losses, targets, penalties, the EMA and the augmentations live in gankit.objectives,
+    gankit.updates and gankit.augment only."""
     words = ("cross_entropy", "label_smoothing", "label_noise", "hinge", "wasserstein", "lsgan", "softplus(",
-             "penalty", "average - live", "1 - decay", "decay *", "update ==", "d_steps):", "_d_loss", "_g_loss")
+             "penalty", "average - live", "1 - decay", "decay *", "update ==", "d_steps):", "_d_loss", "_g_loss",
+             "relativistic", "brightness", "saturation", "contrast", "cutout", "bilinear", "_reflect", "np.sign")
     for path in (REPO / "plugins").rglob("*backend/*.py"):
         text = path.read_text()
         assert not [word for word in words if word in text], path

@@ -101,7 +101,7 @@ class TensorflowTrainer(TensorOps):
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
         self.jit_compile = params.jit_compile
         self.classes = architecture.classes
-        self.updates = Updates(train)
+        self.updates = Updates(train, seed, spec.shape)
         with tf.device(self.device):
             native = _native_networks(architecture, seed)
             self.description = None if native else architecture
@@ -140,6 +140,8 @@ class TensorflowTrainer(TensorOps):
         self.fake_classes: list = []
         self.spec = spec
         self._steps: dict = {}
+        self._augment_signature = {name: tf.TensorSpec(shape, dtype) for name, (shape, dtype) in
+                                   (self.updates.augmentation.shapes().items() if self.updates.augmentation else ())}
         signature = [tf.TensorSpec([None, self.latent_dim], tf.float32), tf.TensorSpec([None], tf.int32)]
         self._samplers = {raw: tf.function(lambda z, y, model=model: self._call(model, z, y, False), autograph=False,
                                            input_signature=signature)
@@ -181,12 +183,13 @@ class TensorflowTrainer(TensorOps):
             if self.classes:
                 self.labels = tf.identity(tf.convert_to_tensor(np.asarray(labels), tf.int32))
 
-    def train_step(self, batches: list[np.ndarray], step: int) -> dict:
+    def train_step(self, batches: list[np.ndarray], step: int, augment_p: float | None = None) -> dict:
         plan = self.updates.plan(step)
         noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
         with tf.device(self.device):
             return self._compiled(plan.due)(self.images, self.labels, np.stack(batches).astype(np.int64), noise,
-                                            self._fake_classes(step), np.float32(plan.ema_decay or 0.0))
+                                            self._fake_classes(step), np.float32(plan.ema_decay or 0.0),
+                                            self.updates.augment_inputs(step, augment_p))
 
     def _fake_classes(self, step: int) -> np.ndarray:
         """The classes of step ``step``'s fake batches (``gankit.noise``); zeros, unread, when
@@ -202,13 +205,13 @@ class TensorflowTrainer(TensorOps):
         if due not in self._steps:
             plan = Plan(due, 0.0 if self.average is not None else None)
 
-            def step(images, labels, batches, noise, fake_classes, ema_decay):
+            def step(images, labels, batches, noise, fake_classes, ema_decay, augment):
                 reals = [tf.cast(tf.gather(images, batches[i]), tf.float32) / 127.5 - 1.0
                          for i in range(self.train.d_steps)]
                 real_labels = [tf.gather(labels, batches[i]) for i in range(self.train.d_steps)] if self.classes else None
                 self.latents = [noise[i] for i in range(self.train.d_steps)]
                 self.fake_classes = [fake_classes[i] for i in range(self.train.d_steps)]
-                values = self.updates.step(self, reals, plan, ema_decay, labels=real_labels)
+                values = self.updates.step(self, reals, plan, ema_decay, labels=real_labels, augment=augment)
                 self.step.assign_add(1)
                 return values
 
@@ -217,7 +220,7 @@ class TensorflowTrainer(TensorOps):
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int64),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size, self.latent_dim], tf.float32),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int32),
-                tf.TensorSpec([], tf.float32)])
+                tf.TensorSpec([], tf.float32), self._augment_signature])
         return self._steps[due]
 
     # The stateful primitives (the stateless ones come from TensorOps).

@@ -29,13 +29,15 @@ class Shards:
             raise BackendError(f"train.batch_size {batch_size} does not split evenly over {self.size} processes; "
                                f"use a multiple of {self.size}")
 
-    def take(self, batches: list[np.ndarray], noise: np.ndarray, fake_labels: np.ndarray | None = None):
-        """This rank's share of the step's real batches, of its noise (d_steps, batch, latent)
-        and of a conditional run's fake labels (d_steps, batch): every ``size``-th row, from
-        the same schedule on every rank."""
+    def take(self, batches: list[np.ndarray], noise: np.ndarray, fake_labels: np.ndarray | None = None,
+             augment: dict[str, np.ndarray] | None = None):
+        """This rank's share of the step's real batches, of its noise (d_steps, batch, latent),
+        of a conditional run's fake labels (d_steps, batch) and of the augmentations' arrays
+        (calls, batch, ...): every ``size``-th row, from the same schedule on every rank."""
         mine = slice(self.rank, None, self.size)
         return ([indices[mine] for indices in batches], noise[:, mine],
-                None if fake_labels is None else fake_labels[:, mine])
+                None if fake_labels is None else fake_labels[:, mine],
+                {name: array[:, mine] for name, array in (augment or {}).items()})
 
     def average(self, tensors) -> list[torch.Tensor]:
         """The mean of ``tensors`` over the ranks, in one all-reduce."""

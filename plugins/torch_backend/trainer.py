@@ -54,7 +54,7 @@ class TorchTrainer(TensorOps):
         self.shards = shards(train.batch_size)  # None unless torchrun started several processes
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
         self.classes = architecture.classes
-        self.updates = Updates(train)
+        self.updates = Updates(train, seed, spec.shape)
         torch.manual_seed(seed)
         # channels-last convolutions are about 25% faster on CPU (oneDNN) and suit tensor cores.
         self.layout = torch.channels_last
@@ -130,19 +130,21 @@ class TorchTrainer(TensorOps):
         batch = self.images[torch.from_numpy(indices).to(self.device)]
         return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=self.layout)
 
-    def train_step(self, batches: list[np.ndarray], step: int) -> dict[str, torch.Tensor]:
+    def train_step(self, batches: list[np.ndarray], step: int, augment_p: float | None = None) -> dict[str, torch.Tensor]:
         noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
         drawn = (training_labels(self.seed, step, self.train.d_steps, self.train.batch_size, self.classes)
                  if self.classes else None)
+        augment = self.updates.augment_inputs(step, augment_p)
         if self.shards is not None:
-            batches, noise, drawn = self.shards.take(batches, noise, drawn)
+            batches, noise, drawn, augment = self.shards.take(batches, noise, drawn, augment)
+        augment = {name: torch.from_numpy(array).to(self.device) for name, array in augment.items()}
         self.latents = list(torch.from_numpy(np.ascontiguousarray(noise)).to(self.device).unbind(0))
         labels = None
         if self.classes:
             labels = [self.labels[torch.from_numpy(indices).to(self.device)] for indices in batches]
             self.fake_classes = list(torch.from_numpy(np.ascontiguousarray(drawn)).to(self.device).unbind(0))
         values = self.updates.step(self, [self._real(indices) for indices in batches], self.updates.plan(step),
-                                   labels=labels)
+                                   labels=labels, augment=augment)
         if self.shards is not None:
             values = dict(zip(values, self.shards.average(values.values())))
         return values
