@@ -33,8 +33,8 @@ class Plan:
     ema_decay: float | None
     """The EMA's decay at this step (0 during the warm-up: the average copies the generator)."""
     learning_rates: tuple[float, float] | None = None
-    """``(lr_g, lr_d)`` at this step (``gankit.schedules``); None: the optimizers keep the
-    recipe's rates, which are never set (a constant schedule without warm-up)."""
+    """``(lr_g, lr_d)`` at this step (``gankit.schedules``; scalar tensors in a compiled step);
+    None: the optimizers keep the recipe's rates, never set (constant, without warm-up)."""
 
 
 class Updates:

@@ -158,3 +158,11 @@ def test_a_backend_without_set_learning_rate_is_refused_in_one_line(write_recipe
         with pytest.raises(ValueError, match=rf"^train.{key}: the backend lacks the primitive\(s\) set_learning_rate"):
             check_supported(recipe.train, None, object())
     check_supported(load_recipe(write_recipe(), [], load_registry()).train, None, object())
+
+
+def test_the_curves_draw_both_rates_in_one_panel():
+    from gankit.curves import _panels
+
+    series = {"d_loss": {1: 1.0}, "g_loss": {1: 1.0}, "lr_g": {1: 1e-3}, "lr_d": {1: 4e-4}}
+    assert ("learning rates", {"lr_g": "G", "lr_d": "D"}) in _panels(series)
+    assert [title for title, _ in _panels(series)] == ["losses", "learning rates"]
