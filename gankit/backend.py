@@ -95,6 +95,10 @@ class Primitives(Protocol):
     def apply(self, network: str, gradients: Any) -> None:
         """An optimizer step of that network (after ``train.clip_value`` clipping)."""
 
+    def set_learning_rate(self, network: str, rate: Any) -> None:
+        """Make ``rate`` that network's learning rate from its next optimizer step on (a
+        float, or inside a compiled step a scalar tensor); the optimizer's state is kept."""
+
     def input_gradient(self, function: Any, inputs: Any) -> tuple[Any, Any]:
         """``(function(inputs), d sum(function(inputs)) / d inputs)``, differentiable again
         (for gradient penalties inside a recorded D loss)."""

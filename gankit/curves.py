@@ -22,7 +22,8 @@ Series = dict[str, dict[int, float]]
 
 NOT_PLOTTED = {"step", "epoch", "images_per_sec"}
 D_OUTPUTS = ("d_real", "d_fake")
-LABELS = {"d_loss": "D", "g_loss": "G", "d_real": "D(x)", "d_fake": "D(G(z))"}
+RATES = ("lr_g", "lr_d")
+LABELS = {"d_loss": "D", "g_loss": "G", "d_real": "D(x)", "d_fake": "D(G(z))", "lr_g": "G", "lr_d": "D"}
 
 
 def read_metrics(path: Path) -> Series:
@@ -64,9 +65,11 @@ def _panels(series: Series) -> list[tuple[str, dict[str, str]]]:
     """(panel title, {metric: legend label}) for each panel, in order."""
     losses = {key: LABELS.get(key, key) for key in series if key.endswith("_loss")}
     outputs = {key: LABELS[key] for key in D_OUTPUTS if key in series}
-    panels = [(title, keys) for title, keys in (("losses", losses), ("discriminator outputs", outputs)) if keys]
+    rates = {key: LABELS[key] for key in RATES if key in series}
+    panels = [(title, keys) for title, keys in (("losses", losses), ("discriminator outputs", outputs),
+                                                ("learning rates", rates)) if keys]
     for key in series:
-        if key not in losses and key not in outputs and not key.endswith("_std"):
+        if key not in losses and key not in outputs and key not in rates and not key.endswith("_std"):
             panels.append((key, {key: key}))
     return panels
 

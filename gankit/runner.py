@@ -28,6 +28,7 @@ from gankit.files import remove_leftovers, write_json, write_text
 from gankit.nn import Architecture, ShapeError
 from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
 from gankit.rundir import RunDir, RunError, check_space, no_space_left, writable_root
+from gankit.schedules import check_length
 from gankit.training import Loop, Schedule, ScheduleError
 from gankit.updates import check_supported
 
@@ -98,13 +99,16 @@ def _check_memory(architecture: Architecture, recipe: Recipe) -> None:
                        "make the networks smaller (channels, hidden units) or lower train.batch_size")
 
 
-def build_trainer(recipe: Recipe, spec):
-    """The backend's trainer for this recipe, without data (also used by ``gankit sample``)."""
+def build_trainer(recipe: Recipe, spec, total_steps: int | None = None):
+    """The backend's trainer for this recipe, without data (also used by ``gankit sample``).
+    ``total_steps``: the run's length, which the trainer's ``train.steps`` becomes (a
+    learning-rate schedule runs over it); None keeps the recipe's."""
     architecture = build_architecture(recipe, spec)
     _require(recipe.backend)
+    train = recipe.train if total_steps is None else recipe.train.model_copy(update={"steps": total_steps})
     with plugin_errors(recipe, "backend", recipe.backend, (BackendError, ShapeError)):
         backend = recipe.backend.component.factory(recipe.backend.params)
-        trainer = backend.trainer(architecture, spec, recipe.train, recipe.seed)
+        trainer = backend.trainer(architecture, spec, train, recipe.seed)
     try:
         check_supported(recipe.train, architecture, trainer)
     except ValueError as error:
@@ -169,11 +173,16 @@ def prepare(recipe: Recipe, context: DataContext) -> Prepared:
     for export in recipe.exports:
         _require(export)
     data = load_data(recipe, context)
-    trainer = build_trainer(recipe, data.spec)
     try:
         schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
     except ScheduleError as error:
         raise RunError(f"{recipe.path}: train: {error}") from None
+    total = recipe.train.total_steps(schedule.steps_per_epoch)
+    try:
+        check_length(recipe.train, total)
+    except ValueError as error:
+        raise RunError(f"{recipe.path}: {error}") from None
+    trainer = build_trainer(recipe, data.spec, total)
     if trainer_classes(trainer) and not data.labelled:
         raise RunError(f"{recipe.path}: architecture.conditional needs every training image labelled, and "
                        f"dataset {recipe.dataset.name!r} has unlabelled ones; set conditional = false")

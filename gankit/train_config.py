@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, model_validator
 from gankit.augment import AugmentConfig
 from gankit.objectives import LOSSES, PENALTIES
 from gankit.params import Every, Interval, Params
+from gankit.schedules import SCHEDULES, check_length
 
 __all__ = ["TrainConfig", "Penalty"]
 
@@ -46,6 +47,9 @@ class TrainConfig(Params):
     optimizer: Literal["adam", "rmsprop"] = "adam"
     lr_g: float = Field(2e-4, gt=0, le=1)
     lr_d: float = Field(2e-4, gt=0, le=1)
+    lr_schedule: Annotated[str, one_of(SCHEDULES, "learning-rate schedule")] = Field(
+        "constant", description="how lr_g and lr_d change over the run: " + ", ".join(SCHEDULES))
+    lr_warmup: int = Field(0, ge=0, description="steps of a linear warm-up from 0 to the rates, before the schedule")
     betas: list[float] = Field(default_factory=lambda: [0.5, 0.999], min_length=2, max_length=2)
     clip_value: Optional[float] = Field(None, gt=0, description="clip each gradient element (Keras clipvalue)")
     d_steps: int = Field(1, ge=1, le=100, description="discriminator updates per generator update")
@@ -79,6 +83,8 @@ class TrainConfig(Params):
             raise ValueError("penalties: each penalty may appear once; merge the entries into one weight")
         if self.ema_warmup and self.ema is None:
             raise ValueError("ema_warmup needs train.ema (the decay of the average), e.g. ema = 0.999")
+        if self.steps is not None:
+            check_length(self, self.steps)
         return self
 
     def total_steps(self, steps_per_epoch: int) -> int:

@@ -21,6 +21,7 @@ from gankit.backend import Trainer, trainer_classes
 from gankit.events import CheckpointSaved, Event, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.params import Interval
 from gankit.rundir import RunDir
+from gankit.schedules import learning_rates
 from gankit.train_config import TrainConfig
 
 
@@ -98,11 +99,19 @@ class Loop:
     def total_steps(self) -> int:
         return self.train.total_steps(self.schedule.steps_per_epoch)
 
+    def learning_rates(self, step: int) -> dict[str, float]:
+        """``{"lr_g": ..., "lr_d": ...}``, the rates step ``step`` (0-based) trained with, when a
+        schedule changes them; else nothing."""
+        rates = learning_rates(self.train, step, self.total_steps())
+        return {} if rates is None else dict(zip(("lr_g", "lr_d"), rates))
+
     def save_checkpoint(self, step: int) -> Path:
-        """Write a checkpoint atomically, then drop all but the last ``keep_checkpoints``."""
+        """Write a checkpoint atomically, then drop all but the last ``keep_checkpoints``. Its
+        meta holds the epoch and, with a schedule, the rates of the last step trained."""
         if not self.writer:
             return self.run_dir.checkpoint(step)
-        meta = {"epoch": self.schedule.epoch_of(max(step - 1, 0))}
+        last = max(step - 1, 0)
+        meta = {"epoch": self.schedule.epoch_of(last), **self.learning_rates(last)}
         if self.adaptive is not None:
             meta["augment"] = self.adaptive.state()
         path = self.run_dir.save_checkpoint(self.trainer, step, meta, keep=self.train.keep_checkpoints)
@@ -146,7 +155,8 @@ class Loop:
                     return self._finish(RunFinished(step, "diverged", problem, values))
             if step % self.train.log_every == 0 or step == total:
                 now = time.perf_counter()
-                logged = {**values, "images_per_sec": (step - tick_step) * self.train.batch_size / max(now - tick, 1e-9)}
+                logged = {**values, **self.learning_rates(step - 1),
+                          "images_per_sec": (step - tick_step) * self.train.batch_size / max(now - tick, 1e-9)}
                 tick, tick_step = now, step
                 self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged))
             if self.writer and (any(_due(every, step, steps_per_epoch) for every in self.sample_every)

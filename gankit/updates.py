@@ -1,10 +1,12 @@
 """How the two networks are updated, written once for every backend: the update orders,
-``d_steps``, the penalties' schedule, spectral-norm iterations and the generator's EMA.
+``d_steps``, the penalties' schedule, spectral-norm iterations, the learning rates
+(``gankit.schedules``) and the generator's EMA.
 
 A backend runs ``Updates.step`` with its primitives (``gankit.backend.Primitives``). What a
-step does beyond the plain updates (which penalties are due, the EMA's decay) depends only
-on the step's index and is decided in Python first (``plan``), so that a backend that
-compiles its step (TensorFlow) traces it once per distinct plan.
+step does beyond the plain updates (which penalties are due, the EMA's decay, the learning
+rates) depends only on the step's index (and the run's length) and is decided in Python
+first (``plan``), so that a backend that compiles its step (TensorFlow) traces it once per
+distinct plan.
 
 A conditional run hands the real batches' labels with them; each fake batch gets labels
 drawn uniformly (``ops.fake_labels``), the generator makes images of those classes and the
@@ -26,6 +28,7 @@ from math import prod
 from gankit import nn
 from gankit.augment import CALLS_PER_UPDATE, NEEDED_PRIMITIVES, Augmentation, augment
 from gankit.objectives import LOSSES, gradient_penalty, label_targets, squared_gradient_penalty
+from gankit.schedules import learning_rates, scheduled
 from gankit.train_config import TrainConfig
 
 __all__ = ["Plan", "Updates", "update_ema", "check_supported"]
@@ -37,6 +40,9 @@ class Plan:
     """For each of ``train.penalties``: whether it applies at this step."""
     ema_decay: float | None
     """The EMA's decay at this step (0 during the warm-up: the average copies the generator)."""
+    learning_rates: tuple[float, float] | None = None
+    """``(lr_g, lr_d)`` at this step (``gankit.schedules``; scalar tensors in a compiled step);
+    None: the optimizers keep the recipe's rates, never set (constant, without warm-up)."""
 
 
 class Updates:
@@ -66,10 +72,14 @@ class Updates:
         return self.train.update == "simultaneous"
 
     def plan(self, step: int) -> Plan:
-        """What step ``step`` (0-based) does; a penalty with ``every = k`` applies at steps 0, k, 2k..."""
+        """What step ``step`` (0-based) does; a penalty with ``every = k`` applies at steps 0, k, 2k...
+        A learning-rate schedule runs over ``train.steps``, which gankit sets to the run's
+        length when it builds the trainer."""
         due = tuple(step % penalty.every == 0 for penalty in self.train.penalties)
         decay = None if self.train.ema is None else (0.0 if step < self.train.ema_warmup else self.train.ema)
-        return Plan(due, decay)
+        if scheduled(self.train) and self.train.steps is None:
+            raise ValueError("train.lr_schedule needs the run's length: build the trainer with train.steps set")
+        return Plan(due, decay, learning_rates(self.train, step, self.train.steps))
 
     def step(self, ops, reals: list, plan: Plan, ema_decay=None, labels: list | None = None,
              augment: dict | None = None) -> dict:
@@ -77,6 +87,9 @@ class Updates:
         [-1, 1]) and, for a conditional run, their ``labels``; returns the step's scalars as
         backend tensors. ``ema_decay`` overrides ``plan.ema_decay`` with a backend tensor (so
         a compiled step need not retrace). ``augment``: ``augment_inputs`` as backend tensors."""
+        if plan.learning_rates is not None:
+            for network, rate in zip(("generator", "discriminator"), plan.learning_rates):
+                ops.set_learning_rate(network, rate)
         ops.advance_spectral_norm("generator")
         labels = labels if labels is not None else [None] * len(reals)
         views = [self._view(ops, augment, call) for call in range(CALLS_PER_UPDATE * len(reals))]
@@ -192,7 +205,7 @@ def update_ema(ops, decay) -> None:
 NEEDED = {"gp": ("input_gradient", "batch_uniform"), "r1": ("input_gradient",), "r2": ("input_gradient",),
           "augment": NEEDED_PRIMITIVES,
           "ema": ("ema_weights", "ema_state", "assign"), "spectral_norm": ("advance_spectral_norm", "matvec"),
-          "conditional": ("fake_labels",)}
+          "conditional": ("fake_labels",), "lr_schedule": ("set_learning_rate",)}
 """The primitives each option needs beyond the plain losses."""
 
 
@@ -220,5 +233,8 @@ def check_supported(train: TrainConfig, architecture, primitives) -> None:
     normalised = any(getattr(layer, "spectral_norm", False) for net in networks if net is not None for layer in net.layers)
     if normalised and (problem := lacking("spectral_norm")):
         raise ValueError(f"architecture: spectral normalisation: {problem}; turn it off")
+    if scheduled(train) and (problem := lacking("lr_schedule")):
+        key = "lr_schedule" if train.lr_schedule != "constant" else "lr_warmup"
+        raise ValueError(f"train.{key}: {problem}; remove train.lr_schedule and train.lr_warmup")
     if getattr(architecture, "classes", 0) and (problem := lacking("conditional")):
         raise ValueError(f"architecture.conditional: {problem}; set conditional = false")

@@ -14,6 +14,7 @@ losses; on GPU it is left off for speed.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -187,9 +188,10 @@ class TensorflowTrainer(TensorOps):
         plan = self.updates.plan(step)
         noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
         with tf.device(self.device):
-            return self._compiled(plan.due)(self.images, self.labels, np.stack(batches).astype(np.int64), noise,
-                                            self._fake_classes(step), np.float32(plan.ema_decay or 0.0),
-                                            self.updates.augment_inputs(step, augment_p))
+            rates = np.asarray(plan.learning_rates or (0.0, 0.0), np.float32)
+            return self._compiled(plan.due, plan.learning_rates is not None)(
+                self.images, self.labels, np.stack(batches).astype(np.int64), noise, self._fake_classes(step),
+                np.float32(plan.ema_decay or 0.0), rates, self.updates.augment_inputs(step, augment_p))
 
     def _fake_classes(self, step: int) -> np.ndarray:
         """The classes of step ``step``'s fake batches (``gankit.noise``); zeros, unread, when
@@ -199,29 +201,31 @@ class TensorflowTrainer(TensorOps):
             return np.zeros(shape, np.int32)
         return training_labels(self.seed, step, *shape, self.classes).astype(np.int32)
 
-    def _compiled(self, due: tuple[bool, ...]):
+    def _compiled(self, due: tuple[bool, ...], sets_rates: bool):
         """The step as one ``tf.function``, traced once per set of due penalties (the schedule
-        always hands over ``d_steps`` full batches, and the EMA decay is an argument)."""
-        if due not in self._steps:
+        always hands over ``d_steps`` full batches; the EMA decay and the learning rates, when
+        the plan sets them, are arguments)."""
+        if (due, sets_rates) not in self._steps:
             plan = Plan(due, 0.0 if self.average is not None else None)
 
-            def step(images, labels, batches, noise, fake_classes, ema_decay, augment):
+            def step(images, labels, batches, noise, fake_classes, ema_decay, rates, augment):
                 reals = [tf.cast(tf.gather(images, batches[i]), tf.float32) / 127.5 - 1.0
                          for i in range(self.train.d_steps)]
                 real_labels = [tf.gather(labels, batches[i]) for i in range(self.train.d_steps)] if self.classes else None
                 self.latents = [noise[i] for i in range(self.train.d_steps)]
                 self.fake_classes = [fake_classes[i] for i in range(self.train.d_steps)]
-                values = self.updates.step(self, reals, plan, ema_decay, labels=real_labels, augment=augment)
+                planned = replace(plan, learning_rates=(rates[0], rates[1])) if sets_rates else plan
+                values = self.updates.step(self, reals, planned, ema_decay, labels=real_labels, augment=augment)
                 self.step.assign_add(1)
                 return values
 
-            self._steps[due] = tf.function(step, autograph=False, jit_compile=self.jit_compile, input_signature=[
+            self._steps[due, sets_rates] = tf.function(step, autograph=False, jit_compile=self.jit_compile, input_signature=[
                 tf.TensorSpec([None, *self.spec.shape], tf.uint8), tf.TensorSpec([None], tf.int32),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int64),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size, self.latent_dim], tf.float32),
                 tf.TensorSpec([self.train.d_steps, self.train.batch_size], tf.int32),
-                tf.TensorSpec([], tf.float32), self._augment_signature])
-        return self._steps[due]
+                tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.float32), self._augment_signature])
+        return self._steps[due, sets_rates]
 
     # The stateful primitives (the stateless ones come from TensorOps).
 
@@ -244,6 +248,11 @@ class TensorflowTrainer(TensorOps):
 
     def apply(self, network: str, gradients) -> None:
         self.optimizers[network].apply_gradients(zip(gradients, self.weights[network]))
+
+    def set_learning_rate(self, network: str, rate) -> None:
+        """Assigns the optimizer's learning-rate variable, so a compiled step reads the new
+        rate (a Python float would be frozen into the trace)."""
+        self.optimizers[network].learning_rate.assign(rate)
 
     def input_gradient(self, function, inputs):
         with tf.GradientTape() as tape:

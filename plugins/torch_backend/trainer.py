@@ -188,6 +188,10 @@ class TorchTrainer(TensorOps):
             torch.nn.utils.clip_grad_value_(weights, self.train.clip_value)
         self.optimizers[network].step()
 
+    def set_learning_rate(self, network: str, rate: float) -> None:
+        for group in self.optimizers[network].param_groups:
+            group["lr"] = rate
+
     def input_gradient(self, function, inputs: torch.Tensor):
         inputs = inputs.detach().requires_grad_(True)
         outputs = function(inputs)
