@@ -18,6 +18,7 @@ from gankit.recipe import RecipeError, read_toml
 from gankit.rundir import RunDir, RunError, read_meta, verify_checkpoint
 from gankit.train_config import TrainConfig
 
+# What a plugin may import from here (docs/plugins.md): which layers freeze; the rest is gankit's own.
 __all__ = ["WEIGHT_LAYERS", "weight_layers", "frozen_layers"]
 
 WEIGHT_LAYERS = (nn.Dense, nn.Conv, nn.ConvTranspose, nn.Projection)
@@ -97,6 +98,7 @@ def find_source(init_from: str, backend: str) -> Source:
 
 
 def check_loadable(trainer: Trainer) -> None:
+    """``Trainer.load_weights`` is optional: a backend without it cannot start from another run."""
     if not callable(getattr(trainer, "load_weights", None)):
         raise RunError("train.init_from: the backend cannot load weights into a new run (its trainer has no "
                        "load_weights); remove train.init_from")
