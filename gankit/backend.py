@@ -69,6 +69,14 @@ class Trainer(Protocol):
     def load(self, directory: Path, *, generator_only: bool = False) -> None:
         """Restore what ``save`` wrote; never executes code from the files."""
 
+    def load_weights(self, directory: Path) -> None:
+        """Start from the networks in a checkpoint ``save`` wrote (``train.init_from``): the
+        generator, the discriminator and the EMA generator, from the checkpoint's EMA
+        generator or, where it has none, its generator; BatchNorm statistics and
+        spectral-norm vectors with them. Optimizers, random state and the step stay fresh.
+        A tensor that does not fit is a BackendError naming it (``check_same_shapes``); a
+        missing or unreadable file a CheckpointError. Never executes code from the files."""
+
 
 class Primitives(Protocol):
     """What ``gankit.updates`` and ``gankit.objectives`` compute with: a backend's tensors
@@ -250,6 +258,21 @@ def trainer_classes(trainer: Trainer) -> int:
 NETWORKS = ("generator", "discriminator")
 
 
+def check_same_shapes(network: str, there: dict[str, tuple[int, ...]], here: dict[str, tuple[int, ...]]) -> None:
+    """A BackendError naming the first of ``network``'s tensors whose shape in a checkpoint
+    (``there``: name -> shape) is not its shape in this trainer (``here``), in this trainer's
+    order, then the checkpoint's tensors that this trainer lacks."""
+    shown = lambda shape: str(tuple(int(n) for n in shape))  # noqa: E731
+    for name, shape in here.items():
+        if name not in there:
+            raise BackendError(f"{network} tensor {name!r} is missing there and {shown(shape)} here")
+        if tuple(there[name]) != tuple(shape):
+            raise BackendError(f"{network} tensor {name!r} is {shown(there[name])} there and {shown(shape)} here")
+    for name, shape in there.items():
+        if name not in here:
+            raise BackendError(f"{network} tensor {name!r} is {shown(shape)} there and missing here")
+
+
 def parameter_counts(description: Architecture | None, count_native: Callable[[str], int]) -> dict[str, int]:
     """``{"generator": n, "discriminator": m}``, the trainable parameters: from the
     ``gankit.nn`` description the backend compiled, or (None: it built native networks)
@@ -302,4 +325,4 @@ def check_native_shapes(images: tuple[int, ...], logits: tuple[int, ...], spec: 
 # What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
 __all__ = ["Backend", "Trainer", "Primitives", "BackendError", "CheckpointError", "BackendParams", "Device",
            "to_uint8", "SAMPLE_CHUNK", "generate_images", "parameter_counts", "lazy_backend", "native_networks",
-           "check_native_shapes"]
+           "check_native_shapes", "check_same_shapes"]

@@ -50,6 +50,7 @@ class RunReport:
     losses: dict[str, float]
     scores: dict[str, dict[str, float]]  # score -> {"best": ..., "last": ...}
     images: list[Image] = field(default_factory=list)
+    init_from: dict[str, Any] | None = None  # the checkpoint it started from (train.init_from) and its step
 
     @property
     def name(self) -> str:
@@ -153,7 +154,14 @@ def read_run(run_dir: RunDir, output_dir: Path, gif_max_bytes: int) -> RunReport
         losses=losses,
         scores=_scores(series, _read_json(run_dir.eval)),
         images=_images(run_dir, series, output_dir, gif_max_bytes),
+        init_from=_source(summary, recipe),
     )
+
+
+def _source(summary: dict | None, recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the run started from: summary.json's record, else (a run still going) its recipe.toml's."""
+    recorded = (summary or {}).get("init_from") or recipe.get("gankit", {}).get("init_from")
+    return recorded if isinstance(recorded, dict) and "checkpoint" in recorded else None
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -225,6 +225,25 @@ class RunDir:
         known = sorted(p.name for p in folder.iterdir() if (p / META).is_file()) if folder.is_dir() else []
         raise RunError(f"--checkpoint {name}: no such checkpoint in {folder} (known: {', '.join(known) or 'none'})")
 
+    @classmethod
+    def weights_source(cls, path: Path) -> tuple[Path, RunDir | None]:
+        """What ``path`` names as the weights to start another run from (``train.init_from``):
+        a run directory's last checkpoint, or a checkpoint folder itself (``step_N``, ``best``),
+        and the run it belongs to (None for a checkpoint folder outside a run); a RunError
+        otherwise. Not yet verified."""
+        path = Path(path).expanduser()
+        run = cls(path)
+        if run.is_run():
+            found = run.list_checkpoints()
+            if not found:
+                raise RunError(f"{path}: the run has no checkpoint yet; train it first, or name a run that has one")
+            return found[-1], run
+        if (path / META).is_file():
+            owner = cls(path.parent.parent)
+            return path, owner if path.parent.name == "checkpoints" and owner.is_run() else None
+        raise RunError(f"{path}: neither a run directory (with a recipe.toml) nor a checkpoint of one; "
+                       "give runs/NNNNN-name or runs/NNNNN-name/checkpoints/step_N (or best)")
+
     def load_checkpoint(self, trainer: Trainer, name: str | None = None, *, generator_only: bool = False,
                         accept: Callable[[dict[str, Any]], None] = lambda meta: None) -> tuple[Path, dict[str, Any]]:
         """Verify a checkpoint (``resolve_checkpoint(name)``), let ``accept`` refuse it by

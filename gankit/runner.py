@@ -30,6 +30,7 @@ from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_to
 from gankit.rundir import RunDir, RunError, check_space, no_space_left, writable_root
 from gankit.schedules import check_length
 from gankit.training import Loop, Schedule, ScheduleError
+from gankit.transfer import Source, check_freeze, check_loadable, find_source, start_from
 from gankit.updates import check_supported
 
 
@@ -45,6 +46,15 @@ def _require(choice: Choice) -> None:
     problem = choice.component.requirement_problem()
     if problem:
         raise RunError(problem)
+
+
+@contextmanager
+def about(recipe: Recipe):
+    """A RunError raised in the block names the recipe's file first."""
+    try:
+        yield
+    except RunError as error:
+        raise RunError(f"{recipe.path}: {error}") from None
 
 
 @contextmanager
@@ -105,6 +115,10 @@ def build_trainer(recipe: Recipe, spec, total_steps: int | None = None):
     learning-rate schedule runs over it); None keeps the recipe's."""
     architecture = build_architecture(recipe, spec)
     _require(recipe.backend)
+    try:
+        check_freeze(recipe.train, architecture, recipe.backend.name)
+    except ValueError as error:
+        raise RunError(f"{recipe.path}: {error}") from None
     train = recipe.train if total_steps is None else recipe.train.model_copy(update={"steps": total_steps})
     with plugin_errors(recipe, "backend", recipe.backend, (BackendError, ShapeError)):
         backend = recipe.backend.component.factory(recipe.backend.params)
@@ -122,9 +136,10 @@ def load_data(recipe: Recipe, context: DataContext) -> ImageData:
         return recipe.dataset.component.factory(recipe.dataset.params, context).load("train")
 
 
-def provenance(recipe: Recipe, spec: DataSpec) -> dict[str, Any]:
-    """The ``[gankit]`` table of a run's recipe.toml: versions, and the data's shape so that
-    ``gankit sample`` can rebuild the networks without loading the data."""
+def provenance(recipe: Recipe, spec: DataSpec, source: Source | None = None) -> dict[str, Any]:
+    """The ``[gankit]`` table of a run's recipe.toml: versions, the data's shape so that
+    ``gankit sample`` can rebuild the networks without loading the data, and the checkpoint
+    ``train.init_from`` started it from."""
     choices = [recipe.dataset, recipe.architecture, recipe.backend, *recipe.exports]
     return {
         "version": __version__,
@@ -132,6 +147,7 @@ def provenance(recipe: Recipe, spec: DataSpec) -> dict[str, Any]:
         "data_spec": asdict(spec),
         "sweep": recipe.sweep,
         "recipe_sha256": recipe_digest(recipe),
+        **({"init_from": source.as_dict()} if source is not None else {}),
     }
 
 
@@ -167,11 +183,17 @@ class Prepared:
     trainer: object
     schedule: Schedule
     evaluator: Evaluator | None = None
+    source: Source | None = None
+    """The checkpoint whose weights the run started from (``train.init_from``)."""
 
 
-def prepare(recipe: Recipe, context: DataContext) -> Prepared:
+def prepare(recipe: Recipe, context: DataContext, *, fresh: bool = True) -> Prepared:
+    """``fresh``: the run starts at step 0 (a new run, or a resume before its first
+    checkpoint), so it starts from ``train.init_from``'s weights, if the recipe names any."""
     for export in recipe.exports:
         _require(export)
+    with about(recipe):
+        source = find_source(recipe.train.init_from, recipe.backend.name) if fresh and recipe.train.init_from else None
     data = load_data(recipe, context)
     try:
         schedule = Schedule(len(data.images), recipe.train.batch_size, recipe.train.d_steps, recipe.seed)
@@ -187,7 +209,11 @@ def prepare(recipe: Recipe, context: DataContext) -> Prepared:
         raise RunError(f"{recipe.path}: architecture.conditional needs every training image labelled, and "
                        f"dataset {recipe.dataset.name!r} has unlabelled ones; set conditional = false")
     trainer.set_data(data.images, data.labels if trainer_classes(trainer) else None)
-    return Prepared(recipe, data, trainer, schedule, _evaluator(recipe, context, data))
+    if source is not None:
+        with about(recipe):
+            check_loadable(trainer)
+            start_from(trainer, source)
+    return Prepared(recipe, data, trainer, schedule, _evaluator(recipe, context, data), source)
 
 
 def _evaluator(recipe: Recipe, context: DataContext, data: ImageData) -> Evaluator | None:
@@ -219,7 +245,7 @@ def run(
     check_space(folder, prepared.trainer)
     if should_stop():
         raise KeyboardInterrupt("stopped before the run began; nothing was written")
-    resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec)})
+    resolved = tomli_w.dumps({**recipe.as_dict(), "gankit": provenance(recipe, prepared.data.spec, prepared.source)})
     if world is not None:
         shared = world.share(RunDir.create(runs_root, recipe.name).path if world.writer else None)
         if not world.writer:
@@ -272,7 +298,10 @@ def resume(
         if recorded is not None and recorded != recipe_digest(recipe):
             raise RunError(f"{recipe_path} was edited after the run started; a resumed run can only change "
                            f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
-        prepared = prepare(recipe, context)
+        fresh = not run.list_checkpoints()
+        prepared = prepare(recipe, context, fresh=fresh)
+        if not fresh:
+            prepared.source = Source.from_dict(raw.get("gankit", {}).get("init_from"))
         step, meta = _restore(prepared, run)
         state = meta.get("augment")
         if not writer:
@@ -281,9 +310,11 @@ def resume(
         with run.writing():
             remove_leftovers(run.path)
             run.truncate_metrics(step)
-            if overrides:
-                resolved = {**recipe.as_dict(), "gankit": {**raw.get("gankit", {}), "version": __version__}}
-                write_text(recipe_path, tomli_w.dumps(resolved))
+            if overrides or (fresh and prepared.source is not None):
+                recorded = {**raw.get("gankit", {}), "version": __version__}
+                if fresh and prepared.source is not None:
+                    recorded["init_from"] = prepared.source.as_dict()
+                write_text(recipe_path, tomli_w.dumps({**recipe.as_dict(), "gankit": recorded}))
         return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn, augment_state=state)
 
 
@@ -410,4 +441,5 @@ def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, t
         "data": {"source": data.source, "images": int(len(data.images)), "shape": list(data.spec.shape)},
         "backend": prepared.recipe.backend.name,
         "sweep": prepared.recipe.sweep,
+        "init_from": prepared.source.as_dict() if prepared.source is not None else None,
     })

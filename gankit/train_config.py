@@ -66,6 +66,14 @@ class TrainConfig(Params):
     max_loss: Optional[float] = Field(None, gt=0, description="stop as diverged when a loss exceeds this in size")
     on_exporter_error: Literal["disable", "stop"] = Field(
         "disable", description="an exporter that raises: disable it and go on, or stop the run with a checkpoint")
+    init_from: Optional[str] = Field(
+        None, min_length=1, description="start G, D and the EMA generator from another run's weights: its run "
+        "directory (its last checkpoint) or one of its checkpoints (.../checkpoints/step_N or best); the optimizers "
+        "start fresh and the steps at 0. A source without an EMA generator gives the EMA its G")
+    freeze_d: int = Field(
+        0, ge=0, le=10000, description="FreezeD: keep the weights and biases of D's first k weight layers (Dense, "
+        "Conv, ConvTranspose, Projection in gankit.nn order) fixed; BatchNorm scales and shifts and label embeddings "
+        "still train, and BatchNorm statistics and spectral-norm vectors still update")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -235,10 +235,14 @@ def build_graph(network: nn.Network, seed: int, *, placed: bool = False):
     return (inputs, outputs, every) if placed else (inputs, outputs)
 
 
-def compile_network(network: nn.Network, seed: int, name: str | None = None) -> keras.Model:
+def compile_network(network: nn.Network, seed: int, name: str | None = None,
+                    frozen: frozenset[int] = frozenset()) -> keras.Model:
     """A Keras model computing ``network`` (``model(x)``, or ``model([x, labels])`` for a
-    conditional network); its output shape is checked against the description."""
-    inputs, outputs = build_graph(network, seed)
+    conditional network); its output shape is checked against the description.
+    ``frozen``: the layers (``nn.flatten`` positions) whose weights do not train."""
+    inputs, outputs, placed = build_graph(network, seed, placed=True)
+    for index in frozen:
+        placed[index].trainable = False
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs[-1][0] if outputs else inputs[0], name=name)
     got = tuple(model.output_shape[1:])
     if got != tuple(network.output_shape):

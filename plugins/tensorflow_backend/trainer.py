@@ -14,15 +14,17 @@ losses; on GPU it is left off for speed.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from gankit.backend import (BackendError, CheckpointError, check_native_shapes, generate_images, native_networks,
-                            parameter_counts)
+from gankit.backend import (BackendError, CheckpointError, check_native_shapes, check_same_shapes, generate_images,
+                            native_networks, parameter_counts)
 from gankit.data import even_labels, fixed_labels
 from gankit.noise import fixed_noise, sample_noise, training_labels, training_noise
+from gankit.transfer import frozen_layers
 from gankit.updates import Plan, Updates
 from gankit_plugins.tensorflow_backend import import_tensorflow
 from gankit_plugins.tensorflow_backend.compile import compile_network, dropout_seed_states, spectral_layers
@@ -108,7 +110,8 @@ class TensorflowTrainer(TensorOps):
             self.description = None if native else architecture
             self.generator, self.discriminator = native or (
                 compile_network(architecture.generator, seed, "generator"),
-                compile_network(architecture.discriminator, seed + 1, "discriminator"))
+                compile_network(architecture.discriminator, seed + 1, "discriminator",
+                                frozen=frozen_layers(architecture.discriminator, train.freeze_d)))
             if native:
                 self._check_native_shapes(spec)
             self.average = None
@@ -301,13 +304,7 @@ class TensorflowTrainer(TensorOps):
         """Restore a checkpoint (tensors only: nothing in the files is executed). With
         ``generator_only``, only the generator's weights and statistics. A failed load
         may leave the networks partly restored: build a new trainer before retrying."""
-        prefix, index = str(directory / CHECKPOINT), directory / f"{CHECKPOINT}.index"
-        try:
-            if not index.is_file():
-                raise FileNotFoundError("no such file")
-            tf.train.load_checkpoint(prefix)
-        except Exception as error:
-            raise CheckpointError(index, error) from None
+        prefix = _readable(directory)
         averaged = {"generator_ema": self.average} if self.average is not None else {}
         target = tf.train.Checkpoint(generator=self.generator, **averaged) if generator_only else self.checkpoint
         try:
@@ -317,4 +314,69 @@ class TensorflowTrainer(TensorOps):
             status.assert_existing_objects_matched()
         except Exception as error:
             data = sorted(directory.glob(f"{CHECKPOINT}.data-*"))
-            raise CheckpointError(data[0] if data else index, error) from None
+            raise CheckpointError(data[0] if data else directory / f"{CHECKPOINT}.index", error) from None
+
+    def load_weights(self, directory: Path) -> None:
+        """The networks of a checkpoint, every tensor's shape checked before any is loaded."""
+        prefix = _readable(directory)
+        there = _network_tensors(prefix)
+        networks = {"generator": self.generator, "discriminator": self.discriminator}
+        if self.average is not None and "generator_ema" in there:
+            networks["generator_ema"] = self.average
+        with tempfile.TemporaryDirectory() as scratch, tf.device(self.device):
+            here = _network_tensors(tf.train.Checkpoint(**networks).write(os.path.join(scratch, "own")))
+        for name in networks:
+            check_same_shapes("EMA generator" if name == "generator_ema" else name, there.get(name, {}), here[name])
+        try:
+            status = tf.train.Checkpoint(**networks).read(prefix)
+            status.expect_partial()
+            status.assert_existing_objects_matched()
+        except Exception as error:
+            data = sorted(directory.glob(f"{CHECKPOINT}.data-*"))
+            raise CheckpointError(data[0] if data else directory / f"{CHECKPOINT}.index", error) from None
+        if self.average is not None and "generator_ema" not in networks:
+            for average, live in zip(self.average.variables, self.generator.variables):
+                average.assign(live)
+
+
+def _readable(directory: Path) -> str:
+    """The prefix of the TensorFlow checkpoint in ``directory``; a CheckpointError if it cannot be read."""
+    prefix, index = str(directory / CHECKPOINT), directory / f"{CHECKPOINT}.index"
+    try:
+        if not index.is_file():
+            raise FileNotFoundError("no such file")
+        tf.train.load_checkpoint(prefix)
+    except Exception as error:
+        raise CheckpointError(index, error) from None
+    return prefix
+
+
+def _network_tensors(prefix: str) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The shape of every tensor of each network (``generator``, ``discriminator``,
+    ``generator_ema``) in a checkpoint, named by its path from the network in the
+    checkpoint's object graph (the first path that reaches it, children in order): the
+    same names for the same networks, whatever else the checkpoint holds."""
+    from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
+
+    reader = tf.train.load_checkpoint(prefix)
+    graph = TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    shapes = reader.get_variable_to_shape_map()
+    found: dict[str, dict[str, tuple[int, ...]]] = {}
+
+    def visit(node_id: int, path: tuple[str, ...], tensors: dict, seen: set) -> None:
+        if node_id in seen:
+            return
+        seen.add(node_id)
+        node = graph.nodes[node_id]
+        for attribute in node.attributes:
+            if attribute.checkpoint_key in shapes:
+                named = path if attribute.name == "VARIABLE_VALUE" else path + (attribute.name,)
+                tensors["/".join(named)] = tuple(shapes[attribute.checkpoint_key])
+        for child in node.children:
+            visit(child.node_id, path + (child.local_name,), tensors, seen)
+
+    for child in graph.nodes[0].children:
+        if child.local_name in ("generator", "discriminator", "generator_ema"):
+            visit(child.node_id, (), found.setdefault(child.local_name, {}), set())
+    return found

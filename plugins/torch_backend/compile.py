@@ -286,11 +286,25 @@ def initialise(module: tnn.Module, init: str) -> None:
             tnn.init.zeros_(sub.bias)
 
 
-def compile_network(network: nn.Network, *, sync_batchnorm: bool = False) -> Sequence:
+def placed_modules(model: Sequence) -> list[tnn.Module]:
+    """The module of each layer, in ``nn.flatten`` order (a residual block before its layers)."""
+    found = []
+    for module in model:
+        found.append(module)
+        if isinstance(module, Residual):
+            found += placed_modules(module.main) + placed_modules(module.shortcut)
+    return found
+
+
+def compile_network(network: nn.Network, *, sync_batchnorm: bool = False, frozen: frozenset[int] = frozenset()) -> Sequence:
     """A torch module computing ``network`` (``model(x)``, or ``model(x, labels)`` for a
     conditional network); the output shape is checked against the description.
-    ``sync_batchnorm``: BatchNorm with the statistics of the whole batch of a distributed run."""
+    ``sync_batchnorm``: BatchNorm with the statistics of the whole batch of a distributed run.
+    ``frozen``: the layers (``nn.flatten`` positions) whose weights do not train."""
     model = _sequence(network.layers, tuple(network.input_shape), network.classes, sync_batchnorm, network.init)
+    placed = placed_modules(model)
+    for index in frozen:
+        placed[index].requires_grad_(False)
     with torch.no_grad():
         probe = torch.zeros(2, *_torch_shape(network.input_shape))
         labels = torch.zeros(2, dtype=torch.long) if network.conditional else None

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from gankit.backend import (BackendError, CheckpointError, check_native_shapes, generate_images, native_networks,
-                            parameter_counts)
+from gankit.backend import (BackendError, CheckpointError, check_native_shapes, check_same_shapes, generate_images,
+                            native_networks, parameter_counts)
 from gankit.data import even_labels, fixed_labels
 from gankit.noise import fixed_noise, sample_noise, training_labels, training_noise
+from gankit.transfer import frozen_layers
 from gankit.updates import Updates
 from gankit_plugins.torch_backend.compile import advance_spectral_norm, compile_network
 from gankit_plugins.torch_backend.distributed import local_device, shards
@@ -61,8 +62,9 @@ class TorchTrainer(TensorOps):
         native = native_networks(architecture, "torch")
         self.description = None if native else architecture
         synced = {"sync_batchnorm": params.sync_batchnorm}
+        frozen = frozen_layers(architecture.discriminator, train.freeze_d)
         generator, discriminator = native or (compile_network(architecture.generator, **synced),
-                                              compile_network(architecture.discriminator, **synced))
+                                              compile_network(architecture.discriminator, **synced, frozen=frozen))
         self.generator = generator.to(self.device, memory_format=self.layout)
         self.discriminator = discriminator.to(self.device, memory_format=self.layout)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
@@ -77,9 +79,9 @@ class TorchTrainer(TensorOps):
             functorch_config.donated_buffer = False
         self.forwards = {name: torch.compile(net) if params.compile else net for name, net in self.networks.items()}
         self.precision = params.precision
-        self.weights = {name: list(net.parameters()) for name, net in self.networks.items()}
-        self.optimizers = {"generator": self._optimizer(self.generator, train.lr_g),
-                           "discriminator": self._optimizer(self.discriminator, train.lr_d)}
+        self.weights = {name: [p for p in net.parameters() if p.requires_grad] for name, net in self.networks.items()}
+        self.optimizers = {"generator": self._optimizer(self.weights["generator"], train.lr_g),
+                           "discriminator": self._optimizer(self.weights["discriminator"], train.lr_d)}
         self.noise = torch.Generator(self.device).manual_seed(seed + 1)  # label noise and interpolation
         self.fixed_labels = fixed_labels(self.classes, train.samples) if self.classes else None
         samples = train.samples if self.fixed_labels is None else len(self.fixed_labels)
@@ -97,10 +99,10 @@ class TorchTrainer(TensorOps):
         average.load_state_dict(self.generator.state_dict())
         return average.requires_grad_(False).eval()
 
-    def _optimizer(self, model, lr):
+    def _optimizer(self, weights, lr):
         if self.train.optimizer == "rmsprop":
-            return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=0.9, eps=1e-7)
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(self.train.betas), eps=1e-8)
+            return torch.optim.RMSprop(weights, lr=lr, alpha=0.9, eps=1e-7)
+        return torch.optim.Adam(weights, lr=lr, betas=tuple(self.train.betas), eps=1e-8)
 
     @torch.no_grad()
     def _check_native_shapes(self, spec) -> None:
@@ -273,6 +275,25 @@ class TorchTrainer(TensorOps):
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         self.noise.set_state(state["rng_noise"].cpu())
         self.fixed_noise = state["fixed_noise"].to(self.device)
+
+    def load_weights(self, directory: Path) -> None:
+        """The networks of a checkpoint, every tensor's shape checked before any is loaded."""
+        files = {"generator": directory / "generator.safetensors", "discriminator": directory / "discriminator.safetensors"}
+        modules = dict(self.networks)
+        if self.average is not None:
+            averaged = directory / "generator_ema.safetensors"
+            files["EMA generator"] = averaged if averaged.is_file() else files["generator"]
+            modules["EMA generator"] = self.average
+        tensors = {}
+        for name, path in files.items():
+            try:
+                tensors[name] = load_file(str(path), device=str(self.device))
+            except Exception as error:
+                raise CheckpointError(path, error) from None
+            check_same_shapes(name, {key: tuple(value.shape) for key, value in tensors[name].items()},
+                              {key: tuple(value.shape) for key, value in modules[name].state_dict().items()})
+        for name, module in modules.items():
+            module.load_state_dict(tensors[name])
 
 
 def _load_weights(module: torch.nn.Module, path: Path, device) -> None:
