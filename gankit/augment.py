@@ -63,7 +63,8 @@ class AugmentConfig(Params):
             raise ValueError("ops: name each operation once, at least one (or leave ops out for all of them)")
         if isinstance(self.p, float) and not 0 <= self.p <= 1:
             raise ValueError(f"p = {self.p} is not a probability; give a number in [0, 1] or \"adaptive\"")
-        tuning = sorted(self.model_fields_set & {"target", "ada_kimg", "interval"})
+        defaults = {name: AugmentConfig.model_fields[name].default for name in ("target", "ada_kimg", "interval")}
+        tuning = [name for name, default in defaults.items() if getattr(self, name) != default]
         if tuning and not self.adaptive:
             raise ValueError(f"{', '.join(tuning)} tune an adaptive p; set p = \"adaptive\" or remove them")
         return self

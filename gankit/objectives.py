@@ -32,6 +32,9 @@ class Loss:
     """D's outputs are logits of "real": ``d_real``/``d_fake`` report them through a sigmoid."""
     relativistic: bool = False
     """G's loss compares each fake image's score with a real one's, so its update sees D(x) too."""
+    boundary: float = 0.0
+    """The output between D's verdicts "real" and "fake": ADA's overfitting heuristic is the
+    mean sign of D(x_real) - boundary (0.5 for lsgan, whose targets are 1 and 0)."""
 
 
 def bce(ops, logits, target):
@@ -75,7 +78,8 @@ LOSSES: dict[str, Loss] = {loss.name: loss for loss in (
     Loss("minimax", "the original: G minimises log(1 - D(G(z)))",
          _bce_d, lambda ops, fake, real: -bce(ops, fake, 0.0), uses_targets=True, probabilities=True),
     Loss("lsgan", "least squares (Mao et al. 2017): D's output pulled to 1 for real, 0 for fake",
-         _lsgan_d, lambda ops, fake, real: 0.5 * ops.mean((fake - 1.0) * (fake - 1.0)), uses_targets=True, probabilities=False),
+         _lsgan_d, lambda ops, fake, real: 0.5 * ops.mean((fake - 1.0) * (fake - 1.0)), uses_targets=True, probabilities=False,
+         boundary=0.5),
     Loss("hinge", "hinge (Lim & Ye 2017; SNGAN, BigGAN): D's margin 1 on each side, G raises D's score",
          _hinge_d, _critic_g, uses_targets=False, probabilities=False),
     Loss("wasserstein", "Wasserstein critic (Arjovsky et al. 2017): pair with the gp penalty or clip_value",

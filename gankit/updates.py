@@ -184,12 +184,13 @@ class Updates:
     def _metrics(self, ops, d_loss, g_loss, real_out, fake_out, extra) -> dict:
         """d_loss (penalties included), g_loss, D's mean output on real and fake images (a
         probability for bce and minimax, D's raw score otherwise), each penalty, and with
-        augmentation ADA's overfitting heuristic E[sign(D(x_real))] of the last D update."""
+        augmentation ADA's overfitting heuristic E[sign(D(x_real))] of the last D update (D's
+        output measured from the loss's boundary between "real" and "fake")."""
         shown = ops.sigmoid if self.loss.probabilities else (lambda x: x)
         values = {"d_loss": d_loss, "g_loss": g_loss,
                   "d_real": ops.mean(shown(real_out)), "d_fake": ops.mean(shown(fake_out)), **extra}
         if self.augmentation is not None:
-            values["d_real_sign"] = ops.mean(ops.sign(real_out))
+            values["d_real_sign"] = ops.mean(ops.sign(real_out - self.loss.boundary))
         return {name: ops.stop_gradient(value) for name, value in values.items()}
 
 

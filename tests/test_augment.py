@@ -206,3 +206,20 @@ def test_a_backend_without_the_primitives_is_refused(write_recipe):
     recipe = load_recipe(write_recipe(train={"augment": {"policy": "diffaugment"}}), [], load_registry())
     with pytest.raises(ValueError, match=r"^train.augment: the backend lacks the primitive\(s\) gather_pixels"):
         check_supported(recipe.train, None, object())
+
+
+def test_a_resolved_augment_table_reads_back():
+    """A run writes every key with its default into recipe.toml; reading it back must work
+    for a fixed p as well as an adaptive one."""
+    from gankit.params import validate_params
+
+    for config in (AugmentConfig(policy="diffaugment"), AugmentConfig(policy="ada", p=0.25),
+                   AugmentConfig(policy="ada", ada_kimg=50)):
+        assert validate_params(AugmentConfig, config.model_dump()) == config
+
+
+def test_lsgan_measures_ds_confidence_from_its_boundary(write_recipe):
+    """lsgan pulls D(real) to 1 and D(fake) to 0: r_t counts D(x) above 0.5, not above 0."""
+    from gankit.objectives import LOSSES
+
+    assert LOSSES["lsgan"].boundary == 0.5 and LOSSES["bce"].boundary == 0.0
