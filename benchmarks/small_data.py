@@ -114,8 +114,8 @@ def main() -> None:
                                   DataContext(default_cache_dir(), warn=lambda message: None))
         floor = evaluator.score(evaluator.load("train").images[:args.n])["fid"]
         jobs = []
-        for limit, variant in grid:
-            for seed in args.seeds:
+        for seed in args.seeds:  # every variant of a seed before the next seed
+            for limit, variant in grid:
                 overrides = ["export=[]", f"seed={seed}", f"train.steps={args.steps}", "dataset.limit=" + str(limit or 10**9),
                              f"train.checkpoint_every={min(args.at)}", f"train.keep_checkpoints={args.steps}", *args.sets]
                 jobs.append(((limit, variant, seed), {"path": str(VARIANTS[variant]), "overrides": overrides,

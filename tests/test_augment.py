@@ -69,28 +69,47 @@ def test_p_zero_is_the_identity_on_both_backends(policy):
     np.testing.assert_array_equal(on_tensorflow(x, arrays), x)
 
 
-@pytest.mark.parametrize("policy, op", OPERATIONS)
-def test_each_operation_is_differentiable_in_its_input(policy, op):
-    """d sum(augment(x) * r) / dx from torch's autograd equals a central finite difference
-    (in float64, where a difference is exact enough to compare)."""
+def torch_gradient(x: np.ndarray, arrays: dict, weights: np.ndarray):
+    """(score, d score / dx) of score(x) = sum(augment(x) * weights) on torch, NHWC in and out."""
     import torch
 
     from gankit_plugins.torch_backend.ops import TensorOps
 
-    arrays = {k: torch.from_numpy(v.astype(np.float64) if v.dtype == np.float32 else v)
-              for k, v in draw(policy, [op], 1.0).items()}
-    weights = torch.from_numpy(RNG.normal(size=(4, SHAPE[2], *SHAPE[:2])))
-    score = lambda x: (augment(TensorOps, x, arrays, int(np.prod(SHAPE))) * weights).sum()  # noqa: E731
-    x = torch.from_numpy(images(dtype=np.float64)).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
-    (gradient,) = torch.autograd.grad(score(x), x)
-    assert gradient.abs().sum() > 0
-    for flat in RNG.choice(x.numel(), 12, replace=False):
-        step = torch.zeros(x.numel(), dtype=torch.float64)
+    tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    image = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+    score = (augment(TensorOps, image, tensors, int(np.prod(SHAPE))) * torch.from_numpy(weights).permute(0, 3, 1, 2)).sum()
+    (gradient,) = torch.autograd.grad(score, image)
+    return float(score.detach()), gradient.permute(0, 2, 3, 1).numpy()
+
+
+def tensorflow_gradient(x: np.ndarray, arrays: dict, weights: np.ndarray):
+    from gankit_plugins.tensorflow_backend.ops import TensorOps, tf
+
+    image = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        score = tf.reduce_sum(augment(TensorOps, image, {k: tf.constant(v) for k, v in arrays.items()},
+                                      int(np.prod(SHAPE))) * weights)
+    return float(score), tape.gradient(score, image).numpy()
+
+
+@pytest.mark.parametrize("backend", [pytest.param(name, marks=pytest.mark.skipif(find_spec(name) is None, reason=name))
+                                     for name in ("torch", "tensorflow")])
+@pytest.mark.parametrize("policy, op", OPERATIONS)
+def test_each_operation_is_differentiable_in_its_input(policy, op, backend):
+    """d sum(augment(x) * r) / dx from the backend's autodiff equals a central finite
+    difference (in float64, where a difference is exact enough to compare)."""
+    gradient_of = torch_gradient if backend == "torch" else tensorflow_gradient
+    arrays = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in draw(policy, [op], 1.0).items()}
+    weights, x = RNG.normal(size=(4, *SHAPE)), images(dtype=np.float64)
+    _, gradient = gradient_of(x, arrays, weights)
+    assert np.abs(gradient).sum() > 0
+    for flat in RNG.choice(x.size, 12, replace=False):
+        step = np.zeros(x.size)
         step[flat] = 1e-6
         step = step.reshape(x.shape)
-        with torch.no_grad():
-            numeric = (score(x + step) - score(x - step)) / 2e-6
-        assert float(numeric) == pytest.approx(float(gradient.flatten()[flat]), rel=1e-5, abs=1e-7)
+        numeric = (gradient_of(x + step, arrays, weights)[0] - gradient_of(x - step, arrays, weights)[0]) / 2e-6
+        assert numeric == pytest.approx(gradient.flat[flat], rel=1e-5, abs=1e-7)
 
 
 def test_integer_moves_copy_pixels_exactly():
