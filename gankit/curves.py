@@ -24,6 +24,7 @@ NOT_PLOTTED = {"step", "epoch", "images_per_sec"}
 D_OUTPUTS = ("d_real", "d_fake")
 RATES = ("lr_g", "lr_d")
 LABELS = {"d_loss": "D", "g_loss": "G", "d_real": "D(x)", "d_fake": "D(G(z))", "lr_g": "G", "lr_d": "D"}
+PANEL_TITLES = {"augment_p": "augmentation probability p", "d_real_sign": "r_t = E[sign(D(x) - boundary)] (ADA)"}
 
 
 def read_metrics(path: Path) -> Series:
@@ -56,6 +57,9 @@ def describe_recipe(recipe: dict[str, Any], sweep: dict[str, Any] | None = None)
     parts = [f"{use['architecture']} on {use['dataset']}, {use['backend']}",
              f"batch {train.get('batch_size', '?')}, {train.get('loss', '?')} loss, lr_g {_number(train.get('lr_g'))}, "
              f"lr_d {_number(train.get('lr_d'))}, seed {recipe.get('seed', '?')}"]
+    augment = train.get("augment")
+    if isinstance(augment, dict):
+        parts[-1] += f", {augment.get('policy', '?')} augmentation"
     if sweep:
         parts.append("sweep " + ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in sweep.items()))
     return "; ".join(parts)
@@ -70,7 +74,7 @@ def _panels(series: Series) -> list[tuple[str, dict[str, str]]]:
                                                 ("learning rates", rates)) if keys]
     for key in series:
         if key not in losses and key not in outputs and key not in rates and not key.endswith("_std"):
-            panels.append((key, {key: key}))
+            panels.append((PANEL_TITLES.get(key, key), {key: key}))
     return panels
 
 
