@@ -213,12 +213,18 @@ def _ada(rng, ops, n, h, w, c, p) -> dict[str, np.ndarray]:
 
 
 def _reflect(index: np.ndarray, size: int) -> np.ndarray:
-    """Indices beyond [0, size) mirrored back inside, the border pixel not repeated."""
+    """Indices beyond [0, size) mirrored back inside, the border pixel not repeated. Only the
+    indices outside are computed again: most of a mildly transformed image is inside."""
+    outside = (index < 0) | (index >= size)
+    if not outside.any():
+        return index
     if size == 1:
         return np.zeros_like(index)
     period = 2 * (size - 1)
-    index = np.mod(index, period)
-    return np.where(index >= size, period - index, index)
+    folded = np.mod(index[outside], period)
+    index = index.copy()
+    index[outside] = np.where(folded >= size, period - folded, folded)
+    return index
 
 
 def _bilinear(inverse: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -230,14 +236,15 @@ def _bilinear(inverse: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarr
     x, y = source[:, 0] + w / 2 - 0.5, source[:, 1] + h / 2 - 0.5
     x0, y0 = np.floor(x), np.floor(y)
     fx, fy = x - x0, y - y0
-    index, weight = [], []
-    for dy, dx, share in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
-        rows, cols = _reflect(y0.astype(np.int64) + dy, h), _reflect(x0.astype(np.int64) + dx, w)
-        index.append(rows * w + cols)
-        weight.append(share)
+    left, top = x0.astype(np.int32), y0.astype(np.int32)
+    cols, rows = (_reflect(left, w), _reflect(left + 1, w)), (_reflect(top, h) * w, _reflect(top + 1, h) * w)
     n = len(inverse)
-    return (np.stack(index, 1).reshape(n, 4, h, w).astype(np.int32),
-            np.stack(weight, 1).reshape(n, 4, h, w).astype(np.float32))
+    index = np.empty((n, 4, h * w), np.int32)
+    weight = np.empty((n, 4, h * w), np.float32)
+    for corner, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        index[:, corner] = rows[dy] + cols[dx]
+        weight[:, corner] = (fx if dx else 1 - fx) * (fy if dy else 1 - fy)
+    return index.reshape(n, 4, h, w), weight.reshape(n, 4, h, w)
 
 
 def augment(ops, images, draw: dict, pixels: int):
