@@ -309,6 +309,26 @@ class RunDir:
             reason = "no space left on device" if no_space_left(error, self.path) else (error.strerror or str(error))
             raise RunError(f"cannot write {error.filename or self.path}: {reason}") from None
 
+    def read_summary(self) -> dict[str, Any] | None:
+        """What summary.json records (written when a run ends), or None if it is missing or unreadable."""
+        try:
+            summary = json.loads(self.summary.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return summary if isinstance(summary, dict) else None
+
+    def logged_at(self, step: int) -> dict[str, float]:
+        """The values metrics.jsonl logged for training step ``step`` (its first line of that
+        step; an evaluation's line comes after it), less the step, epoch and speed."""
+        if not self.metrics.is_file():
+            return {}
+        for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+            if _step_of(line) == step:
+                record = json.loads(line)
+                return {k: v for k, v in record.items() if k not in ("step", "epoch", "images_per_sec", "lr_g", "lr_d")
+                        and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {}
+
     def truncate_metrics(self, step: int) -> None:
         """Keep only the whole lines of metrics.jsonl up to ``step``, the checkpoint a resume
         starts from: after a kill, later lines would be logged twice, and a torn last line is

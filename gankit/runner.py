@@ -304,9 +304,10 @@ def resume(
             prepared.source = Source.from_dict(raw.get("gankit", {}).get("init_from"))
         step, meta = _restore(prepared, run)
         state = meta.get("augment")
+        logged = run.logged_at(step) if step else {}
         if not writer:
             return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False,
-                          augment_state=state)
+                          augment_state=state, logged=logged)
         with run.writing():
             remove_leftovers(run.path)
             run.truncate_metrics(step)
@@ -315,17 +316,23 @@ def resume(
                 if fresh and prepared.source is not None:
                     recorded["init_from"] = prepared.source.as_dict()
                 write_text(recipe_path, tomli_w.dumps({**recipe.as_dict(), "gankit": recorded}))
-        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn, augment_state=state)
+        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn, augment_state=state,
+                      logged=logged)
 
 
 def _restore(prepared: Prepared, run: RunDir) -> tuple[int, dict]:
-    """Load the run's last checkpoint, verified, into the trainer; its step (0 if none) and meta."""
+    """Load the run's last checkpoint, verified, into the trainer; its step (0 if none) and
+    meta. A run whose last checkpoint is its final step but that has not written its end
+    (killed, or its disk full, after that checkpoint) starts there, to be finished."""
     if not run.list_checkpoints():
         return 0, {}
     total = prepared.recipe.train.total_steps(prepared.schedule.steps_per_epoch)
+    summary = run.read_summary() or {}
 
     def not_finished(meta: dict) -> None:
-        if int(meta["step"]) >= total:
+        step = int(meta["step"])
+        ended = summary.get("status") == "completed" and summary.get("steps") == step
+        if step > total or (step == total and ended):
             raise RunError(f"{run} already trained to step {meta['step']} of {total}; "
                            f"to train longer: gankit run --resume {run} --set train.steps=N")
 
@@ -356,10 +363,12 @@ class GuardedExporter:
 
 
 def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_step: int = 0,
-           warn: Callable[[str], None] = print, writer: bool = True, augment_state: dict | None = None) -> RunResult:
+           warn: Callable[[str], None] = print, writer: bool = True, augment_state: dict | None = None,
+           logged: dict[str, float] | None = None) -> RunResult:
     """Train; ``writer``: whether this process writes the run directory (rank 0 of a
     distributed run, or the only process); the others only train. ``augment_state``: an
-    adaptive augmentation's, from the checkpoint a resumed run starts at."""
+    adaptive augmentation's, and ``logged``: the values logged at ``start_step``, from the
+    checkpoint a resumed run starts at."""
     recipe = prepared.recipe
     stop_on_error = recipe.train.on_exporter_error == "stop"
     then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
@@ -391,6 +400,7 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         step=start_step,
         writer=writer,
         augment_state=augment_state,
+        logged=logged,
     )
     started = time.perf_counter()
 

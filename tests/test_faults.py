@@ -1,0 +1,97 @@
+"""Faults, round two (issue 23): a run killed after its last checkpoint can be finished, a
+checkpoint missing a file is reported and never silently skipped, and a run's recipe is
+checked against what trained it by every command. Each fault is made the way a user
+would meet it: real signals to real processes, real damaged files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+from click.testing import CliRunner
+
+from conftest import gankit, recipe_dict
+from gankit.cli import main
+from gankit.rundir import RunDir
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line(output: str) -> str:
+    return " ".join(output.split())
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """The sha256 of every file under ``folder``, by relative path: byte-identical or not."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def checkpoint(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step_{step:08d}"
+
+
+def test_a_run_killed_after_its_last_checkpoint_is_finished_by_resume(tmp_path, tiny_mnist):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, train={"steps": 6, "checkpoint_every": 2})))
+    run_dir = tmp_path / "runs" / "00000-tiny"
+    process = gankit("run", recipe, "--runs-dir", tmp_path / "runs")
+    final = checkpoint(run_dir, 6)
+    while not final.is_dir():  # the checkpoint appears whole (renamed into place); kill at once
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.001)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    if (run_dir / "summary.json").exists():
+        pytest.skip("the run wrote its end before the kill landed")
+    assert not (run_dir / "progress.gif").exists()
+    report = cli("report", run_dir, "-o", tmp_path / "before.html")
+    assert report.exit_code == 0, report.output
+    text = one_line((tmp_path / "before.html").read_text())
+    assert f"finish it with: gankit run --resume {run_dir}" in text
+    metrics, weights = (run_dir / "metrics.jsonl").read_bytes(), digests(run_dir / "checkpoints")
+
+    result = cli("run", "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["status"], summary["steps"], summary["total_steps"]) == ("completed", 6, 6)
+    assert "d_loss" in summary["final"] and "trained nothing" in summary["message"]
+    assert (run_dir / "progress.gif").is_file() and (run_dir / "curves.png").is_file()
+    assert (run_dir / "metrics.jsonl").read_bytes() == metrics  # nothing trained, nothing logged twice
+    assert digests(run_dir / "checkpoints") == weights
+    assert cli("report", run_dir, "-o", tmp_path / "after.html").exit_code == 0
+    assert "finish it with" not in (tmp_path / "after.html").read_text()
+    again = cli("run", "--resume", run_dir)
+    assert again.exit_code == 2 and "already trained to step 6 of 6" in one_line(again.output)
+
+
+def test_a_run_whose_disk_filled_writing_its_gif_is_finished_by_resume(write_recipe, tmp_path, monkeypatch):
+    """The GIF, written after the last checkpoint, meets ENOSPC from the kernel (/dev/full)."""
+    import gankit_plugins.gif as gif
+
+    def onto_a_full_disk(path, data):
+        with open("/dev/full", "wb") as full:
+            full.write(data)
+            full.flush()
+
+    monkeypatch.setattr(gif, "write_bytes", onto_a_full_disk)
+    runs = tmp_path / "runs"
+    result = cli("run", write_recipe(train={"steps": 6, "checkpoint_every": 2}), "--runs-dir", runs)
+    run_dir = runs / "00000-tiny"
+    assert result.exit_code == 1 and "no space left on device" in one_line(result.output)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+    assert RunDir(run_dir).last_good_checkpoint() == checkpoint(run_dir, 6)
+    monkeypatch.undo()  # space was freed
+    metrics = (run_dir / "metrics.jsonl").read_bytes()
+    result = cli("run", "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["status"], summary["steps"]) == ("completed", 6)
+    assert (run_dir / "progress.gif").is_file() and (run_dir / "metrics.jsonl").read_bytes() == metrics
