@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -36,6 +37,24 @@ def digests(folder: Path) -> dict[str, str]:
 
 def checkpoint(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step_{step:08d}"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_mnist, tmp_path_factory) -> Path:
+    """A completed 6-step run with checkpoints at steps 2, 4 and 6 (copied by each test)."""
+    root = tmp_path_factory.mktemp("finished")
+    recipe = root / "tiny.toml"
+    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, train={"steps": 6, "checkpoint_every": 2})))
+    result = cli("run", recipe, "--runs-dir", root / "runs")
+    assert result.exit_code == 0, result.output
+    return root / "runs" / "00000-tiny"
+
+
+@pytest.fixture
+def run_dir(finished_run, tmp_path) -> Path:
+    copy = tmp_path / "runs" / finished_run.name
+    shutil.copytree(finished_run, copy)
+    return copy
 
 
 def test_a_run_killed_after_its_last_checkpoint_is_finished_by_resume(tmp_path, tiny_mnist):
@@ -95,3 +114,47 @@ def test_a_run_whose_disk_filled_writing_its_gif_is_finished_by_resume(write_rec
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["status"], summary["steps"]) == ("completed", 6)
     assert (run_dir / "progress.gif").is_file() and (run_dir / "metrics.jsonl").read_bytes() == metrics
+
+
+def test_a_newest_checkpoint_without_meta_json_is_named_never_skipped(run_dir, tmp_path):
+    missing = checkpoint(run_dir, 6) / "meta.json"
+    missing.unlink()
+    before = digests(run_dir)
+    advice = f"{missing} cannot be loaded (error: missing); the newest earlier checkpoint that verifies and loads is"
+    result = cli("sample", run_dir, "-n", "4", "-o", tmp_path / "grid.png")
+    assert result.exit_code == 2 and advice in one_line(result.output)
+    assert not (tmp_path / "grid.png").exists()
+    result = cli("sample", run_dir, "-n", "4", "-o", tmp_path / "grid.png", "--checkpoint", "step_00000006")
+    assert result.exit_code == 2 and str(missing) in one_line(result.output)  # not "no such checkpoint"
+    result = cli("run", "--resume", run_dir, "--set", "train.steps=8")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) <= 3
+    assert f"{advice} {checkpoint(run_dir, 4)}: delete {checkpoint(run_dir, 6)} to use it" in one_line(result.output)
+    assert digests(run_dir) == before  # nothing deleted, nothing rewritten
+
+
+def test_a_run_whose_every_checkpoint_lacks_meta_json_is_refused_and_left_as_it_was(run_dir):
+    for step in (2, 4, 6):
+        (checkpoint(run_dir, step) / "meta.json").unlink()
+    before = digests(run_dir)
+    result = cli("run", "--resume", run_dir)
+    assert result.exit_code == 2
+    message = one_line(result.output)
+    assert f"{checkpoint(run_dir, 6) / 'meta.json'} cannot be loaded (error: missing)" in message
+    assert "none of the 2 earlier checkpoint(s) verifies and loads with this recipe.toml either " \
+           "(step_00000002, step_00000004); nothing was deleted" in message
+    assert digests(run_dir) == before  # metrics and checkpoints byte-identical: nothing restarted at step 0
+
+
+class FakeTrainer:
+    def save(self, directory: Path) -> None:
+        (directory / "weights.bin").write_bytes(b"w" * 10)
+
+
+def test_pruning_never_deletes_good_checkpoints_in_favour_of_a_damaged_one(tmp_path):
+    run = RunDir.create(tmp_path, "x")
+    for step in (2, 4, 6):
+        run.save_checkpoint(FakeTrainer(), step, {"epoch": 0})
+    (run.checkpoint(6) / "meta.json").unlink()
+    run.save_checkpoint(FakeTrainer(), 8, {"epoch": 0}, keep=2)
+    assert [p.name for p in run.list_checkpoints()] == ["step_00000004", "step_00000006", "step_00000008"]
+    assert run.last_good_checkpoint() == run.checkpoint(8)
