@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from conftest import gankit, recipe_dict
 from gankit.cli import main
+from gankit.recipe import read_toml
 from gankit.rundir import RunDir
 
 
@@ -158,3 +159,70 @@ def test_pruning_never_deletes_good_checkpoints_in_favour_of_a_damaged_one(tmp_p
     run.save_checkpoint(FakeTrainer(), 8, {"epoch": 0}, keep=2)
     assert [p.name for p in run.list_checkpoints()] == ["step_00000004", "step_00000006", "step_00000008"]
     assert run.last_good_checkpoint() == run.checkpoint(8)
+
+
+def test_every_checkpoint_records_the_recipe_digest(run_dir):
+    recorded = [json.loads((p / "meta.json").read_text()).get("recipe_sha256") for p in RunDir(run_dir).list_checkpoints()]
+    in_recipe = read_toml(run_dir / "recipe.toml")["gankit"]["recipe_sha256"]
+    assert recorded == [in_recipe] * 3
+
+
+def test_sample_and_evaluate_refuse_an_edited_recipe(run_dir, tmp_path):
+    recipe = run_dir / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace("slope = 0.2", "slope = 0.3"))
+    result = cli("sample", run_dir, "-n", "4", "-o", tmp_path / "grid.png")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) <= 3
+    assert f"{recipe} was edited after the run started, or copied from another run: it is not the recipe that " \
+           f"trained {checkpoint(run_dir, 6)}" in one_line(result.output)
+    assert not (tmp_path / "grid.png").exists()
+    result = cli("evaluate", run_dir, "-n", "8", "--metric", "fid")
+    assert result.exit_code == 2 and f"{recipe} was edited after the run started" in one_line(result.output)
+    assert not (run_dir / "eval.json").exists()
+
+
+def without_hash_line(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("recipe_sha256"))
+
+
+def test_an_edit_with_the_hash_line_deleted_is_still_caught(run_dir, tmp_path):
+    recipe = run_dir / "recipe.toml"
+    recipe.write_text(without_hash_line(recipe.read_text()).replace('g_activation = "leaky_relu"',
+                                                                     'g_activation = "relu"'))
+    before = digests(run_dir)
+    for command in (["run", "--resume", run_dir, "--set", "train.steps=8"],
+                    ["sample", run_dir, "-n", "4", "-o", tmp_path / "grid.png"]):
+        result = cli(*command)
+        assert result.exit_code == 2 and f"{recipe} was edited after the run started" in one_line(result.output)
+    assert digests(run_dir) == before
+
+
+def test_a_recipe_copied_from_a_sibling_run_is_refused(run_dir, tmp_path):
+    sibling = tmp_path / "sibling"
+    recipe = tmp_path / "sibling.toml"
+    recipe.write_text((run_dir / "recipe.toml").read_text())
+    result = cli("run", recipe, "--set", "train.steps=2", "--set", "train.lr_g=0.001", "--runs-dir", sibling)
+    assert result.exit_code == 0, result.output
+    shutil.copy(sibling / "00000-tiny" / "recipe.toml", run_dir / "recipe.toml")  # its own valid hash line
+    before = digests(run_dir)
+    result = cli("run", "--resume", run_dir, "--set", "train.steps=8")
+    assert result.exit_code == 2
+    assert f"copied from another run: it is not the recipe that trained {checkpoint(run_dir, 6)}" in one_line(
+        result.output)
+    assert digests(run_dir) == before
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbled"])
+def test_a_damaged_hash_line_alone_does_not_cost_the_run(run_dir, tmp_path, damage):
+    recipe = run_dir / "recipe.toml"
+    text = recipe.read_text()
+    recipe.write_text(without_hash_line(text) if damage == "deleted" else
+                      text.replace('recipe_sha256 = "', 'recipe_sha256 = "0bad'))
+    result = cli("sample", run_dir, "-n", "4", "-o", tmp_path / "grid.png")
+    assert result.exit_code == 0, result.output
+    result = cli("run", "--resume", run_dir, "--set", "train.steps=8")
+    assert result.exit_code == 0, result.output
+    original = tmp_path / "original.toml"
+    original.write_text(text)
+    digest = read_toml(recipe)["gankit"]["recipe_sha256"]
+    assert digest == read_toml(original)["gankit"]["recipe_sha256"]  # repaired from the checkpoint's record
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 8
