@@ -235,15 +235,26 @@ GIF_BUDGET = 20 * 1024 * 1024
 GIF_MAX = 1024 * 1024
 
 
-def write_report(paths: list[Path], output: Path, *, gif_max_bytes: int | None = None) -> list[RunReport]:
+def write_report(paths: list[Path], output: Path, *, gif_max_bytes: int | None = None,
+                 left_out: list[str] | None = None) -> list[RunReport]:
     """Write the report of the runs ``paths`` stand for to ``output``; returns them.
 
     A run's GIF is embedded up to ``gif_max_bytes``, by default 1 MB or an equal share of
     20 MB, whichever is less, so that the report of a 50-run sweep still opens quickly;
-    a bigger GIF is linked instead."""
+    a bigger GIF is linked instead. A run that cannot be read (an invalid recipe.toml) is
+    left out, its reason appended to ``left_out``; when every run is, that is a ReportError."""
     run_dirs = find_runs(paths)
     if gif_max_bytes is None:
         gif_max_bytes = min(GIF_MAX, GIF_BUDGET // len(run_dirs))
-    runs = [read_run(run_dir, output.resolve().parent, gif_max_bytes) for run_dir in run_dirs]
+    runs, problems = [], []
+    for run_dir in run_dirs:
+        try:
+            runs.append(read_run(run_dir, output.resolve().parent, gif_max_bytes))
+        except ReportError as error:
+            problems.append(str(error))
+    if not runs or (problems and left_out is None):
+        raise ReportError(problems[0] if len(problems) == 1 else f"no run can be read: {'; '.join(problems)}")
+    if left_out is not None:
+        left_out += problems
     write_text(output, render(runs))
     return runs

@@ -309,6 +309,9 @@ class RunDir:
         except Timeout:
             raise RunError(f"{self.path} is in use by another gankit process (training or resuming it); "
                            "wait for that one to end") from None
+        except OSError as error:
+            raise RunError(f"cannot write {self.path / LOCK} ({error.strerror or error}): a run is trained only "
+                           "where it can be written; make the folder writable, or copy the run elsewhere") from None
         try:
             yield
         finally:
@@ -343,16 +346,19 @@ class RunDir:
                         and isinstance(v, (int, float)) and not isinstance(v, bool)}
         return {}
 
-    def truncate_metrics(self, step: int) -> None:
+    def truncate_metrics(self, step: int) -> list[int]:
         """Keep only the whole lines of metrics.jsonl up to ``step``, the checkpoint a resume
         starts from: after a kill, later lines would be logged twice, and a torn last line is
-        dropped."""
+        dropped. Returns the numbers (from 1) of the other lines dropped because they do not
+        read (a damaged file), for the resume to say so."""
         if not self.metrics.is_file():
-            return
+            return []
         lines = self.metrics.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
         kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
         if kept != lines:
             write_text(self.metrics, "".join(line if line.endswith("\n") else line + "\n" for line in kept))
+        return [number for number, line in enumerate(lines, 1)
+                if _step_of(line) is None and (number < len(lines) or line.endswith("\n"))]
 
 
 def _looks_like_checkpoint(path: Path) -> bool:
@@ -440,6 +446,9 @@ def writable_root(path: Path, option: str = "--runs-dir") -> Path:
     without permission is refused (naming ``option``) before anything is loaded."""
     folder = path
     while not folder.exists() and folder != folder.parent:
+        if folder.is_symlink():
+            raise RunError(f"{option} {path}: {folder} is a symbolic link to nothing (its target is missing, or a "
+                           f"loop of links); fix the link or choose another {option}")
         folder = folder.parent
     if not folder.is_dir():
         raise RunError(f"{option} {path}: {folder} is a file, not a folder; choose another {option}")

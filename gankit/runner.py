@@ -26,7 +26,7 @@ from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
 from gankit.events import EvalLogged, Event, RunFinished, StepLogged
 from gankit.files import remove_leftovers, write_json, write_text
 from gankit.nn import Architecture, ShapeError
-from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
+from gankit.recipe import Choice, Recipe, RecipeError, apply_overrides, build_recipe, read_toml
 from gankit.rundir import RunDir, RunError, check_space, no_space_left, read_meta, writable_root
 from gankit.schedules import check_length
 from gankit.training import Loop, Schedule, ScheduleError
@@ -330,10 +330,15 @@ def resume(
     recipe_path = run.recipe
     writer = world is None or world.writer
     with run.lock() if writer else nullcontext():
-        raw = read_toml(recipe_path)
-        if overrides:
-            raw.setdefault("train", {}).pop("steps", None)
-        recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
+        try:
+            raw = read_toml(recipe_path)
+            if overrides:
+                raw.setdefault("train", {}).pop("steps", None)
+            recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
+        except RecipeError as error:
+            raise RunError(str(error)) from None
+        if run.metrics.exists() and not run.metrics.is_file():
+            raise RunError(f"{run.metrics} is not a file; move it away (the run's metrics were in it) and resume again")
         checkpoints = run.list_checkpoints()
         last = checkpoints[-1] if checkpoints else None
         check_recipe(recipe, raw, _recorded_by(last), last, RESUME_ADVICE)
@@ -349,7 +354,10 @@ def resume(
                           augment_state=state, logged=logged)
         with run.writing():
             remove_leftovers(run.path)
-            run.truncate_metrics(step)
+            unreadable = run.truncate_metrics(step)
+            if unreadable:
+                context.warn(f"{run.metrics}: dropped line(s) {', '.join(map(str, unreadable))}, which do not read "
+                             "as JSON (the file was damaged); the steps they logged are missing from the curves")
             digest = recipe_digest(recipe)
             repair = raw.get("gankit", {}).get("recipe_sha256") != digest  # the checkpoint vouched for the recipe
             if overrides or repair or (fresh and prepared.source is not None):

@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -226,3 +227,120 @@ def test_a_damaged_hash_line_alone_does_not_cost_the_run(run_dir, tmp_path, dama
     digest = read_toml(recipe)["gankit"]["recipe_sha256"]
     assert digest == read_toml(original)["gankit"]["recipe_sha256"]  # repaired from the checkpoint's record
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 8
+
+
+def refused_in_one_line(result, *expected: str) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    for text in expected:
+        assert text in one_line(result.output), result.output
+    return result.output
+
+
+@pytest.mark.parametrize("damage", ["truncated", "invalid", "steps=abc", "steps=5000 digits"])
+def test_a_resume_with_a_bad_recipe_or_set_is_one_line(run_dir, damage):
+    recipe = run_dir / "recipe.toml"
+    overrides = []
+    if damage == "truncated":
+        recipe.write_bytes(recipe.read_bytes()[:len(recipe.read_bytes()) // 2])
+    elif damage == "invalid":
+        recipe.write_text(recipe.read_text().replace("seed = 0", "seed = [0"))
+    elif damage == "steps=abc":
+        overrides = ["--set", "train.steps=abc"]
+    else:
+        overrides = ["--set", "train.steps=" + "1" * 5000]
+    before = digests(run_dir)
+    output = refused_in_one_line(cli("run", "--resume", run_dir, *overrides))
+    assert ("train.steps" if overrides else str(recipe)) in output.replace("\n", "")
+    assert digests(run_dir) == before
+
+
+def test_a_recipe_with_an_integer_of_5000_digits_is_one_line(write_recipe, tmp_path):
+    recipe = write_recipe()
+    recipe.write_text(recipe.read_text().replace("seed = 0", "seed = " + "9" * 5000))
+    refused_in_one_line(cli("run", recipe, "--runs-dir", tmp_path / "runs"), "more than 4,300 digits")
+
+
+@pytest.mark.parametrize("option", [["--seed", "-1"], ["-n", "0"]])
+def test_sample_out_of_range_options_are_one_line(run_dir, tmp_path, option):
+    refused_in_one_line(cli("sample", run_dir, *option, "-o", tmp_path / "grid.png"), f"{option[0]} {option[1]}:")
+
+
+def test_a_world_size_that_is_not_a_number_is_one_line(write_recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    refused_in_one_line(cli("run", write_recipe(), "--runs-dir", tmp_path / "runs"), "WORLD_SIZE=abc")
+
+
+def test_metrics_jsonl_replaced_by_a_folder_is_refused_before_training(run_dir):
+    metrics = run_dir / "metrics.jsonl"
+    kept = metrics.read_bytes()
+    metrics.unlink()
+    metrics.mkdir()
+    (metrics / "kept").write_bytes(kept)
+    before = digests(run_dir)
+    refused_in_one_line(cli("run", "--resume", run_dir, "--set", "train.steps=8"), f"{metrics} is not a file")
+    assert digests(run_dir) == before
+
+
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+def test_a_runs_dir_that_is_a_broken_link_is_refused_before_the_data_loads(write_recipe, tmp_path, link):
+    runs = tmp_path / "runs"
+    runs.symlink_to(tmp_path / "nowhere" if link == "dangling" else runs)
+    recipe = write_recipe(dataset={"root": str(tmp_path / "no-data")})  # loading it would fail otherwise
+    refused_in_one_line(cli("run", recipe, "--runs-dir", runs), f"{runs} is a symbolic link to nothing")
+
+
+def test_a_flipped_byte_in_one_metrics_line_is_reported_on_resume(run_dir):
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"', "\x00", 1)
+    metrics.write_text("".join(lines))
+    result = cli("run", "--resume", run_dir, "--set", "train.steps=8")
+    assert result.exit_code == 0, result.output
+    assert f"{metrics}: dropped line(s) 2, which do not read as JSON" in one_line(result.output)
+
+
+def test_a_report_of_runs_with_one_invalid_recipe_shows_the_others(run_dir, tmp_path):
+    broken = run_dir.parent / "00001-broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "recipe.toml").write_text("name = ")
+    result = cli("report", run_dir.parent, "-o", tmp_path / "report.html")
+    assert result.exit_code == 0, result.output
+    assert "(1 run," in one_line(result.output) and f"left out of the report: {broken / 'recipe.toml'}" in one_line(
+        result.output)
+
+
+def test_resume_ignores_the_ray_address_of_the_environment(run_dir, monkeypatch):
+    monkeypatch.setenv("GANKIT_RAY_ADDRESS", "auto")
+    result = cli("run", "--resume", run_dir, "--set", "train.steps=8")
+    assert result.exit_code == 0, result.output
+    result = cli("run", "--resume", run_dir, "--set", "train.steps=10", "--ray")
+    refused_in_one_line(result, "leave out --jobs and --ray")
+
+
+def test_a_read_only_runs_folder_is_one_line_for_resume_and_report(run_dir):
+    from test_limits import small_filesystem
+
+    gankit_command = f"{sys.executable} -m gankit"
+    done = small_filesystem("4m", f'cp -r {run_dir} "$SMALL/run" && mount -o remount,ro "$SMALL" && '
+                                  f'{gankit_command} run --resume "$SMALL/run" --set train.steps=8; echo "exit $?"; '
+                                  f'{gankit_command} report "$SMALL/run" -o "$SMALL/report.html"; echo "exit $?"')
+    output = done.stdout + done.stderr
+    assert output.count("exit 2") == 2 and "Traceback" not in output, output
+    assert "/run/.lock (Read-only file system)" in one_line(output), output
+    assert "-o /" in output and "(Read-only file system); choose another -o" in one_line(output), output
+
+
+def test_evaluate_that_cannot_save_eval_json_still_gives_the_scores(run_dir, tmp_path):
+    pytest.importorskip("torch_fidelity")
+    from gankit.eval_config import EvalConfig
+    from gankit.plugins import load_registry
+    from gankit.sampling import UnsavedScores, evaluate_run
+
+    (run_dir / "eval.json").mkdir()  # in the way of the record, as a read-only disk would be
+    with pytest.raises(UnsavedScores) as unsaved:
+        evaluate_run(load_registry(), run_dir, EvalConfig(metrics=["fid"], n=64), cache_dir=tmp_path / "cache",
+                     extractor_params={"steps": 20}, info=lambda _: None, warn=lambda _: None)
+    assert unsaved.value.record["scores"]["fid"] > 0
+    assert str(unsaved.value) == (f"cannot write {run_dir / 'eval.json'} (Is a directory): the scores above were "
+                                  "computed but not saved")
