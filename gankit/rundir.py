@@ -391,11 +391,18 @@ def write_checkpoint(trainer: Trainer, path: Path, meta: dict[str, Any]) -> Path
     with errno ENOSPC whatever the framework raised, and leaves no folder behind."""
     try:
         with atomic_directory(path) as staging:
-            trainer.save(staging)
-            follow_umask(staging)
-            write_json(staging / META, meta)
-            files = sorted(p for p in staging.rglob("*") if p.is_file())
-            write_json(staging / MANIFEST, {"sha256": {p.relative_to(staging).as_posix(): sha256_of(p) for p in files}})
+            try:
+                trainer.save(staging)
+                follow_umask(staging)
+                write_json(staging / META, meta)
+                files = sorted(p for p in staging.rglob("*") if p.is_file())
+                write_json(staging / MANIFEST,
+                           {"sha256": {p.relative_to(staging).as_posix(): sha256_of(p) for p in files}})
+            except Exception as error:
+                # Judged while what was written still fills the disk: removing it frees the space.
+                if no_space_left(error, staging):
+                    raise OSError(errno.ENOSPC, "no space left on device", str(path)) from error
+                raise
     except Exception as error:
         if no_space_left(error, path.parent):
             raise OSError(errno.ENOSPC, "no space left on device", str(path)) from error

@@ -344,3 +344,20 @@ def test_evaluate_that_cannot_save_eval_json_still_gives_the_scores(run_dir, tmp
     assert unsaved.value.record["scores"]["fid"] > 0
     assert str(unsaved.value) == (f"cannot write {run_dir / 'eval.json'} (Is a directory): the scores above were "
                                   "computed but not saved")
+
+
+def test_a_disk_that_fills_during_torch_save_of_state_pt_is_one_line(write_recipe):
+    """A real small tmpfs: the second checkpoint's weights fit, its optimizer state does not,
+    and the space torch.save used is freed again before the error is looked at."""
+    from test_limits import small_filesystem
+
+    recipe = write_recipe(architecture={"g_hidden": [256], "d_hidden": [256]},
+                          train={"steps": 10, "checkpoint_every": 5, "keep_checkpoints": 10}, export=[])
+    done = small_filesystem("8m", f'{sys.executable} -m gankit run {recipe} --runs-dir "$SMALL/runs"; '
+                                  'echo "exit $?"; ls "$SMALL/runs/00000-tiny/checkpoints"; '
+                                  'ls -a "$SMALL/runs/00000-tiny/checkpoints"')
+    output = done.stdout + done.stderr
+    assert "exit 1" in output and "Traceback" not in output and "inline_container" not in output, output
+    assert "no space left on device writing" in one_line(output) and "step_00000010; stopped at step 10" in one_line(
+        output), output
+    assert "the last good checkpoint is" in output and "step_00000005" in output and ".partial" not in output
