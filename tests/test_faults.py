@@ -17,7 +17,7 @@ import pytest
 import tomli_w
 from click.testing import CliRunner
 
-from conftest import gankit, recipe_dict
+from conftest import gankit, recipe_dict, wait_for
 from gankit.cli import main
 from gankit.recipe import read_toml
 from gankit.rundir import RunDir
@@ -361,3 +361,36 @@ def test_a_disk_that_fills_during_torch_save_of_state_pt_is_one_line(write_recip
     assert "no space left on device writing" in one_line(output) and "step_00000010; stopped at step 10" in one_line(
         output), output
     assert "the last good checkpoint is" in output and "step_00000005" in output and ".partial" not in output
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (exited, perhaps not yet reaped by its new parent)."""
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_sigkill_of_a_jobs_2_parent_stops_its_workers_resumably(tmp_path, tiny_mnist):
+    from test_parallel import lock_holder, logged
+
+    runs = tmp_path / "runs"
+    recipes = []
+    for name in ("long1", "long2"):
+        recipes.append(tmp_path / f"{name}.toml")
+        recipes[-1].write_text(tomli_w.dumps(recipe_dict(
+            tiny_mnist, name=name, backend={"use": "torch", "device": "cpu", "threads": 1},
+            train={"steps": 100_000, "log_every": 1, "checkpoint_every": 100_000}, export=[])))
+    process = gankit("run", *recipes, "--jobs", "2", "--runs-dir", runs)
+    run_dirs = [runs / "00000-long1", runs / "00001-long2"]
+    wait_for(lambda: all(logged(run_dir) >= 2 for run_dir in run_dirs), process)
+    workers = [lock_holder(run_dir) for run_dir in run_dirs]
+    process.send_signal(signal.SIGKILL)
+    output, _ = process.communicate(timeout=300)  # the workers hold its output open until they end
+    assert all(gone(pid) for pid in workers)
+    assert "Traceback" not in output and "BrokenPipeError" not in output, output
+    for run_dir in run_dirs:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "interrupted", summary
+        last = RunDir(run_dir).last_good_checkpoint()
+        assert json.loads((last / "meta.json").read_text())["step"] == summary["steps"]
