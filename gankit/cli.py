@@ -153,6 +153,9 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     from gankit.runner import resume
     from gankit.runner import run as start_run
 
+    from_environment = click.get_current_context().get_parameter_source("ray_address")
+    if resume_from is not None and from_environment == click.core.ParameterSource.ENVIRONMENT:
+        ray_address = None  # $GANKIT_RAY_ADDRESS is for batches; a resume continues one run here
     parallel = processes > 1 or bool(ray_address)
     if gpus is not None:
         _start_torchrun(gpus, recipes, overrides, resume_from, runs_dir, parallel or dry_run)
@@ -224,10 +227,18 @@ def _run_jobs(jobs, invalid, start, keep_going, stop):
     return outcomes
 
 
+def _world_size() -> int:
+    """The number of processes torchrun says this run has ($WORLD_SIZE; 1 when unset)."""
+    text = os.environ.get("WORLD_SIZE", "1").strip() or "1"
+    if not text.isdigit() or len(text) > 6:
+        fail(f"WORLD_SIZE={text[:40]}: not a number of processes; torchrun sets it, unset it to train in one process")
+    return int(text)
+
+
 def _distributed_world(recipe_count: int, parallel: bool):
     """This process's place in a run that torchrun started on several processes (None when
     alone). Ranks other than 0 train silently; rank 0 shows progress and writes the run."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+    if _world_size() <= 1:
         return None
     if parallel or recipe_count > 1:
         fail("under torchrun gankit trains one run on every process: give one recipe, without --jobs or --ray")
@@ -245,7 +256,7 @@ def _start_torchrun(gpus: int, recipes, overrides, resume_from, runs_dir: Path, 
 
     if refused or len(recipes) > 1:
         fail("--gpus trains one run on several GPUs: give one recipe, without --jobs, --ray or --dry-run")
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if _world_size() > 1:
         fail("--gpus starts torchrun itself: leave it out under torchrun")
     import torch
 
@@ -312,9 +323,9 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("-n", "count", default=64, show_default=True, type=click.IntRange(1, 100_000), help="How many samples.")
+@click.option("-n", "count", default=64, show_default=True, type=int, help="How many samples (1 to 100,000).")
 @click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="A .png grid or an .npz of uint8 arrays.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise (0 to 2**32 - 1).")
 @click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
 @click.option("--raw", is_flag=True, help="Use the trained generator, not its EMA (for runs with train.ema).")
 @click.option("--class", "classes", multiple=True, metavar="CLASS",
@@ -326,6 +337,10 @@ def sample(run_dir: Path, count: int, output: Path, seed: int, checkpoint: str |
     from gankit.rundir import RunError, writable_root
     from gankit.sampling import sample_run
 
+    if not 1 <= count <= 100_000:
+        fail(f"-n {count}: draw from 1 to 100,000 samples")
+    if not 0 <= seed < 2**32:
+        fail(f"--seed {seed}: the seed of the noise is a whole number from 0 to {2**32 - 1}")
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
@@ -361,7 +376,7 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
     from gankit.evaluation import EvalError
     from gankit.recipe import RecipeError
     from gankit.rundir import RunDir, RunError
-    from gankit.sampling import evaluate_run
+    from gankit.sampling import UnsavedScores, evaluate_run
 
     names = [name.strip() for name in metrics.split(",") if name.strip()]
     if not names:
@@ -372,6 +387,10 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
             record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint, raw=raw,
                                   extractor_params={"weights": str(weights)} if weights else None,
                                   info=console.info, warn=console.warn, progress=progress)
+    except UnsavedScores as unsaved:
+        console.eval_table(unsaved.record)
+        console.error(str(unsaved))
+        sys.exit(1)
     except (EvalError, RecipeError, RunError, BackendError, CheckpointError) as error:
         fail(str(error))
     console.eval_table(record)
@@ -390,11 +409,19 @@ def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> Non
     samples, curves and GIF, and its resolved recipe. PATHS are run directories or
     directories of runs (a batch's --runs-dir)."""
     from gankit.report import ReportError, write_report
+    from gankit.rundir import RunError, writable_root
 
+    left_out: list[str] = []
     try:
-        runs = write_report(list(paths), output, gif_max_bytes=None if gif_max_kb is None else gif_max_kb * 1024)
-    except ReportError as error:
+        writable_root(output.parent, "-o")
+        runs = write_report(list(paths), output, gif_max_bytes=None if gif_max_kb is None else gif_max_kb * 1024,
+                            left_out=left_out)
+    except (ReportError, RunError) as error:
         fail(str(error))
+    except OSError as error:
+        fail(f"-o {output}: cannot write it ({error.strerror or error})")
+    for reason in left_out:
+        console.warn(f"left out of the report: {reason}")
     console.info(f"wrote {output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {output.stat().st_size // 1024:,} KB)")
 
 

@@ -343,8 +343,11 @@ class TrainingEvaluation:
     by the first metric's headline score: GANs often get worse late in training.
     """
 
-    def __init__(self, evaluator: Evaluator, trainer, run_dir: RunDir, emit: Callable[[Any], None]):
+    def __init__(self, evaluator: Evaluator, trainer, run_dir: RunDir, emit: Callable[[Any], None],
+                 record: dict[str, Any] | None = None):
+        """``record``: kept in the best checkpoint's meta besides its step and scores (the recipe's digest)."""
         self.evaluator, self.trainer, self.run_dir, self.emit = evaluator, trainer, run_dir, emit
+        self.record = record or {}
         self.key, metric = next(iter(evaluator.metrics.items()))
         self.higher_is_better = bool(getattr(metric, "higher_is_better", False))
         try:
@@ -382,7 +385,8 @@ class TrainingEvaluation:
             raise EvalError(f"metric {self.key!r} reports no score named {self.key!r}, so no best checkpoint can be kept")
         if self._better(scores[self.key]):
             self.best = scores[self.key]
-            best = self.run_dir.save_best(self.trainer, {"step": step, "epoch": epoch, "scores": scores})
+            best = self.run_dir.save_best(self.trainer, {"step": step, "epoch": epoch, "scores": scores,
+                                                              **self.record})
             self.emit(CheckpointSaved(step, best))
         update_record(self.run_dir.eval, ("during_training",), {
             "gankit_version": __version__,

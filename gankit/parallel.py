@@ -147,16 +147,29 @@ def run_parallel(jobs: list[Job], engine, *, keep_going: bool, stop_requested: C
 
 
 def _local_worker(job: Job, connection, stop, threads: int) -> None:
-    """A local worker process: Ctrl-C is the parent's to handle (it passes on a stop)."""
+    """A local worker process: Ctrl-C is the parent's to handle (it passes on a stop). A
+    parent that dies without one (SIGKILL) stops its workers too, each at its next step
+    with a checkpoint, as a stop request would: nothing is left training for no one."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # before torch is imported
     sending = threading.Lock()  # a plugin may warn from a thread of its own; a pipe takes one message at a time
+    parent, orphaned = os.getppid(), threading.Event()
+
+    def parent_gone() -> bool:
+        if os.getppid() != parent:  # the parent died and this process was given to another
+            orphaned.set()
+        return orphaned.is_set()
 
     def send(item) -> None:
+        if parent_gone():
+            return
         with sending:
-            connection.send(item)
+            try:
+                connection.send(item)
+            except OSError:  # BrokenPipeError: no one reads any more
+                orphaned.set()
 
-    send(train_job(job, send, lambda: bool(stop.value)))
+    send(train_job(job, send, lambda: bool(stop.value) or parent_gone()))
     connection.close()
 
 

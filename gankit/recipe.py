@@ -112,6 +112,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise RecipeError(f"{path}: not valid TOML: {error}") from None
     except RecursionError:
         raise RecipeError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError:  # Python's limit on the digits of an integer
+        raise RecipeError(f"{path}: holds an integer of more than {sys.get_int_max_str_digits():,} digits; "
+                          "write a smaller number") from None
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError(f"{path}: cannot read: {error}") from None
 
@@ -170,8 +173,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], path: Path) -> d
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key.strip():
-            raise RecipeError(f"--set {override!r}: expected KEY=VALUE, e.g. --set train.epochs=1")
-        set_key(data, key, parse_value(text), path, "--set")
+            raise RecipeError(f"--set {override[:80]!r}: expected KEY=VALUE, e.g. --set train.epochs=1")
+        try:
+            value = parse_value(text)
+        except ValueError:  # Python's limit on the digits of an integer
+            raise RecipeError(f"--set {key.strip()}: an integer of more than {sys.get_int_max_str_digits():,} "
+                              "digits; give a smaller number") from None
+        set_key(data, key, value, path, "--set")
     return data
 
 

@@ -20,7 +20,8 @@ from gankit import __version__
 from gankit.curves import draw_curves, read_metrics, run_title
 from gankit.files import write_text
 from gankit.recipe import RecipeError, read_toml
-from gankit.rundir import RunDir
+from gankit.backend import CheckpointError
+from gankit.rundir import RunDir, read_meta
 
 LOSSES = ("d_loss", "g_loss")
 
@@ -85,12 +86,20 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _status(run_dir: RunDir, summary: dict | None) -> tuple[str, str]:
+def _status(run_dir: RunDir, summary: dict | None, total: Any) -> tuple[str, str]:
     if summary is not None:
         return str(summary.get("status", "unknown")), str(summary.get("message", ""))
-    if run_dir.list_checkpoints():
-        return "unfinished", "no summary.json: still running, or stopped without writing one; resume it to go on"
-    return "no checkpoint", "no checkpoint yet: still starting, or stopped before its first checkpoint"
+    checkpoints = run_dir.list_checkpoints()
+    if not checkpoints:
+        return "no checkpoint", "no checkpoint yet: still starting, or stopped before its first checkpoint"
+    try:
+        last = read_meta(checkpoints[-1]).get("step")
+    except CheckpointError:
+        last = None
+    if isinstance(total, int) and last == total:
+        return "unfinished", (f"trained all {total} steps, but stopped before writing summary.json and "
+                              f"progress.gif; finish it with: gankit run --resume {run_dir} (trains nothing)")
+    return "unfinished", "no summary.json: still running, or stopped without writing one; resume it to go on"
 
 
 def _scores(series: dict[str, dict[int, float]], evaluation: dict | None) -> dict[str, dict[str, float]]:
@@ -137,7 +146,7 @@ def read_run(run_dir: RunDir, output_dir: Path, gif_max_bytes: int) -> RunReport
         raise ReportError(str(error)) from None
     summary = _read_json(run_dir.summary)
     series = read_metrics(run_dir.metrics)
-    status, message = _status(run_dir, summary)
+    status, message = _status(run_dir, summary, recipe.get("train", {}).get("steps"))
     logged_steps = [step for values in series.values() for step in values]
     final = (summary or {}).get("final") or {}
     losses = {key: final[key] if key in final else series[key][max(series[key])]
@@ -226,15 +235,26 @@ GIF_BUDGET = 20 * 1024 * 1024
 GIF_MAX = 1024 * 1024
 
 
-def write_report(paths: list[Path], output: Path, *, gif_max_bytes: int | None = None) -> list[RunReport]:
+def write_report(paths: list[Path], output: Path, *, gif_max_bytes: int | None = None,
+                 left_out: list[str] | None = None) -> list[RunReport]:
     """Write the report of the runs ``paths`` stand for to ``output``; returns them.
 
     A run's GIF is embedded up to ``gif_max_bytes``, by default 1 MB or an equal share of
     20 MB, whichever is less, so that the report of a 50-run sweep still opens quickly;
-    a bigger GIF is linked instead."""
+    a bigger GIF is linked instead. A run that cannot be read (an invalid recipe.toml) is
+    left out, its reason appended to ``left_out``; when every run is, that is a ReportError."""
     run_dirs = find_runs(paths)
     if gif_max_bytes is None:
         gif_max_bytes = min(GIF_MAX, GIF_BUDGET // len(run_dirs))
-    runs = [read_run(run_dir, output.resolve().parent, gif_max_bytes) for run_dir in run_dirs]
+    runs, problems = [], []
+    for run_dir in run_dirs:
+        try:
+            runs.append(read_run(run_dir, output.resolve().parent, gif_max_bytes))
+        except ReportError as error:
+            problems.append(str(error))
+    if not runs or (problems and left_out is None):
+        raise ReportError(problems[0] if len(problems) == 1 else f"no run can be read: {'; '.join(problems)}")
+    if left_out is not None:
+        left_out += problems
     write_text(output, render(runs))
     return runs

@@ -38,6 +38,7 @@ META = "meta.json"
 """In every checkpoint: its step and epoch (and, for ``best``, its scores)."""
 LOCK = ".lock"
 NUMBERED = re.compile(r"^(\d{5})-.")
+STEP = re.compile(r"^step_(\d+)$")
 
 
 class RunError(Exception):
@@ -173,12 +174,13 @@ class RunDir:
     # Checkpoints.
 
     def list_checkpoints(self) -> list[Path]:
-        """The ``step_*`` checkpoints, oldest first (temporary folders and ``best`` are
-        skipped). Listed is not proven whole: they are verified before use."""
+        """The ``step_N`` checkpoint folders, oldest first (temporary folders and ``best``
+        are skipped). Listed is not proven whole: each is verified before use, and one that
+        does not verify (a file missing, meta.json included) is reported, never skipped."""
         if not self.checkpoints.is_dir():
             return []
-        return sorted(p for p in self.checkpoints.iterdir()
-                      if p.is_dir() and p.name.startswith("step_") and (p / META).is_file())
+        found = [p for p in self.checkpoints.iterdir() if STEP.match(p.name) and p.is_dir()]
+        return sorted(found, key=lambda p: int(STEP.match(p.name)[1]))
 
     def last_good_checkpoint(self) -> Path | None:
         """The newest checkpoint that verifies, or None."""
@@ -197,9 +199,19 @@ class RunDir:
         return path
 
     def prune(self, keep: int) -> None:
-        """Delete all but the newest ``keep`` step checkpoints (``best`` is never pruned)."""
-        for old in self.list_checkpoints()[:-keep]:
-            remove_directory(old)
+        """Delete the step checkpoints older than the newest ``keep`` that verify (``best`` is
+        never pruned). One that does not verify is never deleted, and never counts as kept:
+        good checkpoints are not thrown away in favour of a damaged one."""
+        kept = 0
+        for checkpoint in reversed(self.list_checkpoints()):
+            try:
+                verify_checkpoint(checkpoint)
+            except CheckpointError:
+                continue
+            if kept < keep:
+                kept += 1
+            else:
+                remove_directory(checkpoint)
 
     def save_best(self, trainer: Trainer, meta: dict[str, Any]) -> Path:
         return write_checkpoint(trainer, self.best, meta)
@@ -212,17 +224,18 @@ class RunDir:
             return None
 
     def resolve_checkpoint(self, name: str | None = None) -> Path:
-        """The last checkpoint, or the one named: ``best``, ``step_00000500`` or a path."""
+        """The last checkpoint, or the one named: ``best``, ``step_00000500`` or a path. Not
+        yet verified: a damaged one is named when it is loaded, never passed over."""
         if name is None:
             found = self.list_checkpoints()
             if not found:
                 raise RunError(f"{self.path}: no checkpoint yet; train the run first")
             return found[-1]
         for candidate in (self.checkpoints / name, Path(name)):
-            if (candidate / META).is_file():
+            if _looks_like_checkpoint(candidate):
                 return candidate
         folder = self.checkpoints
-        known = sorted(p.name for p in folder.iterdir() if (p / META).is_file()) if folder.is_dir() else []
+        known = sorted(p.name for p in folder.iterdir() if _looks_like_checkpoint(p)) if folder.is_dir() else []
         raise RunError(f"--checkpoint {name}: no such checkpoint in {folder} (known: {', '.join(known) or 'none'})")
 
     @classmethod
@@ -238,7 +251,7 @@ class RunDir:
             if not found:
                 raise RunError(f"{path}: the run has no checkpoint yet; train it first, or name a run that has one")
             return found[-1], run
-        if (path / META).is_file():
+        if _looks_like_checkpoint(path):
             owner = cls(path.parent.parent)
             return path, owner if path.parent.name == "checkpoints" and owner.is_run() else None
         raise RunError(f"{path}: neither a run directory (with a recipe.toml) nor a checkpoint of one; "
@@ -278,8 +291,9 @@ class RunDir:
                 return f"{found}: pass --checkpoint {candidate.name}"
             newer = " and ".join(str(p) for p in checkpoints[checkpoints.index(candidate) + 1:])
             return f"{found}: delete {newer} to use it"
-        earlier = (f"none of the {index} earlier checkpoint(s) verifies and loads with this recipe.toml either"
-                   if index else "there is no earlier checkpoint to use instead")
+        names = ", ".join(p.name for p in checkpoints[:index])
+        earlier = (f"none of the {index} earlier checkpoint(s) verifies and loads with this recipe.toml either "
+                   f"({names})" if index else "there is no earlier checkpoint to use instead")
         return f"{error}; {earlier}; nothing was deleted"
 
     # Keeping it safe.
@@ -295,6 +309,9 @@ class RunDir:
         except Timeout:
             raise RunError(f"{self.path} is in use by another gankit process (training or resuming it); "
                            "wait for that one to end") from None
+        except OSError as error:
+            raise RunError(f"cannot write {self.path / LOCK} ({error.strerror or error}): a run is trained only "
+                           "where it can be written; make the folder writable, or copy the run elsewhere") from None
         try:
             yield
         finally:
@@ -309,16 +326,47 @@ class RunDir:
             reason = "no space left on device" if no_space_left(error, self.path) else (error.strerror or str(error))
             raise RunError(f"cannot write {error.filename or self.path}: {reason}") from None
 
-    def truncate_metrics(self, step: int) -> None:
+    def read_summary(self) -> dict[str, Any] | None:
+        """What summary.json records (written when a run ends), or None if it is missing or unreadable."""
+        try:
+            summary = json.loads(self.summary.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return summary if isinstance(summary, dict) else None
+
+    def logged_at(self, step: int) -> dict[str, float]:
+        """The values metrics.jsonl logged for training step ``step`` (its first line of that
+        step; an evaluation's line comes after it), less the step, epoch and speed."""
+        if not self.metrics.is_file():
+            return {}
+        for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+            if _step_of(line) == step:
+                record = json.loads(line)
+                return {k: v for k, v in record.items() if k not in ("step", "epoch", "images_per_sec", "lr_g", "lr_d")
+                        and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {}
+
+    def truncate_metrics(self, step: int) -> list[int]:
         """Keep only the whole lines of metrics.jsonl up to ``step``, the checkpoint a resume
         starts from: after a kill, later lines would be logged twice, and a torn last line is
-        dropped."""
+        dropped. Returns the numbers (from 1) of the other lines dropped because they do not
+        read (a damaged file), for the resume to say so."""
         if not self.metrics.is_file():
-            return
+            return []
         lines = self.metrics.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
         kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
         if kept != lines:
             write_text(self.metrics, "".join(line if line.endswith("\n") else line + "\n" for line in kept))
+        return [number for number, line in enumerate(lines, 1)
+                if _step_of(line) is None and (number < len(lines) or line.endswith("\n"))]
+
+
+def _looks_like_checkpoint(path: Path) -> bool:
+    """A folder with a meta.json or a manifest, or named ``step_N`` in a run's checkpoints."""
+    if not path.is_dir():
+        return False
+    named = STEP.match(path.name) is not None and path.parent.name == "checkpoints"
+    return named or (path / META).is_file() or (path / MANIFEST).is_file()
 
 
 def _step_of(line: str) -> int | None:
@@ -343,11 +391,18 @@ def write_checkpoint(trainer: Trainer, path: Path, meta: dict[str, Any]) -> Path
     with errno ENOSPC whatever the framework raised, and leaves no folder behind."""
     try:
         with atomic_directory(path) as staging:
-            trainer.save(staging)
-            follow_umask(staging)
-            write_json(staging / META, meta)
-            files = sorted(p for p in staging.rglob("*") if p.is_file())
-            write_json(staging / MANIFEST, {"sha256": {p.relative_to(staging).as_posix(): sha256_of(p) for p in files}})
+            try:
+                trainer.save(staging)
+                follow_umask(staging)
+                write_json(staging / META, meta)
+                files = sorted(p for p in staging.rglob("*") if p.is_file())
+                write_json(staging / MANIFEST,
+                           {"sha256": {p.relative_to(staging).as_posix(): sha256_of(p) for p in files}})
+            except Exception as error:
+                # Judged while what was written still fills the disk: removing it frees the space.
+                if no_space_left(error, staging):
+                    raise OSError(errno.ENOSPC, "no space left on device", str(path)) from error
+                raise
     except Exception as error:
         if no_space_left(error, path.parent):
             raise OSError(errno.ENOSPC, "no space left on device", str(path)) from error
@@ -398,6 +453,9 @@ def writable_root(path: Path, option: str = "--runs-dir") -> Path:
     without permission is refused (naming ``option``) before anything is loaded."""
     folder = path
     while not folder.exists() and folder != folder.parent:
+        if folder.is_symlink():
+            raise RunError(f"{option} {path}: {folder} is a symbolic link to nothing (its target is missing, or a "
+                           f"loop of links); fix the link or choose another {option}")
         folder = folder.parent
     if not folder.is_dir():
         raise RunError(f"{option} {path}: {folder} is a file, not a folder; choose another {option}")

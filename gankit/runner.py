@@ -19,15 +19,15 @@ from typing import Any, Callable
 import tomli_w
 
 from gankit import __version__
-from gankit.backend import BackendError, trainer_classes
+from gankit.backend import BackendError, CheckpointError, trainer_classes
 from gankit.curves import CurvesWriter
 from gankit.data import DataContext, DataError, DataSpec, ImageData
 from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
 from gankit.events import EvalLogged, Event, RunFinished, StepLogged
 from gankit.files import remove_leftovers, write_json, write_text
 from gankit.nn import Architecture, ShapeError
-from gankit.recipe import Choice, Recipe, apply_overrides, build_recipe, read_toml
-from gankit.rundir import RunDir, RunError, check_space, no_space_left, writable_root
+from gankit.recipe import Choice, Recipe, RecipeError, apply_overrides, build_recipe, read_toml
+from gankit.rundir import RunDir, RunError, check_space, no_space_left, read_meta, writable_root
 from gankit.schedules import check_length
 from gankit.training import Loop, Schedule, ScheduleError
 from gankit.transfer import Source, check_freeze, check_loadable, find_source, start_from
@@ -162,6 +162,42 @@ def recipe_digest(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
 
 
+def check_recipe(recipe: Recipe, raw: dict[str, Any], trained: dict[str, Any], checkpoint: Path | None,
+                 advice: str) -> None:
+    """Refuse a run's recipe.toml that is not the recipe that trained it. The checkpoint's
+    own record (``trained``, its meta) decides when it has one: a recipe.toml copied from
+    another run, or edited with its hash line deleted, is caught; one whose hash line
+    alone is damaged is not. Older checkpoints: the hash recorded in recipe.toml."""
+    digest = recipe_digest(recipe)
+    by_checkpoint = trained.get("recipe_sha256")
+    if isinstance(by_checkpoint, str):
+        if by_checkpoint != digest:
+            raise RunError(f"{recipe.path} was edited after the run started, or copied from another run: it is not "
+                           f"the recipe that trained {checkpoint}; {advice}")
+        return
+    table = raw.get("gankit")
+    recorded = table.get("recipe_sha256") if isinstance(table, dict) else None
+    if recorded is not None and recorded != digest:
+        raise RunError(f"{recipe.path} was edited after the run started; {advice}")
+
+
+def _recorded_by(checkpoint: Path | None) -> dict[str, Any]:
+    """A checkpoint's meta, not yet verified (empty when it has none that reads): enough to
+    refuse a wrong recipe before anything is built; the verified one is checked again."""
+    if checkpoint is None:
+        return {}
+    try:
+        meta = read_meta(checkpoint)
+    except CheckpointError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+RESUME_ADVICE = (f"a resumed run can only change {' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, "
+                 "or start a new run from it")
+BUILD_ADVICE = "the networks it describes are not the ones trained: undo the edit (or copy back the run's own recipe.toml)"
+
+
 class MetricsWriter:
     """Appends one JSON line per logged step and per evaluation to metrics.jsonl, flushed as it goes."""
 
@@ -260,12 +296,16 @@ def run(
 
 def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
     """A run's recipe, and its trainer holding the generator of one checkpoint (the last,
-    by default), verified first: what ``gankit sample`` and ``gankit evaluate`` draw from."""
+    by default), verified first, with the recipe checked against what trained it: what
+    ``gankit sample`` and ``gankit evaluate`` draw from."""
     run = RunDir(run_dir)
-    recipe = build_recipe(read_toml(run.recipe), run.recipe, registry)
-    run.resolve_checkpoint(checkpoint)  # no checkpoint at all: say so before building anything
+    raw = read_toml(run.recipe)
+    recipe = build_recipe(raw, run.recipe, registry)
+    chosen = run.resolve_checkpoint(checkpoint)  # no checkpoint at all: say so before building anything
+    check_recipe(recipe, raw, _recorded_by(chosen), chosen, BUILD_ADVICE)
     trainer = build_trainer(recipe, run.spec())
-    chosen, _ = run.load_checkpoint(trainer, checkpoint, generator_only=True)
+    chosen, _ = run.load_checkpoint(trainer, checkpoint, generator_only=True,
+                                    accept=lambda meta: check_recipe(recipe, raw, meta, chosen, BUILD_ADVICE))
     return recipe, trainer, chosen
 
 
@@ -290,42 +330,59 @@ def resume(
     recipe_path = run.recipe
     writer = world is None or world.writer
     with run.lock() if writer else nullcontext():
-        raw = read_toml(recipe_path)
-        if overrides:
-            raw.setdefault("train", {}).pop("steps", None)
-        recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
-        recorded = raw.get("gankit", {}).get("recipe_sha256")
-        if recorded is not None and recorded != recipe_digest(recipe):
-            raise RunError(f"{recipe_path} was edited after the run started; a resumed run can only change "
-                           f"{' or '.join(RESUME_OVERRIDES)} (with --set): undo the edit, or start a new run from it")
-        fresh = not run.list_checkpoints()
+        try:
+            raw = read_toml(recipe_path)
+            if overrides:
+                raw.setdefault("train", {}).pop("steps", None)
+            recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
+        except RecipeError as error:
+            raise RunError(str(error)) from None
+        if run.metrics.exists() and not run.metrics.is_file():
+            raise RunError(f"{run.metrics} is not a file; move it away (the run's metrics were in it) and resume again")
+        checkpoints = run.list_checkpoints()
+        last = checkpoints[-1] if checkpoints else None
+        check_recipe(recipe, raw, _recorded_by(last), last, RESUME_ADVICE)
+        fresh = not checkpoints
         prepared = prepare(recipe, context, fresh=fresh)
         if not fresh:
             prepared.source = Source.from_dict(raw.get("gankit", {}).get("init_from"))
-        step, meta = _restore(prepared, run)
+        step, meta = _restore(prepared, run, raw)
         state = meta.get("augment")
+        logged = run.logged_at(step) if step else {}
         if not writer:
             return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False,
-                          augment_state=state)
+                          augment_state=state, logged=logged)
         with run.writing():
             remove_leftovers(run.path)
-            run.truncate_metrics(step)
-            if overrides or (fresh and prepared.source is not None):
-                recorded = {**raw.get("gankit", {}), "version": __version__}
+            unreadable = run.truncate_metrics(step)
+            if unreadable:
+                context.warn(f"{run.metrics}: dropped line(s) {', '.join(map(str, unreadable))}, which do not read "
+                             "as JSON (the file was damaged); the steps they logged are missing from the curves")
+            digest = recipe_digest(recipe)
+            repair = raw.get("gankit", {}).get("recipe_sha256") != digest  # the checkpoint vouched for the recipe
+            if overrides or repair or (fresh and prepared.source is not None):
+                recorded = {**raw.get("gankit", {}), "version": __version__, "recipe_sha256": digest}
                 if fresh and prepared.source is not None:
                     recorded["init_from"] = prepared.source.as_dict()
                 write_text(recipe_path, tomli_w.dumps({**recipe.as_dict(), "gankit": recorded}))
-        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn, augment_state=state)
+        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn, augment_state=state,
+                      logged=logged)
 
 
-def _restore(prepared: Prepared, run: RunDir) -> tuple[int, dict]:
-    """Load the run's last checkpoint, verified, into the trainer; its step (0 if none) and meta."""
+def _restore(prepared: Prepared, run: RunDir, raw: dict[str, Any]) -> tuple[int, dict]:
+    """Load the run's last checkpoint, verified, into the trainer; its step (0 if none) and
+    meta. A run whose last checkpoint is its final step but that has not written its end
+    (killed, or its disk full, after that checkpoint) starts there, to be finished."""
     if not run.list_checkpoints():
         return 0, {}
     total = prepared.recipe.train.total_steps(prepared.schedule.steps_per_epoch)
+    summary = run.read_summary() or {}
 
     def not_finished(meta: dict) -> None:
-        if int(meta["step"]) >= total:
+        check_recipe(prepared.recipe, raw, meta, run.list_checkpoints()[-1], RESUME_ADVICE)
+        step = int(meta["step"])
+        ended = summary.get("status") == "completed" and summary.get("steps") == step
+        if step > total or (step == total and ended):
             raise RunError(f"{run} already trained to step {meta['step']} of {total}; "
                            f"to train longer: gankit run --resume {run} --set train.steps=N")
 
@@ -356,10 +413,12 @@ class GuardedExporter:
 
 
 def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_step: int = 0,
-           warn: Callable[[str], None] = print, writer: bool = True, augment_state: dict | None = None) -> RunResult:
+           warn: Callable[[str], None] = print, writer: bool = True, augment_state: dict | None = None,
+           logged: dict[str, float] | None = None) -> RunResult:
     """Train; ``writer``: whether this process writes the run directory (rank 0 of a
     distributed run, or the only process); the others only train. ``augment_state``: an
-    adaptive augmentation's, from the checkpoint a resumed run starts at."""
+    adaptive augmentation's, and ``logged``: the values logged at ``start_step``, from the
+    checkpoint a resumed run starts at."""
     recipe = prepared.recipe
     stop_on_error = recipe.train.on_exporter_error == "stop"
     then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
@@ -377,8 +436,9 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         for handler in handlers:
             handler(event)
 
+    record = {"recipe_sha256": recipe_digest(recipe)}
     if prepared.evaluator is not None and writer:
-        handlers.append(TrainingEvaluation(prepared.evaluator, prepared.trainer, run_dir, emit).handle)
+        handlers.append(TrainingEvaluation(prepared.evaluator, prepared.trainer, run_dir, emit, record).handle)
     loop = Loop(
         trainer=prepared.trainer,
         train=recipe.train,
@@ -391,6 +451,8 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         step=start_step,
         writer=writer,
         augment_state=augment_state,
+        logged=logged,
+        record=record,
     )
     started = time.perf_counter()
 

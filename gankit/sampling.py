@@ -79,5 +79,17 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
         **({"class_accuracy": accuracy} if accuracy is not None else {}),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    update_record(run.eval, ("evaluations", config.features), record)
+    try:
+        update_record(run.eval, ("evaluations", config.features), record)
+    except OSError as error:
+        raise UnsavedScores(record, f"cannot write {run.eval} ({error.strerror or error}): the scores above "
+                                    "were computed but not saved") from None
     return record
+
+
+class UnsavedScores(RunError):
+    """An evaluation whose scores could not be recorded in eval.json: ``record`` holds them."""
+
+    def __init__(self, record: dict[str, Any], message: str):
+        super().__init__(message)
+        self.record = record

@@ -84,6 +84,11 @@ class Loop:
     """Whether this process writes checkpoints and samples (not the other ranks of a distributed run)."""
     augment_state: dict | None = None
     """An adaptive augmentation's controller state, from the checkpoint a resumed run starts at."""
+    logged: dict[str, float] | None = None
+    """What the step a resumed run starts at logged: the final values of a run that was
+    stopped after its last checkpoint, which the resume finishes without training."""
+    record: dict | None = None
+    """Recorded in every checkpoint's meta besides its step and epoch (the recipe's digest)."""
 
     def __post_init__(self):
         augment = self.train.augment
@@ -111,7 +116,7 @@ class Loop:
         if not self.writer:
             return self.run_dir.checkpoint(step)
         last = max(step - 1, 0)
-        meta = {"epoch": self.schedule.epoch_of(last), **self.learning_rates(last)}
+        meta = {"epoch": self.schedule.epoch_of(last), **self.learning_rates(last), **(self.record or {})}
         if self.adaptive is not None:
             meta["augment"] = self.adaptive.state()
         path = self.run_dir.save_checkpoint(self.trainer, step, meta, keep=self.train.keep_checkpoints)
@@ -137,7 +142,7 @@ class Loop:
         total = self.total_steps()
         self.emit(RunStarted(self.run_dir.path, start_step, total, steps_per_epoch, self.train.batch_size,
                              self.trainer.parameter_counts()))
-        values: dict[str, float] = {}
+        values: dict[str, float] = dict(self.logged or {})
         tick, tick_step = time.perf_counter(), start_step
         step = self.step = start_step
         while step < total:
@@ -166,6 +171,9 @@ class Loop:
                 self.save_checkpoint(step)
             if stopping:
                 return self._finish(RunFinished(step, "interrupted", f"stopped at step {step} of {total}", values))
+        if start_step >= total:
+            return self._finish(RunFinished(step, "completed", f"trained {total} steps; the resume wrote what the "
+                                            "end of the run writes, and trained nothing", values))
         return self._finish(RunFinished(step, "completed", f"trained {total} steps", values))
 
     def _samples(self, step: int) -> SamplesReady:
