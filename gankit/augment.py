@@ -17,73 +17,18 @@ array is the identity and the images come out exactly as they went in.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional, Union
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from gankit.noise import augment_rng
-from gankit.params import Params
+from gankit.train_config import ADA_GEOMETRY, AugmentConfig
 
-__all__ = ["AugmentConfig", "Augmentation", "AdaptiveP", "POLICIES", "augment"]
-
-DIFFAUGMENT_OPS = ("color", "translation", "cutout")
-ADA_GEOMETRY = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
-ADA_COLOR = ("brightness", "contrast", "saturation")
-POLICIES = {"diffaugment": DIFFAUGMENT_OPS, "ada": ADA_GEOMETRY + ADA_COLOR}
-"""The operations each policy knows, in the order they are applied."""
+__all__ = ["Augmentation", "AdaptiveP", "augment"]
 
 CALLS_PER_UPDATE = 2
 """Draws per discriminator update: one for the real batch, one for the fake batch. The
 generator's update reuses the last update's (the same fake images), and a penalty's inputs
 (gp's interpolates) are seen through the real batch's transform."""
-
-
-class AugmentConfig(Params):
-    """The ``[train.augment]`` table."""
-
-    policy: Literal["diffaugment", "ada"] = Field(description="diffaugment: color, translation, cutout (Zhao et al. "
-                                                  "2020); ada: the differentiable part of ADA's pipeline (Karras et al. 2020)")
-    ops: Optional[list[str]] = Field(None, description="a subset of the policy's operations (default: all of them)")
-    p: Union[float, Literal["adaptive"], None] = Field(
-        None, description="the probability of each operation, or \"adaptive\" (default: 1 for diffaugment, "
-                          "adaptive for ada)")
-    target: float = Field(0.6, gt=0, lt=1, description="adaptive p: the target of r_t = E[sign(D(real))]")
-    ada_kimg: float = Field(500, gt=0, le=1e6, description="adaptive p: thousands of real images over which p "
-                            "can move by 1 (the paper's speed)")
-    interval: int = Field(4, ge=1, le=10000, description="adaptive p: adjust p every this many steps")
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        known = POLICIES[self.policy]
-        for op in self.ops or ():
-            if op not in known:
-                raise ValueError(f"ops: {self.policy} has no operation {op!r}; known: {', '.join(known)}")
-        if self.ops is not None and (not self.ops or len(set(self.ops)) != len(self.ops)):
-            raise ValueError("ops: name each operation once, at least one (or leave ops out for all of them)")
-        if isinstance(self.p, float) and not 0 <= self.p <= 1:
-            raise ValueError(f"p = {self.p} is not a probability; give a number in [0, 1] or \"adaptive\"")
-        defaults = {name: AugmentConfig.model_fields[name].default for name in ("target", "ada_kimg", "interval")}
-        tuning = [name for name, default in defaults.items() if getattr(self, name) != default]
-        if tuning and not self.adaptive:
-            raise ValueError(f"{', '.join(tuning)} tune an adaptive p; set p = \"adaptive\" or remove them")
-        return self
-
-    @property
-    def adaptive(self) -> bool:
-        return self.probability == "adaptive"
-
-    @property
-    def probability(self) -> float | str:
-        if self.p is not None:
-            return self.p
-        return 1.0 if self.policy == "diffaugment" else "adaptive"
-
-    @property
-    def operations(self) -> tuple[str, ...]:
-        """The operations in use, in the policy's order."""
-        chosen = set(self.ops or POLICIES[self.policy])
-        return tuple(op for op in POLICIES[self.policy] if op in chosen)
 
 
 class Augmentation:

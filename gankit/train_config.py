@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gankit.augment import AugmentConfig
 from gankit.objectives import LOSSES, PENALTIES
 from gankit.params import Every, Interval, Params
 from gankit.schedules import SCHEDULES, check_length
 
-__all__ = ["TrainConfig", "Penalty"]
+__all__ = ["TrainConfig", "Penalty", "AugmentConfig", "POLICIES"]
 
 
 def one_of(known, what: str) -> AfterValidator:
@@ -23,6 +22,59 @@ def one_of(known, what: str) -> AfterValidator:
         return value
 
     return AfterValidator(check)
+
+
+DIFFAUGMENT_OPS = ("color", "translation", "cutout")
+ADA_GEOMETRY = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
+ADA_COLOR = ("brightness", "contrast", "saturation")
+POLICIES = {"diffaugment": DIFFAUGMENT_OPS, "ada": ADA_GEOMETRY + ADA_COLOR}
+"""The operations each policy knows, in the order they are applied."""
+
+class AugmentConfig(Params):
+    """The ``[train.augment]`` table (drawn and applied by ``gankit.augment``)."""
+
+    policy: Literal["diffaugment", "ada"] = Field(description="diffaugment: color, translation, cutout (Zhao et al. "
+                                                  "2020); ada: the differentiable part of ADA's pipeline (Karras et al. 2020)")
+    ops: Optional[list[str]] = Field(None, description="a subset of the policy's operations (default: all of them)")
+    p: Union[float, Literal["adaptive"], None] = Field(
+        None, description="the probability of each operation, or \"adaptive\" (default: 1 for diffaugment, "
+                          "adaptive for ada)")
+    target: float = Field(0.6, gt=0, lt=1, description="adaptive p: the target of r_t = E[sign(D(real))]")
+    ada_kimg: float = Field(500, gt=0, le=1e6, description="adaptive p: thousands of real images over which p "
+                            "can move by 1 (the paper's speed)")
+    interval: int = Field(4, ge=1, le=10000, description="adaptive p: adjust p every this many steps")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        known = POLICIES[self.policy]
+        for op in self.ops or ():
+            if op not in known:
+                raise ValueError(f"ops: {self.policy} has no operation {op!r}; known: {', '.join(known)}")
+        if self.ops is not None and (not self.ops or len(set(self.ops)) != len(self.ops)):
+            raise ValueError("ops: name each operation once, at least one (or leave ops out for all of them)")
+        if isinstance(self.p, float) and not 0 <= self.p <= 1:
+            raise ValueError(f"p = {self.p} is not a probability; give a number in [0, 1] or \"adaptive\"")
+        defaults = {name: AugmentConfig.model_fields[name].default for name in ("target", "ada_kimg", "interval")}
+        tuning = [name for name, default in defaults.items() if getattr(self, name) != default]
+        if tuning and not self.adaptive:
+            raise ValueError(f"{', '.join(tuning)} tune an adaptive p; set p = \"adaptive\" or remove them")
+        return self
+
+    @property
+    def adaptive(self) -> bool:
+        return self.probability == "adaptive"
+
+    @property
+    def probability(self) -> float | str:
+        if self.p is not None:
+            return self.p
+        return 1.0 if self.policy == "diffaugment" else "adaptive"
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        """The operations in use, in the policy's order."""
+        chosen = set(self.ops or POLICIES[self.policy])
+        return tuple(op for op in POLICIES[self.policy] if op in chosen)
 
 
 class Penalty(Params):

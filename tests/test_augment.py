@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gankit.augment import POLICIES, AdaptiveP, AugmentConfig, Augmentation, augment
+from gankit.augment import AdaptiveP, Augmentation, augment
 from gankit.cli import main
+from gankit.train_config import POLICIES, AugmentConfig
 
 BOTH = pytest.mark.skipif(find_spec("torch") is None or find_spec("tensorflow") is None,
                           reason="needs both torch and tensorflow")
