@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 import subprocess
 import sys
 import time
@@ -270,3 +271,39 @@ def install(outside_packages, monkeypatch):
             monkeypatch.syspath_prepend(str(outside_packages[distribution]))
 
     return install
+
+
+def cli(*args):
+    """``gankit ARGS`` in this process (click's runner), exceptions left to propagate."""
+    from click.testing import CliRunner
+
+    from gankit.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line(output: str) -> str:
+    return " ".join(output.split())
+
+
+def checkpoint(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step_{step:08d}"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_mnist, tmp_path_factory) -> Path:
+    """A completed 6-step run with checkpoints at steps 2, 4 and 6 (copied by each test)."""
+    root = tmp_path_factory.mktemp("finished")
+    recipe = root / "tiny.toml"
+    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, train={"steps": 6, "checkpoint_every": 2})))
+    result = cli("run", recipe, "--runs-dir", root / "runs")
+    assert result.exit_code == 0, result.output
+    return root / "runs" / "00000-tiny"
+
+
+@pytest.fixture
+def run_dir(finished_run, tmp_path) -> Path:
+    """A copy of ``finished_run`` for one test to change."""
+    copy = tmp_path / "runs" / finished_run.name
+    shutil.copytree(finished_run, copy)
+    return copy

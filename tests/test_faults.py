@@ -15,48 +15,16 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from click.testing import CliRunner
 
-from conftest import gankit, recipe_dict, wait_for
-from gankit.cli import main
+from conftest import checkpoint, cli, gankit, one_line, recipe_dict, wait_for
 from gankit.recipe import read_toml
 from gankit.rundir import RunDir
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line(output: str) -> str:
-    return " ".join(output.split())
 
 
 def digests(folder: Path) -> dict[str, str]:
     """The sha256 of every file under ``folder``, by relative path: byte-identical or not."""
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def checkpoint(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:08d}"
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_mnist, tmp_path_factory) -> Path:
-    """A completed 6-step run with checkpoints at steps 2, 4 and 6 (copied by each test)."""
-    root = tmp_path_factory.mktemp("finished")
-    recipe = root / "tiny.toml"
-    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, train={"steps": 6, "checkpoint_every": 2})))
-    result = cli("run", recipe, "--runs-dir", root / "runs")
-    assert result.exit_code == 0, result.output
-    return root / "runs" / "00000-tiny"
-
-
-@pytest.fixture
-def run_dir(finished_run, tmp_path) -> Path:
-    copy = tmp_path / "runs" / finished_run.name
-    shutil.copytree(finished_run, copy)
-    return copy
 
 
 def test_a_run_killed_after_its_last_checkpoint_is_finished_by_resume(tmp_path, tiny_mnist):

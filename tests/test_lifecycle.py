@@ -4,49 +4,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
 import tomli_w
-from click.testing import CliRunner
 
-from gankit.cli import main
 from gankit.rundir import MANIFEST, RunDir
-from conftest import gankit, overwrite_4kb, recipe_dict, wait_for
+from conftest import checkpoint, cli, gankit, one_line, overwrite_4kb, recipe_dict, wait_for
 from test_runs import metric_steps
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line(output: str) -> str:
-    return " ".join(output.split())
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_mnist, tmp_path_factory) -> Path:
-    """A completed 6-step run with checkpoints at steps 2, 4 and 6 (copied by each test)."""
-    root = tmp_path_factory.mktemp("finished")
-    recipe = root / "tiny.toml"
-    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, train={"steps": 6, "checkpoint_every": 2})))
-    result = cli("run", recipe, "--runs-dir", root / "runs")
-    assert result.exit_code == 0, result.output
-    return root / "runs" / "00000-tiny"
-
-
-@pytest.fixture
-def run_dir(finished_run, tmp_path) -> Path:
-    copy = tmp_path / "runs" / finished_run.name
-    shutil.copytree(finished_run, copy)
-    return copy
-
-
-def checkpoint(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:08d}"
 
 
 def test_every_checkpoint_lists_the_sha256_of_each_of_its_files(run_dir):
