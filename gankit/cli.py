@@ -25,6 +25,7 @@ Examples:
   gankit sample runs/00000-dcgan_mnist -n 64 -o grid.png
   gankit evaluate runs/00000-dcgan_mnist --metric fid,kid
   gankit report runs -o report.html
+  gankit compare runs
   gankit new-plugin wide-mlp --kind architecture
 """
 
@@ -122,6 +123,7 @@ def _run_to_resume(resume_from: str, runs_dir: Path):
 @main.command()
 @click.argument("recipes", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key, e.g. train.epochs=1.")
+@click.option("--seeds", metavar="0-2|0,1,2", help="Run every configuration once per seed (the recipe's seeds key).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe(s) and do nothing.")
 @click.option("--keep-going", is_flag=True, help="After a failed or invalid recipe, run the rest anyway.")
 @click.option("--resume", "resume_from", metavar="RUN_DIR|latest", help="Continue a run from its last checkpoint.")
@@ -140,9 +142,14 @@ def _run_to_resume(resume_from: str, runs_dir: Path):
               help="With --ray: GPUs each run reserves (default: the recipe's resources.gpus, else 0).")
 @click.option("--gpus", type=click.IntRange(1, 1024),
               help="Train one run on K GPUs of this machine (DistributedDataParallel; starts torchrun).")
-def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, keep_going: bool,
+@click.option("--searches-dir", type=click.Path(path_type=Path), default=Path("searches"), show_default=True,
+              help="Where a recipe with [search] makes its search directory.")
+@click.option("--storage", metavar="URL",
+              help="A search's Optuna storage (e.g. postgresql://...; default: study.db in the search directory).")
+def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], seeds: str | None, dry_run: bool, keep_going: bool,
         resume_from: str | None, runs_dir: Path, max_runs: int, processes: int, ray_address: str | None,
-        cpus_per_run: float | None, gpus_per_run: float | None, gpus: int | None) -> None:
+        cpus_per_run: float | None, gpus_per_run: float | None, gpus: int | None, searches_dir: Path,
+        storage: str | None) -> None:
     """Train the GAN each RECIPE describes, one after another (a [sweep] table expands into
     one run per combination), several at once with --jobs or --ray, or continue a stopped
     run with --resume."""
@@ -153,6 +160,13 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     from gankit.runner import resume
     from gankit.runner import run as start_run
 
+    if seeds is not None:
+        from gankit.recipe import parse_seeds
+
+        try:
+            overrides += (f"seeds={parse_seeds(seeds)}",)
+        except ValueError as error:
+            fail(f"--seeds {seeds}: {error}")
     from_environment = click.get_current_context().get_parameter_source("ray_address")
     if resume_from is not None and from_environment == click.core.ParameterSource.ENVIRONMENT:
         ray_address = None  # $GANKIT_RAY_ADDRESS is for batches; a resume continues one run here
@@ -162,6 +176,14 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
     world = _distributed_world(len(recipes), parallel)
     registry = _registry()
     context = DataContext(warn=console.warn, info=console.info)
+    from gankit.search import has_search_table, is_search
+
+    if resume_from is not None and is_search(Path(resume_from)) or any(map(has_search_table, recipes)):
+        if world is not None or gpus is not None:
+            fail("a search trains its trials as a batch does: leave out torchrun and --gpus")
+        _search(recipes, list(overrides), Path(resume_from) if resume_from else None, searches_dir, storage, registry,
+                context.cache_dir, processes, ray_address, (cpus_per_run, gpus_per_run), dry_run)
+        return
     stop = StopFlag()
     should_stop = stop if world is None else world.stop_together(stop)
 
@@ -201,10 +223,89 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], dry_run: bool, ke
                                         (cpus_per_run, gpus_per_run), keep_going, stop)
         else:
             outcomes = _run_jobs(jobs, invalid, start, keep_going, stop)
+    if len(outcomes) > 1:
+        _rank_batch(outcomes)
     if any(o.status == "interrupted" for o in outcomes):
         sys.exit(130)
     if not all(o.succeeded for o in outcomes):
         sys.exit(1)
+
+
+def _search(recipes, overrides, resume_dir, searches_dir, storage, registry, cache_dir, processes, ray_address,
+            resources, dry_run) -> None:
+    """A new search of ``recipes[0]``, or the one in ``resume_dir`` continued."""
+    import tomli_w
+
+    from gankit.recipe import RecipeError
+    from gankit.rundir import RunError, writable_root
+    from gankit.search import Search, SearchError
+    from gankit.search_runs import SearchRun
+
+    try:
+        if resume_dir is not None:
+            if recipes or overrides or storage:
+                fail("--resume continues a search as it was made: give no recipe, --set or --storage with it")
+            search = Search.open(resume_dir, registry)
+        else:
+            if len(recipes) > 1:
+                fail(f"{recipes[0]}: a recipe with [search] runs on its own; give it alone")
+            if dry_run:
+                data, config, metric, _ = Search.prepare(recipes[0], overrides, registry)
+                console.show_toml(f"# {recipes[0]}: {config.trials} trials scored by {metric}\n"
+                                  + tomli_w.dumps({**data, "search": config.as_table()}))
+                return
+            writable_root(searches_dir, "--searches-dir")
+            search = Search.create(recipes[0], overrides, registry, searches_dir, storage)
+        engine = _engine(search.root, processes, ray_address)
+        session = SearchRun(search, registry, cache_dir, lambda level, text: getattr(console, level)(text), resources)
+    except (RecipeError, SearchError, RunError) as error:
+        fail(str(error))
+    console.info(f"search {search.root}: {search.config.trials} trials, scored by {search.metric}; "
+                 f"resume with: gankit run --resume {search.root}")
+    stop = StopFlag()
+    try:
+        with stop.installed():
+            stopped = session.trials(engine, stop) or (
+                search.config.confirm_top and session.confirm(engine, stop))
+    except KeyboardInterrupt:
+        console.error(f"aborted at once; resume with: gankit run --resume {search.root}")
+        sys.exit(130)
+    finally:
+        engine.close()
+    recorded = session.record()
+    console.search_summary(search, session.study, recorded)
+    if stopped:
+        console.warn(f"the search stopped early; resume with: gankit run --resume {search.root}")
+        sys.exit(130)
+    if "best" not in recorded:
+        sys.exit(1)
+
+
+def _engine(root: Path, processes: int, ray_address: str | None):
+    from gankit.parallel import LocalEngine
+
+    if ray_address:
+        from gankit.ray_batch import RayEngine
+
+        return RayEngine(ray_address, root)
+    return LocalEngine(processes)
+
+
+def _rank_batch(outcomes) -> None:
+    """After a batch that ran some configuration more than once (seeds): its ranking."""
+    from gankit.compare import CompareError, compare
+
+    run_dirs = [o.run_dir for o in outcomes if o.run_dir is not None and o.succeeded]
+    if len(run_dirs) < 2:
+        return
+    try:
+        comparison = compare(run_dirs)
+    except CompareError as error:
+        if any("seed" in o.sweep for o in outcomes):
+            console.warn(f"the batch cannot rank its configurations: {error}")
+        return
+    if any(len(c.values) > 1 for c in comparison.ranked):
+        console.comparison_table(comparison)
 
 
 def _run_jobs(jobs, invalid, start, keep_going, stop):
@@ -423,6 +524,60 @@ def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> Non
     for reason in left_out:
         console.warn(f"left out of the report: {reason}")
     console.info(f"wrote {output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {output.stat().st_size // 1024:,} KB)")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--at", type=click.Choice(("last", "best")), default="last", show_default=True,
+              help="Score each run at its last evaluation or at its best checkpoint.")
+@click.option("--metric", help="Rank by this [eval] score (default: each recipe's first metric).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(paths: tuple[Path, ...], at: str, metric: str | None, as_json: bool) -> None:
+    """Which configuration is better, and is the difference real: the runs in PATHS (run
+    directories, or folders of them), grouped into configurations that differ only in their
+    seed, each scored as mean ± sd over its seeds and ranked, with Welch's t-test against
+    the best."""
+    import json
+
+    from gankit.compare import CompareError
+    from gankit.compare import compare as compare_runs
+
+    try:
+        comparison = compare_runs(paths, at, metric)
+    except CompareError as error:
+        fail(str(error))
+    if as_json:
+        click.echo(json.dumps(comparison.as_dict(), indent=2))
+    else:
+        console.comparison_table(comparison)
+
+
+@main.group()
+def search() -> None:
+    """What a search (a recipe with [search], run by gankit run) found."""
+
+
+@search.command("best")
+@click.argument("search_dir", type=click.Path(path_type=Path))
+@click.option("-o", "output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The recipe file to write.")
+@click.option("--rank", default=1, show_default=True, type=click.IntRange(1),
+              help="Write the configuration at this rank instead (2: the runner-up).")
+def search_best(search_dir: Path, output: Path, rank: int) -> None:
+    """Write the best configuration SEARCH_DIR found as an ordinary recipe (without [search])."""
+    from gankit.recipe import RecipeError
+    from gankit.search import SearchError, best_recipe
+
+    if not (search_dir / "search.json").is_file():
+        fail(f"{search_dir}: not a search directory (no search.json); searches are in searches/ by default")
+    try:
+        text, trial = best_recipe(search_dir, _registry(), rank)
+        output.write_text(text)
+    except (SearchError, RecipeError) as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"-o {output}: cannot write it ({error.strerror or error})")
+    console.info(f"wrote {output}: trial {trial.number}, {trial.value:.4g}; run it with: gankit run {output}")
 
 
 @main.command("new-plugin")

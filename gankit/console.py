@@ -350,3 +350,73 @@ def batch_table(outcomes, console: Console | None = None) -> None:
                 _duration(o.seconds) if o.seconds else "-", loss("d_loss"), loss("g_loss")]
         table.add_row(*row)
     (console or _console("out")).print(table)
+
+
+def _settings(settings: dict) -> str:
+    return ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in settings.items())
+
+
+def comparison_table(comparison, title: str = "configurations", console: Console | None = None) -> None:
+    """A ``gankit.compare.Comparison``: each configuration's score over its seeds (mean ±
+    sd, 95 % interval), best first, and whether each is significantly worse than the best."""
+    from rich import box
+    from rich.table import Table
+
+    from gankit.compare import TEST
+
+    better = "higher" if comparison.higher_is_better else "lower"
+    table = Table(title=escape(f"{title}: {comparison.metric} at the {comparison.at} evaluation ({better} is better)"),
+                  title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption=escape(f"vs best: {TEST}"), caption_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("configuration", overflow="fold")
+    table.add_column("seeds", justify="right", no_wrap=True)
+    table.add_column("mean ± sd", justify="right", no_wrap=True)
+    table.add_column("95% interval", justify="right", no_wrap=True)
+    table.add_column("vs best", no_wrap=True)
+    for c in comparison.ranked:
+        spread = f" ± {c.sd:.3g}" if c.sd is not None else ""
+        interval = f"{c.interval[0]:.3g} – {c.interval[1]:.3g}" if c.interval else "-"
+        if c.rank == 1:
+            verdict = "[green]best[/]"
+        elif c.p_value is None:
+            verdict = "[dim]untested (one seed)[/]"
+        else:
+            verdict = (f"[red]worse, p={c.p_value:.2g}[/]" if c.significant
+                       else f"[yellow]not distinguishable, p={c.p_value:.2g}[/]")
+        name = escape(c.label) + (f" [dim]({escape(_settings(c.settings))})[/]" if c.settings else "")
+        table.add_row(str(c.rank), name, str(len(c.values)), f"{c.mean:.4g}{spread}", interval, verdict)
+    (console or _console("out")).print(table)
+    for run in comparison.unscored:
+        (console or _console("out")).print(f"[dim]not scored: {escape(str(run.run_dir))}: {escape(run.why)}[/]")
+
+
+def search_summary(search, study, recorded: dict, console: Console | None = None, top: int = 10) -> None:
+    """The end of a search: its best trials, and the confirmation over seeds."""
+    from rich import box
+    from rich.table import Table
+
+    shown = console or _console("out")
+    trials = study.get_trials(deepcopy=False)
+    done = search.best(study)
+    counts = ", ".join(f"{count} {state}" for state, count in recorded.get("trials", {}).items())
+    table = Table(title=escape(f"search {search.root.name}: {counts}; best {top} by {search.metric}"),
+                  title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("trial", justify="right", no_wrap=True)
+    table.add_column(escape(search.metric), justify="right", no_wrap=True)
+    for parameter in search.config.parameters:
+        table.add_column(escape(parameter.key.rsplit(".", 1)[-1]), overflow="ellipsis")
+    for trial in done[:top]:
+        values = [trial.params.get(p.key, "-") for p in search.config.parameters]
+        table.add_row(str(trial.number), f"{trial.value:.4g}",
+                      *(f"{v:.3g}" if isinstance(v, float) else escape(str(v)) for v in values))
+    shown.print(table)
+    if not done:
+        shown.print(f"[red]no trial completed[/] ({len(trials)} ended otherwise; see {escape(str(search.root))}/trials)")
+    confirmed = recorded.get("confirmed")
+    if confirmed and "error" not in confirmed:
+        from gankit.compare import compare
+
+        comparison_table(compare([search.root / "confirm"]), title="confirmed over seeds", console=console)
+    elif confirmed:
+        shown.print(f"[yellow]confirmation: {escape(confirmed['error'])}[/]")

@@ -45,6 +45,11 @@ class Job:
     cache_dir: Path
     cpus: float = 1.0
     gpus: float = 0.0
+    trial: dict[str, Any] | None = None
+    """A search's trial (``gankit.search.TrialLink``): the run reports its scores to the
+    study and may be pruned."""
+    resume_if_begun: bool = False
+    """Continue the run in ``run_dir`` from its checkpoint if it had begun (a resumed search)."""
 
     def skipped(self, message: str = "not run") -> Outcome:
         return Outcome(self.name, "skipped", self.backend, message, sweep=self.sweep)
@@ -83,17 +88,31 @@ def train_job(job: Job, send: Callable[[Any], None], should_stop: Callable[[], b
     from gankit.recipe import build_recipe
     from gankit.runner import run
 
-    recipe = dataclasses.replace(build_recipe(job.table, job.path, load_registry()), sweep=job.sweep)
+    registry = load_registry()
+    recipe = dataclasses.replace(build_recipe(job.table, job.path, registry), sweep=job.sweep)
     context = DataContext(job.cache_dir, warn=lambda text: send(("warn", text)), info=lambda text: send(("info", text)))
+    listeners = [lambda event: send(event) if isinstance(event, SENT) else None]
+    trial = None
+    if job.trial is not None:
+        from gankit.search import TrialLink
+
+        trial = TrialLink(job.trial)
+        listeners.append(trial.handle)
+        should_stop = (lambda stop: lambda: stop() or trial.pruned)(should_stop)
 
     def start(recipe):
+        if job.resume_if_begun and (job.run_dir / "recipe.toml").is_file():
+            from gankit.runner import resume
+
+            return resume(job.run_dir, registry, context=context, listeners=listeners, should_stop=should_stop)
         return run(recipe, runs_root=job.run_dir.parent, context=context, should_stop=should_stop, run_dir=job.run_dir,
-                   listeners=[lambda event: send(event) if isinstance(event, SENT) else None])
+                   listeners=listeners)
 
     try:
-        return attempt(recipe, start)
+        outcome = attempt(recipe, start)
     except KeyboardInterrupt:  # stopped before it began
         return job.skipped()
+    return trial.finish(outcome) if trial is not None else outcome
 
 
 def unused(run_dir: Path) -> bool:
@@ -194,6 +213,9 @@ class LocalEngine:
 
     def has_room(self) -> bool:
         return len(self.running) < self.jobs
+
+    def capacity(self, cpus: float) -> int:
+        return self.jobs
 
     def start(self, job: Job) -> None:
         reader, writer = self.context.Pipe(duplex=False)

@@ -109,6 +109,11 @@ class RayEngine:
     def has_room(self) -> bool:
         return True  # Ray queues the tasks until their resources are free
 
+    def capacity(self, cpus: float) -> int:
+        """How many runs of ``cpus`` cores each the cluster trains at once (a search asks
+        for no more trials than that, so that each learns from those before)."""
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1) // cpus))
+
     def start(self, job: Job) -> None:
         options = {"num_cpus": job.cpus, "num_gpus": job.gpus, "max_retries": 0}
         self.tasks[self.task.options(**options).remote(job, self.messages, self.flags)] = job

@@ -32,7 +32,7 @@ else:
     import tomli as tomllib
 
 SECTIONS = ("dataset", "architecture", "backend")
-TOP_LEVEL = ("name", "seed", *SECTIONS, "train", "export", "eval", "resources", "sweep", "gankit")
+TOP_LEVEL = ("name", "seed", "seeds", *SECTIONS, "train", "export", "eval", "resources", "sweep", "gankit")
 """``gankit`` is the provenance table a run writes into its resolved recipe; it is ignored on reading."""
 LISTS_OF_TABLES = ("export",)
 
@@ -194,10 +194,16 @@ def expand_sweep(data: dict[str, Any], path: Path,
     (the Cartesian product), each named after its values. Returns (recipe data, sweep values).
     More than ``max_runs`` combinations are refused before any is made."""
     sweep = data.pop("sweep", None)
-    if sweep is None:
+    seeds = _seeds(data.pop("seeds", None), path)
+    if sweep is None and not seeds:
         return [(data, {})]
-    if not isinstance(sweep, dict) or not sweep:
+    if sweep is not None and (not isinstance(sweep, dict) or not sweep):
         raise RecipeError(f'{path}: sweep: expected a table of lists, e.g. "train.lr_g" = [1e-4, 2e-4]')
+    sweep = dict(sweep or {})
+    if seeds:
+        if "seed" in sweep:
+            raise RecipeError(f"{path}: seeds: the [sweep] sets seed too; keep one of the two")
+        sweep["seed"] = seeds  # the last dimension: a configuration's seeds run one after another
     for key, values in sweep.items():
         if not isinstance(values, list) or not values:
             raise RecipeError(f"{path}: sweep.{key}: expected a non-empty list of values (got {values!r})")
@@ -215,6 +221,38 @@ def expand_sweep(data: dict[str, Any], path: Path,
         variant["name"] = f"{data.get('name', path.stem)}-{suffix}"
         expanded.append((variant, values))
     return expanded
+
+
+def _seeds(seeds: Any, path: Path) -> list[int]:
+    """``seeds = [0, 1, 2]``: every configuration once per seed."""
+    if seeds is None:
+        return []
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds)):
+        raise RecipeError(f"{path}: seeds: expected a non-empty list of integers in [0, 2**32), e.g. seeds = [0, 1, 2] "
+                          f"(got {seeds!r})")
+    if len(set(seeds)) != len(seeds):
+        raise RecipeError(f"{path}: seeds: {sorted({s for s in seeds if seeds.count(s) > 1})} given twice; "
+                          "list each seed once")
+    return seeds
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: ``0-2``, ``0,1,2`` or ``0-2,7``. ValueError says what is wrong."""
+    seeds: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError(f"{part!r} is not a seed or a range of seeds; write e.g. 0-2 or 0,1,2")
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low:
+            raise ValueError(f"{part!r} runs the wrong way; write {high}-{low}")
+        if high - low >= MAX_RUNS:
+            raise ValueError(f"{part!r} is more than {MAX_RUNS:,} seeds")
+        seeds += range(low, high + 1)
+    if not seeds:
+        raise ValueError("no seeds given; write e.g. 0-2 or 0,1,2")
+    return seeds
 
 
 def _format_validation(path: Path, prefix: str, error: ValidationError, params: type[BaseModel] | None) -> str:

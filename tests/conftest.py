@@ -307,3 +307,87 @@ def run_dir(finished_run, tmp_path) -> Path:
     copy = tmp_path / "runs" / finished_run.name
     shutil.copytree(finished_run, copy)
     return copy
+
+
+TEST_SCORER = """
+import numpy as np
+
+from gankit import hookimpl
+from gankit.evaluation import Features
+
+
+class Pixels:
+    \"\"\"A feature extractor that costs nothing: the first pixels of each image.\"\"\"
+
+    def __init__(self, params, context):
+        pass
+
+    def describe(self):
+        return {"name": "pixels", "features": "the first 8 pixels"}
+
+    def extract(self, images):
+        flat = images.reshape(len(images), -1)[:, :8].astype(np.float32) / 255
+        return Features(flat, np.zeros((len(images), 1), np.float32))
+
+
+class EvalSeed:
+    \"\"\"A score a test sets: the evaluation's seed (so a search of eval.seed knows every trial's score).\"\"\"
+
+    uses_real, higher_is_better = False, False
+
+    def __init__(self, params):
+        pass
+
+    def describe(self):
+        return {"what": "the eval seed"}
+
+    def compute(self, fake, real, seed):
+        return {"eval_seed": float(seed)}
+
+
+@hookimpl
+def register_metrics(register):
+    register("eval_seed", EvalSeed, description="the eval seed (a test's score)")
+
+
+@hookimpl
+def register_feature_extractors(register):
+    register("pixels", Pixels, description="the first pixels (a test's features)")
+"""
+
+
+@pytest.fixture(scope="session")
+def test_scorer(tmp_path_factory) -> Path:
+    """A folder that, on sys.path or PYTHONPATH, installs a plugin with a free feature
+    extractor (``pixels``) and a metric whose score a test sets (``eval_seed``)."""
+    folder = tmp_path_factory.mktemp("scorer")
+    (folder / "gankit_test_scorer.py").write_text(TEST_SCORER)
+    info = folder / "gankit_test_scorer-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gankit-test-scorer\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[gankit]\ntest-scorer = gankit_test_scorer\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(test_scorer):
+    """A Ray cluster on this machine: a head that runs nothing and two one-CPU workers
+    (whose Python path has the test scorer plugin)."""
+    import os
+
+    cluster_utils = pytest.importorskip("ray.cluster_utils")
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(test_scorer), previous]))
+    try:
+        cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 0, "object_store_memory": 80 * 2**20, "include_dashboard": False})
+        for _ in range(2):
+            cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
+        cluster.wait_for_nodes()
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = previous
+    yield cluster.address
+    cluster.shutdown()

@@ -135,19 +135,6 @@ def test_jobs_2_ctrl_c_stops_every_run_resumably(batch, tmp_path):
     assert result.exit_code == 0, result.output
 
 
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A Ray cluster on this machine: a head that runs nothing and two one-CPU workers."""
-    cluster_utils = pytest.importorskip("ray.cluster_utils")
-    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "object_store_memory": 80 * 2**20, "include_dashboard": False})
-    for _ in range(2):
-        cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
-    cluster.wait_for_nodes()
-    yield cluster.address
-    cluster.shutdown()
-
-
 def test_ray_leaves_the_runs_of_a_sequential_batch(batch, tmp_path, ray_cluster):
     folder, recipes = batch
     result = cli("run", *recipes, "--ray", ray_cluster, "--runs-dir", tmp_path / "runs")
