@@ -363,7 +363,7 @@ class TrainingEvaluation:
             self.every = self.evaluator.config.every.in_steps(event.steps_per_epoch)
             self.total = event.total_steps
             self.due = self._next(event.start_step)
-        elif isinstance(event, StepLogged) and (event.step >= self.due or event.step == self.total):
+        elif isinstance(event, StepLogged) and (event.step >= self.due or event.last):
             self.evaluate(event.step, event.epoch)
             self.due = self._next(event.step)
 

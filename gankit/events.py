@@ -33,6 +33,8 @@ class StepLogged:
     step: int
     epoch: int
     values: dict[str, float]
+    last: bool = False
+    """The run's last step: its ``total_steps``, or an earlier one where ``train.max_seconds`` ran out."""
 
 
 @dataclass(frozen=True)

@@ -151,14 +151,17 @@ def provenance(recipe: Recipe, spec: DataSpec, source: Source | None = None) -> 
     }
 
 
-RESUME_OVERRIDES = ("train.steps", "train.epochs")
+RESUME_OVERRIDES = ("train.steps", "train.epochs", "train.max_seconds")
+LENGTH_KEYS = (*RESUME_OVERRIDES, "train.clock")
+"""How long a run trains: left out of its digest (so runs made before the time budget
+existed keep theirs)."""
 
 
 def recipe_digest(recipe: Recipe) -> str:
-    """The sha256 of the resolved recipe, less the keys a resume may change: a resume
-    compares it with the one recorded at the start to catch an edited recipe.toml."""
+    """The sha256 of the resolved recipe, less the keys of its length, which a resume may
+    change: a resume compares it with the one recorded at the start to catch an edited recipe.toml."""
     table = recipe.as_dict()
-    table["train"] = {k: v for k, v in table["train"].items() if f"train.{k}" not in RESUME_OVERRIDES}
+    table["train"] = {k: v for k, v in table["train"].items() if f"train.{k}" not in LENGTH_KEYS}
     return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()
 
 
@@ -277,6 +280,7 @@ def run(
     ``run_dir``, an empty one made beforehand (a parallel batch numbers its runs in order).
     ``world``: the processes of one run (``gankit.distributed``); rank 0 alone writes."""
     folder = writable_root(runs_root)
+    _one_clock(recipe, world)
     prepared = prepare(recipe, context)
     check_space(folder, prepared.trainer)
     if should_stop():
@@ -292,6 +296,14 @@ def run(
         with run_dir.writing():
             write_text(run_dir.recipe, resolved)
         return _train(prepared, run_dir, listeners, should_stop, warn=context.warn)
+
+
+def _one_clock(recipe: Recipe, world) -> None:
+    """A time budget is measured in one process: the ranks of a distributed run would not
+    agree on the step where it runs out."""
+    if world is not None and recipe.train.max_seconds is not None:
+        raise RunError("train.max_seconds: a time budget is for runs of one process; a distributed run (--gpus, "
+                       "torchrun) ends by train.steps or train.epochs; remove max_seconds")
 
 
 def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
@@ -332,13 +344,14 @@ def resume(
     with run.lock() if writer else nullcontext():
         try:
             raw = read_toml(recipe_path)
-            if overrides:
-                raw.setdefault("train", {}).pop("steps", None)
+            if any(o.partition("=")[0].strip() in ("train.steps", "train.epochs") for o in overrides):
+                raw.setdefault("train", {}).pop("steps", None)  # steps wins over epochs: a new length replaces it
             recipe = build_recipe(apply_overrides(raw, list(overrides), recipe_path), recipe_path, registry)
         except RecipeError as error:
             raise RunError(str(error)) from None
         if run.metrics.exists() and not run.metrics.is_file():
             raise RunError(f"{run.metrics} is not a file; move it away (the run's metrics were in it) and resume again")
+        _one_clock(recipe, world)
         checkpoints = run.list_checkpoints()
         last = checkpoints[-1] if checkpoints else None
         check_recipe(recipe, raw, _recorded_by(last), last, RESUME_ADVICE)
@@ -347,11 +360,10 @@ def resume(
         if not fresh:
             prepared.source = Source.from_dict(raw.get("gankit", {}).get("init_from"))
         step, meta = _restore(prepared, run, raw)
-        state = meta.get("augment")
         logged = run.logged_at(step) if step else {}
         if not writer:
             return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False,
-                          augment_state=state, logged=logged)
+                          meta=meta, logged=logged)
         with run.writing():
             remove_leftovers(run.path)
             unreadable = run.truncate_metrics(step)
@@ -365,7 +377,7 @@ def resume(
                 if fresh and prepared.source is not None:
                     recorded["init_from"] = prepared.source.as_dict()
                 write_text(recipe_path, tomli_w.dumps({**recipe.as_dict(), "gankit": recorded}))
-        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn, augment_state=state,
+        return _train(prepared, run, listeners, should_stop, start_step=step, warn=context.warn, meta=meta,
                       logged=logged)
 
 
@@ -382,6 +394,10 @@ def _restore(prepared: Prepared, run: RunDir, raw: dict[str, Any]) -> tuple[int,
         check_recipe(prepared.recipe, raw, meta, run.list_checkpoints()[-1], RESUME_ADVICE)
         step = int(meta["step"])
         ended = summary.get("status") == "completed" and summary.get("steps") == step
+        budget = prepared.recipe.train.max_seconds
+        if ended and step < total and budget is not None and float(meta.get("train_seconds", 0)) >= budget:
+            raise RunError(f"{run} already trained for its budget of train.max_seconds = {budget:g}; "
+                           f"to train longer: gankit run --resume {run} --set train.max_seconds=S")
         if step > total or (step == total and ended):
             raise RunError(f"{run} already trained to step {meta['step']} of {total}; "
                            f"to train longer: gankit run --resume {run} --set train.steps=N")
@@ -413,12 +429,12 @@ class GuardedExporter:
 
 
 def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_step: int = 0,
-           warn: Callable[[str], None] = print, writer: bool = True, augment_state: dict | None = None,
+           warn: Callable[[str], None] = print, writer: bool = True, meta: dict | None = None,
            logged: dict[str, float] | None = None) -> RunResult:
     """Train; ``writer``: whether this process writes the run directory (rank 0 of a
-    distributed run, or the only process); the others only train. ``augment_state``: an
-    adaptive augmentation's, and ``logged``: the values logged at ``start_step``, from the
-    checkpoint a resumed run starts at."""
+    distributed run, or the only process); the others only train. ``meta`` (an adaptive
+    augmentation's state, the seconds the time budget has spent) and ``logged`` (the values
+    logged at ``start_step``): from the checkpoint a resumed run starts at."""
     recipe = prepared.recipe
     stop_on_error = recipe.train.on_exporter_error == "stop"
     then = ("the run stops at the next step (train.on_exporter_error)" if stop_on_error
@@ -450,7 +466,8 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         should_stop=lambda: should_stop() or (stop_on_error and bool(failures())),
         step=start_step,
         writer=writer,
-        augment_state=augment_state,
+        augment_state=(meta or {}).get("augment"),
+        seconds_spent=float((meta or {}).get("train_seconds", 0.0)),
         logged=logged,
         record=record,
     )
@@ -462,7 +479,7 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         try:
             if not writer:
                 return finished
-            _write_summary(prepared, run_dir, finished, loop.total_steps(), time.perf_counter() - started)
+            _write_summary(prepared, run_dir, finished, loop, time.perf_counter() - started)
         except OSError:
             pass  # the disk may be full: the checkpoint matters more than the summary
         return finished
@@ -485,19 +502,20 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
                                finished.values)
     seconds = time.perf_counter() - started
     if writer:
-        _write_summary(prepared, run_dir, finished, loop.total_steps(), seconds)
+        _write_summary(prepared, run_dir, finished, loop, seconds)
     return RunResult(recipe, run_dir.path, finished, seconds)
 
 
-def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, total: int, seconds: float) -> None:
+def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, loop: Loop, seconds: float) -> None:
     data = prepared.data
     write_json(run_dir.summary, {
         "name": prepared.recipe.name,
         "status": finished.status,
         "message": finished.message,
         "steps": finished.step,
-        "total_steps": total,
+        "total_steps": loop.total_steps(),
         "seconds": round(seconds, 3),
+        "train_seconds": {"clock": prepared.recipe.train.clock, "spent": round(loop.seconds_spent, 3)},
         "final": finished.values,
         "parameters": prepared.trainer.parameter_counts(),
         "data": {"source": data.source, "images": int(len(data.images)), "shape": list(data.spec.shape)},

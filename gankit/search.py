@@ -219,11 +219,11 @@ class Search:
 
     # Trials.
 
-    def trial_data(self, params: dict[str, Any], seed: int | None = None, budget: bool = True) -> dict[str, Any]:
+    def trial_data(self, params: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
         """The recipe of a trial with ``params`` (and a seed, when confirming), trained
-        for the search's budget (unless not ``budget``)."""
+        for the search's budget."""
         variant = copy.deepcopy(self.data)
-        for key, value in {**params, **(self.config.budget_overrides() if budget else {})}.items():
+        for key, value in {**params, **self.config.budget_overrides()}.items():
             set_key(variant, key, value, self.recipe_path, "search")
         if seed is not None:
             variant["seed"] = seed
@@ -268,9 +268,11 @@ def best_recipe(root: Path, registry, rank: int = 1) -> tuple[str, Any]:
         raise SearchError(f"{root}: {len(ranked)} trial(s) completed, so there is no rank {rank}; "
                           "resume the search to run more")
     trial = ranked[rank - 1]
-    data = search.trial_data(trial.params, budget=False)
+    data = search.trial_data(trial.params)
     build_recipe(copy.deepcopy(data), search.recipe_path, registry)
     settings = ", ".join(f"{key} = {value!r}" for key, value in trial.params.items())
+    budget = ", ".join(f"{key} = {value!r}" for key, value in search.config.budget_overrides().items())
     header = (f"# Trial {trial.number} of the search {root} (rank {rank}): {search.metric} {trial.value:.4g}.\n"
-              f"# Its settings: {settings}.\n")
+              f"# Its settings: {settings}.\n"
+              + (f"# It trains for the search's budget ({budget}), as the trial did.\n" if budget else ""))
     return header + tomli_w.dumps(data), trial

@@ -111,6 +111,12 @@ class TrainConfig(Params):
         "alternating",
         description="alternating: D then G sees the updated D; simultaneous: both from one forward pass (TF tutorial)",
     )
+    max_seconds: Optional[float] = Field(
+        None, gt=0, le=1e9, description="a time budget: the run ends, completed, once its training steps have taken "
+        "this many seconds on train.clock (or at its last step, if that comes first); a resume counts what was spent")
+    clock: Literal["cpu", "wall"] = Field(
+        "cpu", description="what max_seconds measures: cpu, the training process's CPU time (all its threads; the "
+        "same on a busy machine), or wall, elapsed time")
     samples: int = Field(64, ge=1, le=1024, description="size of the fixed noise batch for sample grids")
     log_every: int = Field(10, ge=1, description="a metrics.jsonl line this many steps")
     checkpoint_every: Every = Field(Interval(1000, "steps"), description="checkpoint this often (and at the end); 0: end only")
@@ -143,6 +149,8 @@ class TrainConfig(Params):
             raise ValueError("penalties: each penalty may appear once; merge the entries into one weight")
         if self.ema_warmup and self.ema is None:
             raise ValueError("ema_warmup needs train.ema (the decay of the average), e.g. ema = 0.999")
+        if self.clock != "cpu" and self.max_seconds is None:
+            raise ValueError("clock says what train.max_seconds measures; set max_seconds too, or remove clock")
         if self.steps is not None:
             check_length(self, self.steps)
         return self

@@ -89,6 +89,9 @@ class Loop:
     stopped after its last checkpoint, which the resume finishes without training."""
     record: dict | None = None
     """Recorded in every checkpoint's meta besides its step and epoch (the recipe's digest)."""
+    seconds_spent: float = 0.0
+    """Seconds the training steps have taken on ``train.clock`` (a resumed run starts from
+    its checkpoint's), against the ``train.max_seconds`` budget."""
 
     def __post_init__(self):
         augment = self.train.augment
@@ -116,7 +119,8 @@ class Loop:
         if not self.writer:
             return self.run_dir.checkpoint(step)
         last = max(step - 1, 0)
-        meta = {"epoch": self.schedule.epoch_of(last), **self.learning_rates(last), **(self.record or {})}
+        meta = {"epoch": self.schedule.epoch_of(last), **self.learning_rates(last), **(self.record or {}),
+                "train_seconds": self.seconds_spent}
         if self.adaptive is not None:
             meta["augment"] = self.adaptive.state()
         path = self.run_dir.save_checkpoint(self.trainer, step, meta, keep=self.train.keep_checkpoints)
@@ -145,36 +149,44 @@ class Loop:
         values: dict[str, float] = dict(self.logged or {})
         tick, tick_step = time.perf_counter(), start_step
         step = self.step = start_step
-        while step < total:
+        clock = time.process_time if self.train.clock == "cpu" else time.perf_counter
+        budget = self.train.max_seconds if self.train.max_seconds is not None else math.inf
+        last = step >= total or self.seconds_spent >= budget
+        while not last:
             p = self.augment_p()
             extra = {} if p is None else {"augment_p": p}
+            began = clock()
             metrics = self.trainer.train_step(self.schedule.batches(step), step, **extra)
+            self.seconds_spent += clock() - began
             if self.adaptive is not None:
                 self.adaptive.observe(float(metrics["d_real_sign"]))
             step = self.step = step + 1
-            stopping = step < total and self.should_stop()
-            checkpoint_due = step == total or stopping or _due(self.train.checkpoint_every, step, steps_per_epoch)
+            last = step == total or self.seconds_spent >= budget
+            stopping = not last and self.should_stop()
+            checkpoint_due = last or stopping or _due(self.train.checkpoint_every, step, steps_per_epoch)
             if step % self.train.log_every == 0 or checkpoint_due:
                 values = {**{name: float(value) for name, value in metrics.items()}, **extra}
                 if problem := self._divergence(step, values):
                     return self._finish(RunFinished(step, "diverged", problem, values))
-            if step % self.train.log_every == 0 or step == total:
+            if step % self.train.log_every == 0 or last:
                 now = time.perf_counter()
                 logged = {**values, **self.learning_rates(step - 1),
                           "images_per_sec": (step - tick_step) * self.train.batch_size / max(now - tick, 1e-9)}
                 tick, tick_step = now, step
-                self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged))
+                self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged, last=last))
             if self.writer and (any(_due(every, step, steps_per_epoch) for every in self.sample_every)
-                                or (step == total and self.sample_every)):
+                                or (last and self.sample_every)):
                 self.emit(self._samples(step))
             if checkpoint_due:
                 self.save_checkpoint(step)
             if stopping:
                 return self._finish(RunFinished(step, "interrupted", f"stopped at step {step} of {total}", values))
-        if start_step >= total:
-            return self._finish(RunFinished(step, "completed", f"trained {total} steps; the resume wrote what the "
-                                            "end of the run writes, and trained nothing", values))
-        return self._finish(RunFinished(step, "completed", f"trained {total} steps", values))
+        trained = (f"trained {step} steps, when its budget of train.max_seconds = {budget:g} {self.train.clock} "
+                   "seconds ran out" if step < total else f"trained {total} steps")
+        if step == start_step:
+            return self._finish(RunFinished(step, "completed", f"{trained}; the resume wrote what the end of the run "
+                                            "writes, and trained nothing", values))
+        return self._finish(RunFinished(step, "completed", trained, values))
 
     def _samples(self, step: int) -> SamplesReady:
         images = self.trainer.fixed_samples()
