@@ -1,9 +1,13 @@
-"""``gankit report``: one self-contained HTML page for one run or many.
+"""``gankit report``: one self-contained HTML page for one run or many, and for searches.
 
 A sortable table of the runs (status, steps, time, final losses, best and last scores,
 the recipe values that differ between them), then a section per run with its latest
 sample grid, curves and GIF, and its full resolved recipe. Images are embedded as base64,
 so the file opens anywhere with no network; everything from a run is escaped by jinja2.
+
+Above the runs: a section per search (``gankit.report_search``), whose trials and
+confirmation runs are runs of the page too, and, when some configuration among the other
+runs was run over several seeds, those configurations compared (``gankit.compare``).
 """
 
 from __future__ import annotations
@@ -11,16 +15,19 @@ from __future__ import annotations
 import base64
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from gankit import __version__
+from gankit.backend import CheckpointError
+from gankit.compare import TEST, CompareError, compare, read_score
 from gankit.curves import draw_curves, read_metrics, run_title
 from gankit.files import write_text
 from gankit.recipe import RecipeError, read_toml
-from gankit.backend import CheckpointError
+from gankit.report_search import SearchReport, find_searches, read_search
 from gankit.rundir import RunDir, read_meta
 
 LOSSES = ("d_loss", "g_loss")
@@ -58,20 +65,54 @@ class RunReport:
         return self.path.name
 
 
-def find_runs(paths: list[Path]) -> list[RunDir]:
-    """Run directories named directly, or found one level inside a directory of runs."""
+@dataclass(frozen=True)
+class ConfigurationRow:
+    rank: int
+    label: str
+    settings: str
+    runs: list[tuple[int, Path]]  # (seed, run directory) of each scored run
+    mean: float
+    mean_sd: str
+    interval: str
+    verdict: str
+    verdict_kind: str  # best, worse, even or untested
+
+
+@dataclass
+class Configurations:
+    """``gankit.compare``'s ranking of configurations over their seeds, ready for the page,
+    or (``problem``) why the runs cannot be compared."""
+
+    title: str
+    rows: list[ConfigurationRow] = field(default_factory=list)
+    unscored: list[str] = field(default_factory=list)
+    problem: str = ""
+
+
+def find_sources(paths: list[Path]) -> tuple[list[RunDir], list[Path]]:
+    """The run directories and the searches ``paths`` stand for. A run is named directly
+    or found one level inside a directory of runs; a search likewise, inside a folder of
+    searches, and its trials and confirmation runs are runs too."""
     runs: list[RunDir] = []
+    searches: list[Path] = []
     for path in paths:
         if RunDir(path).is_run():
-            found = [RunDir(path)]
+            found, inside = [RunDir(path)], []
         elif path.is_dir():
-            found = RunDir.found_in(path)
-            if not found:
-                raise ReportError(f"{path}: holds no run directories (none has a recipe.toml)")
+            inside = find_searches(path)
+            found = RunDir.found_in(path) + [run for search in inside for run in _search_runs(search)]
+            if not found and not inside:
+                raise ReportError(f"{path}: holds no run directories (none has a recipe.toml) "
+                                  "and no searches (none has a search.json)")
         else:
             raise ReportError(f"{path}: not a run directory nor a directory of runs")
         runs += [r for r in found if r.path.resolve() not in {run.path.resolve() for run in runs}]
-    return runs
+        searches += [s for s in inside if s.resolve() not in {search.resolve() for search in searches}]
+    return runs, searches
+
+
+def _search_runs(search: Path) -> list[RunDir]:
+    return RunDir.found_in(search / "trials") + RunDir.found_in(search / "confirm")
 
 
 def _data_uri(data: bytes, mime: str) -> str:
@@ -208,20 +249,119 @@ def _number(value: float | None) -> str:
 
 
 def _setting_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
     return "-" if value is None else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def render(runs: list[RunReport]) -> str:
+def _parameter_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else _setting_text(value)
+
+
+def _verdict(configuration) -> tuple[str, str]:
+    """What ``gankit compare`` says of a configuration against the best, and its kind."""
+    if configuration.rank == 1:
+        return "best", "best"
+    if configuration.p_value is None:
+        return "untested (one seed)", "untested"
+    if configuration.significant:
+        return f"worse, p={configuration.p_value:.2g}", "worse"
+    return f"not distinguishable, p={configuration.p_value:.2g}", "even"
+
+
+def _row(configuration) -> ConfigurationRow:
+    spread = f" ± {configuration.sd:.3g}" if configuration.sd is not None else ""
+    interval = configuration.interval
+    verdict, kind = _verdict(configuration)
+    return ConfigurationRow(
+        rank=configuration.rank,
+        label=configuration.label,
+        settings=", ".join(f"{key}={_parameter_text(value)}" for key, value in configuration.settings.items()),
+        runs=[(run.seed, run.run_dir) for run in configuration.runs],
+        mean=configuration.mean,
+        mean_sd=f"{configuration.mean:.4g}{spread}",
+        interval=f"{interval[0]:.3g} – {interval[1]:.3g}" if interval else "-",
+        verdict=verdict,
+        verdict_kind=kind,
+    )
+
+
+def compared(paths: list[Path], title: str) -> Configurations:
+    """The configurations among the runs ``paths`` stand for, compared over their seeds;
+    what stops a comparison is its one line in ``problem``, never an exception. scipy's
+    warning that a configuration's scores are all equal is not printed: the page says so."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            comparison = compare(paths)
+            rows = [_row(configuration) for configuration in comparison.ranked]
+    except (CompareError, ValueError, TypeError) as error:
+        return Configurations(title, problem=str(error))
+    except ImportError as error:
+        return Configurations(title, problem=f"comparing needs {error.name or 'scipy'}, which is not installed; "
+                                             "pip install 'gankit[search]'")
+    better = "higher" if comparison.higher_is_better else "lower"
+    return Configurations(f"{title}: {comparison.metric} at the {comparison.at} evaluation ({better} is better)",
+                          rows, [f"{run.run_dir.name}: {run.why}" for run in comparison.unscored])
+
+
+def seed_groups(run_dirs: list[Path]) -> Configurations | None:
+    """The configurations among ``run_dirs`` compared, when one of them ran with more
+    than one seed (a batch's ``seeds = [...]``); otherwise None."""
+    seeds: dict[str, set[int]] = {}
+    try:
+        for score in (read_score(path) for path in run_dirs):
+            seeds.setdefault(score.configuration, set()).add(score.seed)
+    except (ValueError, TypeError):  # a seed that is not a number: nothing to group
+        return None
+    if all(len(each) < 2 for each in seeds.values()):
+        return None
+    return compared(run_dirs, "configurations")
+
+
+def _search_parts(runs: list[RunReport], searches: list[SearchReport]) -> list[tuple[str, str] | None]:
+    """For each run that is a search's trial or confirmation run: the search's anchor on
+    the page, and what the run is in it; None for the other runs."""
+    places: dict[Path, tuple[str, str]] = {}
+    for index, search in enumerate(searches, 1):
+        numbers = {trial.run_dir.resolve(): trial.number for trial in search.trials if trial.run_dir}
+        for run in _search_runs(search.path):
+            number = numbers.get(run.path.resolve())
+            role = "a confirmation run" if run.path.parent.name == "confirm" else (
+                f"trial {number}" if number is not None else "a trial")
+            places[run.path.resolve()] = (f"search-{index}", f"{role} of the search {search.name}")
+    return [places.get(run.path.resolve()) for run in runs]
+
+
+def _counted(count: int, noun: str, plural: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def render(runs: list[RunReport], searches: list[tuple[SearchReport, Configurations | None]] = (),
+           configurations: Configurations | None = None) -> str:
+    """The page: ``searches`` with their confirmations, ``configurations`` (the other
+    runs' seed groups), then ``runs``."""
     from jinja2 import Environment, PackageLoader
 
+    anchors = {run.path.resolve(): f"run-{index}" for index, run in enumerate(runs, 1)}
     environment = Environment(loader=PackageLoader("gankit", "templates"), autoescape=True,
                               trim_blocks=True, lstrip_blocks=True)
-    environment.filters.update(duration=_duration, number=_number, setting=_setting_text)
+    environment.filters.update(duration=_duration, number=_number, setting=_setting_text, parameter=_parameter_text,
+                               anchor=lambda path: anchors.get(Path(path).resolve(), "") if path else "",
+                               png=lambda data: _data_uri(data, "image/png"))
     settings = [recipe_settings(run.recipe) for run in runs]
     differing = differing_settings(settings)
     score_keys = list(dict.fromkeys(key for run in runs for key in run.scores))
+    heading = _counted(len(runs), "run")
+    if searches:
+        heading = f"{_counted(len(searches), 'search', 'searches')}, {heading}"
     return environment.get_template("report.html").render(
+        heading=heading,
         runs=runs,
+        searches=searches,
+        configurations=configurations,
+        parts=_search_parts(runs, [search for search, _ in searches]),
+        test=TEST,
         differing=differing,
         differing_values=[[each.get(key) for key in differing] for each in settings],
         score_keys=score_keys,
@@ -237,24 +377,30 @@ GIF_MAX = 1024 * 1024
 
 def write_report(paths: list[Path], output: Path, *, gif_max_bytes: int | None = None,
                  left_out: list[str] | None = None) -> list[RunReport]:
-    """Write the report of the runs ``paths`` stand for to ``output``; returns them.
+    """Write the report of the runs and searches ``paths`` stand for to ``output``;
+    returns the runs (a search's trials and confirmation runs among them).
 
     A run's GIF is embedded up to ``gif_max_bytes``, by default 1 MB or an equal share of
     20 MB, whichever is less, so that the report of a 50-run sweep still opens quickly;
     a bigger GIF is linked instead. A run that cannot be read (an invalid recipe.toml) is
-    left out, its reason appended to ``left_out``; when every run is, that is a ReportError."""
-    run_dirs = find_runs(paths)
+    left out, its reason appended to ``left_out``; when every run is and there is no
+    search, that is a ReportError."""
+    run_dirs, search_dirs = find_sources(paths)
     if gif_max_bytes is None:
-        gif_max_bytes = min(GIF_MAX, GIF_BUDGET // len(run_dirs))
+        gif_max_bytes = min(GIF_MAX, GIF_BUDGET // max(1, len(run_dirs)))
     runs, problems = [], []
     for run_dir in run_dirs:
         try:
             runs.append(read_run(run_dir, output.resolve().parent, gif_max_bytes))
         except ReportError as error:
             problems.append(str(error))
-    if not runs or (problems and left_out is None):
+    if (not runs and not search_dirs) or (problems and left_out is None):
         raise ReportError(problems[0] if len(problems) == 1 else f"no run can be read: {'; '.join(problems)}")
     if left_out is not None:
         left_out += problems
-    write_text(output, render(runs))
+    searches = [read_search(path) for path in search_dirs]
+    confirmations = [compared([s.confirm_dir], "confirmed over seeds") if s.confirm_dir else None for s in searches]
+    in_searches = {run.path.resolve() for path in search_dirs for run in _search_runs(path)}
+    configurations = seed_groups([run.path for run in runs if run.path.resolve() not in in_searches])
+    write_text(output, render(runs, list(zip(searches, confirmations)), configurations))
     return runs
