@@ -353,7 +353,8 @@ def batch_table(outcomes, console: Console | None = None) -> None:
 
 
 def _settings(settings: dict) -> str:
-    return ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in settings.items())
+    return ", ".join(f"{key.rsplit('.', 1)[-1]}={value:.3g}" if isinstance(value, float) else
+                     f"{key.rsplit('.', 1)[-1]}={value}" for key, value in settings.items())
 
 
 def comparison_table(comparison, title: str = "configurations", console: Console | None = None) -> None:
@@ -369,7 +370,7 @@ def comparison_table(comparison, title: str = "configurations", console: Console
                   title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                   caption=escape(f"vs best: {TEST}"), caption_justify="left")
     table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("configuration", overflow="fold")
+    table.add_column("configuration", overflow="fold", min_width=24)
     table.add_column("seeds", justify="right", no_wrap=True)
     table.add_column("mean ± sd", justify="right", no_wrap=True)
     table.add_column("95% interval", justify="right", no_wrap=True)
