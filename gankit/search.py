@@ -162,6 +162,11 @@ class Search:
         if recipe.eval is None:
             raise RecipeError(f"{path}: search: trials are scored by the recipe's [eval]; add an [eval] table "
                               '(e.g. metrics = ["fid"], every = 100)')
+        for needed in (recipe.dataset.component, recipe.architecture.component, recipe.backend.component,
+                       *(export.component for export in recipe.exports), *recipe.eval.metrics.values(),
+                       recipe.eval.extractor):
+            if problem := needed.requirement_problem():
+                raise RecipeError(f"{path}: {problem}")  # before any trial, not in each
         metric, component = next(iter(recipe.eval.metrics.items()))
         higher = bool(getattr(component.factory, "higher_is_better", False))
         for parameter in config.parameters:

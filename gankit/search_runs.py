@@ -169,6 +169,9 @@ class SearchRun:
         ``confirm/``; runs that completed in an earlier session are not repeated."""
         config, folder = self.search.config, self.search.root / "confirm"
         chosen = [(f"t{t.number:04d}", t.params) for t in self.search.best(self.study)[:config.confirm_top]]
+        if not chosen:
+            self.show("warn", "no trial completed, so there is nothing to confirm")
+            return False
         jobs = []
         for label, params in [("baseline", {}), *chosen]:
             for seed in config.confirm_seeds:

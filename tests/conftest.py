@@ -348,6 +348,8 @@ class EvalSeed:
 @hookimpl
 def register_metrics(register):
     register("eval_seed", EvalSeed, description="the eval seed (a test's score)")
+    register("eval_seed_elsewhere", EvalSeed, description="the eval seed, from a module not installed",
+             requires=("gankit_no_such_module",))
 
 
 @hookimpl

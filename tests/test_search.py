@@ -32,10 +32,10 @@ def cli(*args):
 
 
 def write_search(folder: Path, mnist: Path, search: dict, steps: int = 6, **sections) -> Path:
+    sections = {"eval": {"every": 2, "metrics": ["eval_seed"], "features": "pixels", "n": 16}, **sections}
     recipe = recipe_dict(mnist, name="tiny", backend={"use": "torch", "device": "cpu", "threads": 1},
                          train={"steps": steps, "log_every": 2, "checkpoint_every": 2},
-                         export=[{"use": "png", "every": 1000}],
-                         eval={"every": 2, "metrics": ["eval_seed"], "features": "pixels", "n": 16}, **sections)
+                         export=[{"use": "png", "every": 1000}], **sections)
     recipe["search"] = search
     path = folder / "search.toml"
     path.write_text(tomli_w.dumps(recipe))
@@ -192,3 +192,12 @@ def test_a_search_refuses_a_swept_key_a_missing_eval_and_a_bad_storage(tmp_path,
     assert result.exit_code == 2 and "--storage postgresql://nobody@127.0.0.1:9/x: cannot open it" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert not any((tmp_path / "searches").iterdir()), "nothing is left of a search that could not start"
+
+
+def test_a_metric_whose_module_is_missing_stops_the_search_before_any_trial(tmp_path, tiny_mnist):
+    recipe = write_search(tmp_path, tiny_mnist, {"trials": 2, "train.lr_d": {"uniform": [1e-4, 2e-4]}},
+                          eval={"metrics": ["eval_seed_elsewhere"], "features": "pixels", "n": 16})
+    result = cli("run", recipe, "--searches-dir", tmp_path / "searches")
+    assert result.exit_code == 2 and "needs the module 'gankit_no_such_module'" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "searches").exists()
