@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -174,7 +175,9 @@ def welch_p(first: list[float], second: list[float]) -> float | None:
         return None
     if len(set(first)) == 1 and len(set(second)) == 1:
         return 1.0 if first[0] == second[0] else 0.0
-    return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # scipy warns of lost precision when one side is constant; the p holds
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
 
 
 def rank(configurations: list[Configuration], higher_is_better: bool) -> list[Configuration]:
