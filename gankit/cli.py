@@ -507,8 +507,9 @@ def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str,
                    "Default: 1024, or an equal share of 20 MB among the runs if less.")
 def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> None:
     """Write one self-contained HTML page about runs: a sortable table, each run's latest
-    samples, curves and GIF, and its resolved recipe. PATHS are run directories or
-    directories of runs (a batch's --runs-dir)."""
+    samples, curves and GIF, and its resolved recipe; configurations run over several seeds,
+    ranked; and each search's trials, best configuration and pictures. PATHS are run
+    directories, directories of runs (a batch's --runs-dir), or searches (searches/NNNNN-name)."""
     from gankit.report import ReportError, write_report
     from gankit.rundir import RunError, writable_root
 
