@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import subprocess
 import sys
@@ -369,6 +370,19 @@ def test_scorer(tmp_path_factory) -> Path:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gankit-test-scorer\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[gankit]\ntest-scorer = gankit_test_scorer\n")
     return folder
+
+
+def install_scorer(patch: pytest.MonkeyPatch, folder: Path) -> None:
+    """The test scorer plugin in ``folder`` (``test_scorer``), importable here and in every
+    process a test starts, for as long as ``patch`` lasts."""
+    patch.syspath_prepend(str(folder))
+    patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
+
+
+@pytest.fixture
+def scorer_installed(test_scorer, monkeypatch):
+    """The test scorer plugin, here and in every process the test starts."""
+    install_scorer(monkeypatch, test_scorer)
 
 
 @pytest.fixture(scope="session")

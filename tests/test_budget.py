@@ -4,7 +4,6 @@ step scored, sampled and checkpointed like any last step), counted across a resu
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import tomli_w
@@ -13,10 +12,7 @@ from conftest import checkpoint, cli, one_line, recipe_dict
 from gankit.rundir import read_meta
 
 
-@pytest.fixture(autouse=True)
-def scorer_installed(test_scorer, monkeypatch):
-    monkeypatch.syspath_prepend(str(test_scorer))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(test_scorer), os.environ.get("PYTHONPATH")])))
+pytestmark = pytest.mark.usefixtures("scorer_installed")
 
 
 def budget_recipe(tmp_path, tiny_mnist, **train):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -94,11 +93,9 @@ def test_bad_seeds_are_one_line(tmp_path, tiny_mnist, seeds, expected):
     assert result.exit_code == 2 and expected in result.output, result.output
 
 
-def test_a_batch_over_seeds_ranks_its_configurations(tmp_path, tiny_mnist, test_scorer, monkeypatch):
+def test_a_batch_over_seeds_ranks_its_configurations(tmp_path, tiny_mnist, scorer_installed):
     """eval_seed scores each run by its eval.seed: two configurations (eval.seed 1 and 5),
     three seeds each, constant within a configuration."""
-    monkeypatch.syspath_prepend(str(test_scorer))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(test_scorer), os.environ.get("PYTHONPATH")])))
     recipe = recipe_dict(tiny_mnist, train={"steps": 2, "checkpoint_every": 0},
                          eval={"every": 2, "metrics": ["eval_seed"], "features": "pixels", "n": 8},
                          export=[{"use": "png", "every": 100}], sweep={"eval.seed": [5, 1]})

@@ -21,7 +21,7 @@ import tomli_w
 from click.testing import CliRunner
 
 from browser import Browser, find_chromium
-from conftest import recipe_dict
+from conftest import install_scorer, recipe_dict
 from gankit.cli import main
 from gankit.report import write_report
 
@@ -53,8 +53,7 @@ def searches(tmp_path_factory, tiny_mnist, test_scorer) -> Path:
     path = root / "search.toml"
     path.write_text(tomli_w.dumps(recipe))
     with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(test_scorer))
-        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(test_scorer), os.environ.get("PYTHONPATH")])))
+        install_scorer(patch, test_scorer)
         result = cli("run", path, "--jobs", 2, "--searches-dir", root / "searches")
     assert result.exit_code == 0, result.output
     return root / "searches"

@@ -20,11 +20,7 @@ from gankit.recipe import read_toml
 optuna = pytest.importorskip("optuna")
 
 
-@pytest.fixture(autouse=True)
-def scorer_installed(test_scorer, monkeypatch):
-    """The test scorer plugin, here and in every process a search starts."""
-    monkeypatch.syspath_prepend(str(test_scorer))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(test_scorer), os.environ.get("PYTHONPATH")])))
+pytestmark = pytest.mark.usefixtures("scorer_installed")
 
 
 def cli(*args):
