@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gankit.recipe import RecipeError, read_toml
+from gankit.rundir import RunDir
 
 ALPHA = 0.05
 TEST = "Welch's two-sided t-test against the best, Holm-corrected, α = 0.05"
 SEED_SUFFIX = re.compile(r"-seed\d+$")
-RUN_NUMBER = re.compile(r"^\d{5}-")
 RUN_OWN_KEYS = ("name", "seed", "gankit")
 """What may differ between the runs of one configuration."""
 
@@ -128,14 +128,11 @@ def read_score(run_dir: Path, at: str = "last", metric: str | None = None) -> Ru
         return RunScore(run_dir, f"unreadable {run_dir}", run_dir.name, {}, 0, why=str(error))
     sweep = dict(recipe.get("gankit", {}).get("sweep") or {})
     sweep.pop("seed", None)
-    label = SEED_SUFFIX.sub("", RUN_NUMBER.sub("", run_dir.name))  # the run's name, with its sweep values
+    label = SEED_SUFFIX.sub("", RunDir(run_dir).unnumbered)  # the run's name, with its sweep values
     base = RunScore(run_dir, configuration_digest(recipe), label, sweep, int(recipe.get("seed", 0)))
     if "eval" not in recipe:
         return _without(base, "its recipe has no [eval] table, so nothing scored it; add one to compare runs")
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        summary = {}
+    summary = RunDir(run_dir).read_summary() or {}
     if summary.get("status") != "completed":
         return _without(base, f"it is {summary.get('status', 'not finished')}, not completed")
     try:

@@ -69,6 +69,11 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def unnumbered(self) -> str:
+        """The folder's name without its number: ``00003-dcgan_mnist`` is ``dcgan_mnist``."""
+        return self.name.split("-", 1)[1] if NUMBERED.match(self.name) else self.name
+
     # The layout.
 
     @property

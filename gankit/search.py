@@ -23,7 +23,6 @@ import copy
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import tomli_w
 
 from gankit.files import write_json, write_text
 from gankit.recipe import RecipeError, apply_overrides, build_recipe, read_toml, set_key
+from gankit.rundir import RunDir
 from gankit.search_config import SearchConfig, parse_search
 
 SEARCH_FILE, RECIPE_FILE = "search.json", "search.toml"
@@ -113,12 +113,13 @@ class TrialLink:
         step, value = self.pruned_at
         message = (f"pruned by the search's {self.pruner} pruner at step {step} ({self.metric} {value:.4g}); "
                    f"resume with: gankit run --resume {outcome.run_dir}")
-        summary_path = outcome.run_dir / "summary.json"
-        try:
-            summary = json.loads(summary_path.read_text())
-            write_json(summary_path, {**summary, "status": "pruned", "message": message})
-        except (OSError, ValueError):
-            pass
+        run = RunDir(outcome.run_dir)
+        summary = run.read_summary()
+        if summary is not None:
+            try:
+                write_json(run.summary, {**summary, "status": "pruned", "message": message})
+            except OSError:
+                pass  # the outcome still says pruned; the study is told so
         outcome.status, outcome.message = "pruned", message
         return outcome
 
@@ -183,8 +184,6 @@ class Search:
 
     @classmethod
     def create(cls, path: Path, overrides: list[str], registry, searches_root: Path, storage: str | None) -> Search:
-        from gankit.rundir import RunDir
-
         data, config, metric, higher = cls.prepare(path, overrides, registry)
         root = RunDir.create(searches_root, str(data.get("name", path.stem))).path
         storage_url = storage or f"sqlite:///{(root / 'study.db').resolve()}"
@@ -250,18 +249,9 @@ def trial_name(search: Search, number: int) -> str:
     return f"{search.name}-t{number:04d}"
 
 
-SEED_NAME = re.compile(r"^\d{5}-(?P<name>.+)$")
-
-
 def existing_run(folder: Path, name: str) -> Path | None:
     """The run directory ``NNNNN-name`` in ``folder``, if one was made."""
-    if not folder.is_dir():
-        return None
-    for path in sorted(folder.iterdir()):
-        match = SEED_NAME.match(path.name)
-        if match and match["name"] == name and path.is_dir():
-            return path
-    return None
+    return next((run.path for run in RunDir.numbered(folder) if run.unnumbered == name), None)
 
 
 def best_recipe(root: Path, registry, rank: int = 1) -> tuple[str, Any]:

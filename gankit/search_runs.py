@@ -208,7 +208,4 @@ class SearchRun:
 
 
 def _status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return (RunDir(run_dir).read_summary() or {}).get("status")
