@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time, each in its own process")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe key in every run, as gankit run --set does (repeatable)")
+    parser.add_argument("--held-out-from", type=int, help="first image of the held-out real digits (default: the "
+                        "largest limit; give the same number to runs of the grid made in separate calls)")
     parser.add_argument("--one-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_run:
@@ -107,7 +109,9 @@ def main() -> None:
         sys.exit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}" if unknown
                  else "--at names a step after --steps")
 
-    held_out_from = max(args.limits)
+    held_out_from = args.held_out_from or max(args.limits)
+    if held_out_from < max(args.limits):
+        sys.exit(f"--held-out-from {held_out_from} is inside the largest limit {max(args.limits)}: the held-out digits must be unseen")
     grid = [(limit, variant) for limit in args.limits for variant in args.variants if limit or variant == "none"]
     with tempfile.TemporaryDirectory(prefix="gankit-small-data-") as scratch:
         evaluator = evaluator_for(HEADLINE, held_out_from, args.n, args.seed,
