@@ -1,6 +1,8 @@
 """Judge recipe changes by numbers: the domain FID of each shipped MNIST and Fashion-MNIST
-recipe after a fixed training budget, beside the real-vs-real floor of its data, and for
-conditional recipes (cgan_mnist) the class accuracy: how often the domain classifier
+recipe after a fixed training budget, beside the real-vs-real floor of its data; its
+readable share (the share of generated images the domain classifier gives one class with
+probability at least 0.9, beside the same share of held-out real images, its ceiling) and
+the share of its rarest class; and for conditional recipes (cgan_mnist) the class accuracy: how often the domain classifier
 assigns a generated image the class it was drawn for (the N images cover every class
 evenly).
 
@@ -9,7 +11,7 @@ many as S seconds of its process's CPU time allow (a fixed budget whatever a ste
 recipe costs, and fair on a busy machine) (its own architecture, loss,
 optimizer and batch size; its length, checkpoints and exports overridden) in a scratch
 directory, then its last checkpoint is scored exactly as ``gankit evaluate --metric fid
---features domain -n N`` would: N generated images against N real train images.
+--metric readable --features domain -n N`` would: N generated images against N real train images.
 
 The floor is the FID between two disjoint sets of N real images, the best a generator
 could hope for at this N: the test split against the train subset the runs are scored
@@ -53,13 +55,15 @@ from gankit.runner import RunError, run
 from gankit.sampling import evaluate_run
 
 DATASETS = ("mnist", "fashion-mnist")
-SCORES = {"fid": "{:.2f}", "class_accuracy": "{:.1%}"}
+SCORES = {"fid": "{:.2f}", "readable": "{:.1%}", "rarest_class_share": "{:.1%}", "class_accuracy": "{:.1%}"}
 """What a run is scored on (class accuracy only for conditional runs) and how each is shown."""
+HEADERS = ("FID", "readable", "rarest class", "class acc")
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
-def floor(evaluator: Evaluator, n: int, seed: int) -> tuple[float, str]:
-    """The FID of real images against the real train subset, and which images they were."""
+def floor(evaluator: Evaluator, n: int, seed: int) -> tuple[dict[str, float], str]:
+    """The scores of real images against the real train subset (FID's floor, the readable
+    share's ceiling), and which images they were."""
     train, test = evaluator.load("train"), evaluator.load("test")
     chosen = real_subset(len(train.images), n, seed)
     if data_sha256(test) != data_sha256(train):
@@ -68,7 +72,7 @@ def floor(evaluator: Evaluator, n: int, seed: int) -> tuple[float, str]:
     else:
         other = train.images[np.setdiff1d(np.arange(len(train.images)), chosen)[:n]]
         what = f"{len(other):,} vs {len(chosen):,} disjoint train images (test split = train split here)"
-    return evaluator.score(other)["fid"], what
+    return evaluator.score(other), what
 
 
 def train_and_score(path: Path, overrides: list[str], scratch: str, config: EvalConfig,
@@ -145,11 +149,11 @@ def main() -> None:
             warned.add(message)
             print(f"warning: {message}", file=sys.stderr)
 
-    config = EvalConfig(metrics=["fid"], features="domain", n=args.n, seed=args.seed)
+    config = EvalConfig(metrics=["fid", "readable"], features="domain", n=args.n, seed=args.seed)
     steps = 10**9 if args.cpu_seconds else args.steps
     overrides = [f"train.steps={steps}", "train.checkpoint_every=0", "export=[]", *args.sets]
     variants = [(backend, seed) for seed in (args.seeds or [None]) for backend in (args.backends or [None])]
-    floors: dict[str, tuple[str, float, str]] = {}
+    floors: dict[str, tuple[str, dict[str, float], str]] = {}
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="gankit-quality-") as scratch:
         for path in args.recipes or sorted(RECIPES.rglob("*.toml")):
@@ -158,7 +162,7 @@ def main() -> None:
             try:
                 recipe = load_recipe(path, overrides, registry)
             except RecipeError as error:
-                rows.append((shown, "-", "-", "-", "-", f"skipped: {error}"))
+                rows.append((shown, "-", "-", *("-" for _ in HEADERS), f"skipped: {error}"))
                 continue
             if recipe.dataset.name not in DATASETS:
                 continue
@@ -168,7 +172,7 @@ def main() -> None:
                     evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache, warn=warn)
                     floors[data_key] = (recipe.dataset.name, *floor(evaluator, args.n, args.seed))
             except EvalError as error:
-                rows.append((shown, recipe.dataset.name, "-", "-", "-", f"skipped: {error}"))
+                rows.append((shown, recipe.dataset.name, "-", *("-" for _ in HEADERS), f"skipped: {error}"))
                 continue
             def variant(backend, seed, recipe=recipe, path=path, shown=shown):
                 chosen = [*overrides, *([f"backend.use={backend}"] if backend else []),
@@ -195,14 +199,18 @@ def main() -> None:
 
     seeds = ", ".join(map(str, args.seeds)) if args.seeds else "each recipe's own"
     budget = f"{args.cpu_seconds:.0f} CPU seconds of training" if args.cpu_seconds else f"{args.steps} steps"
-    print(f"\ndomain FID and class accuracy after {budget}, {args.n:,} generated vs {args.n:,} real train images "
-          f"(recipe seeds: {seeds}; scoring seed {args.seed}; FID: lower is better, class accuracy: higher)\n")
-    table = [("recipe", "dataset", "backend", "FID", "class acc", "notes")]
-    table += [("real vs real (floor)", name, "-", f"{fid:.2f}", "-", what) for name, fid, what in floors.values()]
+    print(f"\ndomain FID, readable share and class accuracy after {budget}, {args.n:,} generated vs {args.n:,} real "
+          f"train images (recipe seeds: {seeds}; scoring seed {args.seed}; FID: lower is better; readable: the share "
+          f"the domain classifier gives one class with probability >= 0.9, higher is better, the real row its "
+          f"ceiling; rarest class: the share of the generated images in the class they fall in least; "
+          f"class accuracy: conditional runs, higher)\n")
+    table = [("recipe", "dataset", "backend", *HEADERS, "notes")]
+    table += [("real vs real (floor)", name, "-", *(SCORES[key].format(real[key]) if key in real else "-" for key in SCORES),
+               what) for name, real, what in floors.values()]
     table += rows
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
 
 
 def summary(found: list[tuple[dict[str, float] | str, str]]) -> tuple[str, ...]:

@@ -7,9 +7,9 @@ trainer and schedule, exactly as ``gankit run`` drives it (metrics read every
 ``log_every`` steps); the baseline is what a PyTorch user writes: the same networks in
 plain ``torch.nn`` (TensorFlow's "same" padding as torch's symmetric padding and
 ``output_padding``), float images already on the device, ``backward()`` and the
-optimizers' steps. Rounds alternate so that both see the same
-machine load. Prints images/s and the ratio gankit / plain (above 1.0: gankit is faster)
-from the best round of each, and the medians over rounds of the pair timed back to back
+optimizers' steps. Rounds alternate so that both see the same machine load; both use
+torch's default threads (``backend.threads = 0``). Prints images/s and the ratio
+gankit / plain (above 1.0: gankit is faster) from the best round of each, and the medians over rounds of the pair timed back to back
 in wall-clock and in CPU time (steadier on a shared machine).
 
     python benchmarks/torch_step.py [--steps 10] [--rounds 3] [--model dcgan|mlp|both]
@@ -100,7 +100,7 @@ class PlainLoop:
 
 def compare(name: str, args) -> None:
     path, overrides = MODELS[name]
-    overrides = [*overrides, "backend.use=\"torch\"", f"backend.device=\"{args.device}\""]
+    overrides = [*overrides, "backend.use=\"torch\"", f"backend.device=\"{args.device}\"", "backend.threads=0"]
     recipe = load_recipe(path, [*overrides, *args.set], load_registry())
     data = load_data(recipe, DataContext(warn=lambda message: None))
     gankit = GankitLoop(recipe, data)

@@ -75,7 +75,7 @@ def recipe_dict(mnist_root: Path, **sections) -> dict:
         "seed": 0,
         "dataset": {"use": "mnist", "root": str(mnist_root), "download": False},
         "architecture": {"use": "mlp", "g_hidden": [32], "d_hidden": [32]},
-        "backend": {"use": "torch", "device": "cpu"},
+        "backend": {"use": "torch", "device": "cpu", "threads": 1},  # one count, whatever the load: runs compare exactly
         "train": {"steps": 6, "batch_size": 32, "log_every": 2, "checkpoint_every": 4},
         "export": [{"use": "png", "every": 3}, {"use": "gif"}],
     }

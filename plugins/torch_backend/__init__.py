@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
@@ -13,7 +13,9 @@ from gankit.backend import BackendParams, lazy_backend
 class TorchParams(BackendParams):
     ACCELERATORS = {"cuda": (), "mps": ()}
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
-    threads: int = Field(0, ge=0, le=512, description="CPU threads for torch (0: torch's default)")
+    threads: Union[Literal["auto"], Annotated[int, Field(ge=0, le=512)]] = Field(
+        "auto", description="CPU threads for torch: auto (the cores other processes leave free when the run starts, "
+        "kept on resume), 0 (torch's default: every physical core) or a number")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: the networks run under bfloat16 "
                                                "autocast (weights, optimizer and losses stay float32)")
     compile: bool = Field(False, description="torch.compile the networks (the first steps take longer)")

@@ -18,6 +18,10 @@ from gankit.updates import Updates
 from gankit_plugins.torch_backend.compile import advance_spectral_norm, compile_network
 from gankit_plugins.torch_backend.distributed import local_device, shards
 from gankit_plugins.torch_backend.ops import TensorOps
+from gankit_plugins.torch_backend.threads import choose_threads
+
+TORCH_THREADS = torch.get_num_threads()
+"""torch's own default, before any trainer set it."""
 
 
 def resolve_device(params) -> torch.device:
@@ -49,8 +53,11 @@ class TorchTrainer(TensorOps):
     """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
 
     def __init__(self, params, architecture, spec, train, seed: int):
-        if params.threads:
-            torch.set_num_threads(params.threads)
+        self.auto_threads = params.threads == "auto"
+        if self.auto_threads:
+            torch.set_num_threads(choose_threads(TORCH_THREADS))
+        else:  # 0 restores torch's default, which an earlier trainer in this process may have changed
+            torch.set_num_threads(params.threads or TORCH_THREADS)
         self.device = resolve_device(params)
         self.shards = shards(train.batch_size)  # None unless torchrun started several processes
         self.train, self.latent_dim, self.seed = train, architecture.latent_dim, seed
@@ -251,6 +258,7 @@ class TorchTrainer(TensorOps):
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "rng_noise": self.noise.get_state(),
             "fixed_noise": self.fixed_noise.cpu(),
+            "threads": torch.get_num_threads(),
         }
         torch.save(state, directory / "state.pt")
 
@@ -275,6 +283,8 @@ class TorchTrainer(TensorOps):
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         self.noise.set_state(state["rng_noise"].cpu())
         self.fixed_noise = state["fixed_noise"].to(self.device)
+        if self.auto_threads and "threads" in state:  # the count the run started with: the same float sums
+            torch.set_num_threads(state["threads"])
 
     def load_weights(self, directory: Path) -> None:
         """The networks of a checkpoint, every tensor's shape checked before any is loaded."""
