@@ -22,6 +22,8 @@ from gankit_plugins.torch_backend.threads import choose_threads
 
 TORCH_THREADS = torch.get_num_threads()
 """torch's own default, before any trainer set it."""
+SCALED_ONCE_BYTES = 2**30
+"""Training images up to this size as floats are scaled to [-1, 1] once, not every batch."""
 
 
 def resolve_device(params) -> torch.device:
@@ -130,6 +132,8 @@ class TorchTrainer(TensorOps):
 
     def set_data(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
         self.images = torch.from_numpy(images).to(self.device)
+        if self.images.numel() * 4 <= SCALED_ONCE_BYTES:  # NHWC floats: a batch's permute is channels-last already
+            self.images = _scaled(self.images)
         if self.classes:
             if labels is None:
                 raise BackendError("a conditional generator needs the images' labels")
@@ -137,7 +141,9 @@ class TorchTrainer(TensorOps):
 
     def _real(self, indices: np.ndarray) -> torch.Tensor:
         batch = self.images[torch.from_numpy(indices).to(self.device)]
-        return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=self.layout)
+        if batch.dtype == torch.uint8:
+            batch = _scaled(batch)
+        return batch.permute(0, 3, 1, 2).contiguous(memory_format=self.layout)
 
     def train_step(self, batches: list[np.ndarray], step: int, augment_p: float | None = None) -> dict[str, torch.Tensor]:
         noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
@@ -304,6 +310,11 @@ class TorchTrainer(TensorOps):
                               {key: tuple(value.shape) for key, value in modules[name].state_dict().items()})
         for name, module in modules.items():
             module.load_state_dict(tensors[name])
+
+
+def _scaled(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC images as floats in [-1, 1], as generators draw them."""
+    return images.float().div_(127.5).sub_(1.0)
 
 
 def _load_weights(module: torch.nn.Module, path: Path, device) -> None:
