@@ -11,6 +11,7 @@ from importlib import metadata
 import pytest
 from click.testing import CliRunner
 
+from conftest import PATIENCE
 from gankit import hookimpl
 from gankit.cli import main
 from gankit.params import Params
@@ -146,7 +147,7 @@ def test_help_and_list_plugins_import_no_framework(args):
         "heavy = sorted(m for m in ('torch', 'tensorflow', 'numpy', 'ray') if m in sys.modules)\n"
         "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE)
     assert "HEAVY=" in result.stderr
     assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
 
