@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -305,22 +306,43 @@ class RunDir:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's lock for the block: a second process training the same run is refused."""
-        from filelock import FileLock, Timeout
+        """Hold the run's lock for the block: a second process training the same run is
+        refused. The lock is an ``flock`` on ``.lock``, which the block removes however it
+        ends (completed, failed, interrupted), so a finished run leaves none behind; a
+        killed process leaves it, unlocked, and the next one takes it over."""
+        import fcntl
 
-        lock = FileLock(self.path / LOCK, timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise RunError(f"{self.path} is in use by another gankit process (training or resuming it); "
-                           "wait for that one to end") from None
-        except OSError as error:
-            raise RunError(f"cannot write {self.path / LOCK} ({error.strerror or error}): a run is trained only "
-                           "where it can be written; make the folder writable, or copy the run elsewhere") from None
+        path = self.path / LOCK
+        while True:
+            try:
+                handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as error:
+                raise RunError(f"cannot write {path} ({error.strerror or error}): a run is trained only where it can "
+                               "be written; make the folder writable, or copy the run elsewhere") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                os.close(handle)
+                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise RunError(f"{self.path} is in use by another gankit process (training or resuming it); "
+                                   "wait for that one to end") from None
+                raise RunError(f"cannot lock {path} ({error.strerror or error}); put the run on a file system "
+                               "that supports locks, or copy it elsewhere") from None
+            try:
+                ours = os.fstat(handle).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                ours = False
+            if ours:
+                break
+            os.close(handle)  # its holder removed it as it ended, between our open and our lock: take a new one
         try:
             yield
         finally:
-            lock.release()
+            try:
+                path.unlink()  # while still held: whoever opened this file before now finds it gone once locked
+            except OSError:
+                pass
+            os.close(handle)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
