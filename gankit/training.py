@@ -145,7 +145,7 @@ class Loop:
         steps_per_epoch = self.schedule.steps_per_epoch
         total = self.total_steps()
         self.emit(RunStarted(self.run_dir.path, start_step, total, steps_per_epoch, self.train.batch_size,
-                             self.trainer.parameter_counts()))
+                             self.trainer.parameter_counts(), self.train.max_seconds, self.seconds_spent))
         values: dict[str, float] = dict(self.logged or {})
         tick, tick_step = time.perf_counter(), start_step
         step = self.step = start_step
@@ -173,7 +173,8 @@ class Loop:
                 logged = {**values, **self.learning_rates(step - 1),
                           "images_per_sec": (step - tick_step) * self.train.batch_size / max(now - tick, 1e-9)}
                 tick, tick_step = now, step
-                self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged, last=last))
+                self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged, last=last,
+                                     seconds_spent=self.seconds_spent))
             if self.writer and (any(_due(every, step, steps_per_epoch) for every in self.sample_every)
                                 or (last and self.sample_every)):
                 self.emit(self._samples(step))
