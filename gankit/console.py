@@ -19,12 +19,15 @@ if TYPE_CHECKING:
 
 
 def _console(name: str) -> "Console":
-    """The module's ``out`` or ``err`` console, made on first use (tests may replace them)."""
+    """The module's ``out`` or ``err`` console, made on first use (tests may replace them).
+    Off a terminal (a pipe, a log file) nothing is wrapped or cropped at 80 columns, so that
+    paths and commands stay whole to be copied; tables still fit 80 columns."""
     found = globals().get(name)
     if found is None:
         from rich.console import Console
 
         found = globals()[name] = Console(stderr=name == "err", highlight=False)
+        found.soft_wrap = not found.is_terminal
     return found
 
 

@@ -105,7 +105,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise RecipeError(f"{path}: no such recipe file; check the path") from None
+        raise RecipeError(f"{path}: no such recipe file; {_closest_recipes(Path(path))}") from None
     except IsADirectoryError:
         raise RecipeError(f"{path}: is a directory, not a recipe file") from None
     except tomllib.TOMLDecodeError as error:
@@ -117,6 +117,19 @@ def read_toml(path: Path) -> dict[str, Any]:
                           "write a smaller number") from None
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError(f"{path}: cannot read: {error}") from None
+
+
+def _closest_recipes(path: Path) -> str:
+    """Did-you-mean for a recipe file that is not there: the closest names beside it."""
+    folder = path.parent
+    try:
+        known = [p.name for p in folder.iterdir() if p.suffix == ".toml" and p.is_file()] if folder.is_dir() else []
+    except OSError:
+        known = []
+    close = difflib.get_close_matches(path.name, known, n=3, cutoff=0.8)
+    if not close:
+        return "check the path"
+    return "did you mean " + " or ".join(str(folder / name) for name in close) + "?"
 
 
 def parse_value(text: str) -> Any:

@@ -168,10 +168,33 @@ class RunDir:
         """Whether it holds nothing but the lock: a run stopped before it began."""
         return self.path.is_dir() and not [p for p in self.path.iterdir() if p.name != LOCK]
 
+    def not_a_run(self, runs_root: Path | None = None) -> str | None:
+        """None for a run directory; else one line: what the path is, and the runs to pass
+        instead (in the folder itself, beside it, or in ``runs_root``; the newest first)."""
+        if self.is_run():
+            return None
+        path = self.path
+        if not path.exists():
+            what = f"{path} does not exist"
+        elif not path.is_dir():
+            what = f"{path} is a file, not a run directory"
+        elif self.is_empty():
+            what = f"{path} is empty (the run was stopped before it began; remove it with: rm -r {path})"
+        else:
+            what = f"{path} is a folder but not a gankit run (it has no recipe.toml)"
+        for folder in dict.fromkeys([path, path.parent, *([runs_root] if runs_root is not None else [])]):
+            runs = [run for run in reversed(RunDir.numbered(folder)) if run.is_run()] if folder.is_dir() else []
+            if runs:
+                shown = ", ".join(str(run) for run in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+                return f"{what}; pass a run directory: the runs in {folder}, newest first, are {shown}"
+        return f"{what}; pass a run directory such as runs/00003-dcgan_mnist (gankit run RECIPE makes one)"
+
     def spec(self) -> DataSpec:
         """The data's shape, recorded in recipe.toml, so networks can be rebuilt without the data."""
         from gankit.recipe import read_toml
 
+        if problem := self.not_a_run():
+            raise RunError(problem)
         table = read_toml(self.recipe).get("gankit", {}).get("data_spec")
         if not isinstance(table, dict):
             raise RunError(f"{self.recipe}: no [gankit.data_spec]; is this a gankit run directory?")

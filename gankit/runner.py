@@ -311,8 +311,15 @@ def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
     by default), verified first, with the recipe checked against what trained it: what
     ``gankit sample`` and ``gankit evaluate`` draw from."""
     run = RunDir(run_dir)
+    if problem := run.not_a_run():
+        raise RunError(problem)
     raw = read_toml(run.recipe)
     recipe = build_recipe(raw, run.recipe, registry)
+    if checkpoint == "best" and recipe.eval is None and not run.best.is_dir():
+        known = ", ".join(p.name for p in run.list_checkpoints()) or "none yet"
+        raise RunError(f"--checkpoint best: best is the checkpoint with the best score of the recipe's [eval], and "
+                       f"{run.recipe} has no [eval] table; leave --checkpoint out for the last one, or name one of "
+                       f"{known} (to keep a best, add [eval] to the recipe of a new run)")
     chosen = run.resolve_checkpoint(checkpoint)  # no checkpoint at all: say so before building anything
     check_recipe(recipe, raw, _recorded_by(chosen), chosen, BUILD_ADVICE)
     trainer = build_trainer(recipe, run.spec())
