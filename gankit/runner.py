@@ -12,6 +12,7 @@ import math
 import os
 import time
 from contextlib import contextmanager, nullcontext
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -224,6 +225,8 @@ class Prepared:
     evaluator: Evaluator | None = None
     source: Source | None = None
     """The checkpoint whose weights the run started from (``train.init_from``)."""
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    """What the run was warned of (summary.json keeps it), said or not (``DataContext.warn_once``)."""
 
 
 def prepare(recipe: Recipe, context: DataContext, *, fresh: bool = True) -> Prepared:
@@ -252,7 +255,18 @@ def prepare(recipe: Recipe, context: DataContext, *, fresh: bool = True) -> Prep
         with about(recipe):
             check_loadable(trainer)
             start_from(trainer, source)
-    return Prepared(recipe, data, trainer, schedule, _evaluator(recipe, context, data), source)
+    return Prepared(recipe, data, trainer, schedule, _evaluator(recipe, context, data), source, context.warnings)
+
+
+def recording(context: DataContext) -> DataContext:
+    """A copy of ``context`` for one run, whose ``warnings`` gets every warning of the run."""
+    said: list[str] = []
+
+    def warn(message: str) -> None:
+        said.append(message)
+        context.warn(message)
+
+    return dataclasses.replace(context, warn=warn, warnings=said)
 
 
 def _evaluator(recipe: Recipe, context: DataContext, data: ImageData) -> Evaluator | None:
@@ -281,6 +295,7 @@ def run(
     ``world``: the processes of one run (``gankit.distributed``); rank 0 alone writes."""
     folder = writable_root(runs_root)
     _one_clock(recipe, world)
+    context = recording(context)
     prepared = prepare(recipe, context)
     check_space(folder, prepared.trainer)
     if should_stop():
@@ -348,6 +363,7 @@ def resume(
     run = RunDir(run_dir)
     recipe_path = run.recipe
     writer = world is None or world.writer
+    context = recording(context)
     with run.lock() if writer else nullcontext():
         try:
             raw = read_toml(recipe_path)
@@ -529,4 +545,5 @@ def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, l
         "backend": prepared.recipe.backend.name,
         "sweep": prepared.recipe.sweep,
         "init_from": prepared.source.as_dict() if prepared.source is not None else None,
+        "warnings": list(dict.fromkeys(prepared.warnings)),
     })
