@@ -41,6 +41,7 @@ class RunResult:
     run_dir: Path
     finished: RunFinished
     seconds: float
+    """Wall-clock seconds of the whole run, every session of a resumed one included."""
 
 
 def _require(choice: Choice) -> None:
@@ -383,6 +384,11 @@ def resume(
         if not fresh:
             prepared.source = Source.from_dict(raw.get("gankit", {}).get("init_from"))
         step, meta = _restore(prepared, run, raw)
+        if step and "run_seconds" not in meta:  # a checkpoint from before run_seconds: its summary, if of that step
+            summary = run.read_summary() or {}
+            recorded = summary.get("seconds")
+            same = summary.get("steps") == step and isinstance(recorded, (int, float)) and math.isfinite(recorded)
+            meta = {**meta, "run_seconds": float(recorded) if same else 0.0}
         logged = run.logged_at(step) if step else {}
         if not writer:
             return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False,
@@ -491,10 +497,10 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         writer=writer,
         augment_state=(meta or {}).get("augment"),
         seconds_spent=float((meta or {}).get("train_seconds", 0.0)),
+        seconds_before=float((meta or {}).get("run_seconds", 0.0)),
         logged=logged,
         record=record,
     )
-    started = time.perf_counter()
 
     def stopped(status: str, message: str) -> RunFinished:
         good = run_dir.last_good_checkpoint()
@@ -502,7 +508,7 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         try:
             if not writer:
                 return finished
-            _write_summary(prepared, run_dir, finished, loop, time.perf_counter() - started)
+            _write_summary(prepared, run_dir, finished, loop)
         except OSError:
             pass  # the disk may be full: the checkpoint matters more than the summary
         return finished
@@ -516,28 +522,31 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         if isinstance(error, OSError) and no_space_left(error, run_dir.path):
             finished = stopped("failed", f"no space left on device writing {error.filename or run_dir}; "
                                          f"stopped at step {loop.step}")
-            return RunResult(recipe, run_dir.path, finished, time.perf_counter() - started)
+            return RunResult(recipe, run_dir.path, finished, loop.run_seconds())
         stopped("failed", f"{type(error).__name__} at step {loop.step}: {error}")
         raise
     if stop_on_error and failures() and finished.status == "interrupted":
         finished = RunFinished(finished.step, "failed", f"{failures()[0]}; {finished.message} with a checkpoint; "
                                f"resume with: gankit run --resume {run_dir}",
                                finished.values)
-    seconds = time.perf_counter() - started
     if writer:
-        _write_summary(prepared, run_dir, finished, loop, seconds)
-    return RunResult(recipe, run_dir.path, finished, seconds)
+        _write_summary(prepared, run_dir, finished, loop)
+    return RunResult(recipe, run_dir.path, finished, loop.run_seconds())
 
 
-def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, loop: Loop, seconds: float) -> None:
+def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, loop: Loop) -> None:
+    """``seconds``: the whole run's, each session of a resumed one counted (by the checkpoint
+    it resumed from); ``session_seconds``: this session's alone."""
     data = prepared.data
+    session = time.perf_counter() - loop.session_started
     write_json(run_dir.summary, {
         "name": prepared.recipe.name,
         "status": finished.status,
         "message": finished.message,
         "steps": finished.step,
         "total_steps": loop.total_steps(),
-        "seconds": round(seconds, 3),
+        "seconds": round(loop.seconds_before + session, 3),
+        "session_seconds": round(session, 3),
         "train_seconds": {"clock": prepared.recipe.train.clock, "spent": round(loop.seconds_spent, 3)},
         "final": finished.values,
         "parameters": prepared.trainer.parameter_counts(),

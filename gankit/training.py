@@ -92,8 +92,11 @@ class Loop:
     seconds_spent: float = 0.0
     """Seconds the training steps have taken on ``train.clock`` (a resumed run starts from
     its checkpoint's), against the ``train.max_seconds`` budget."""
+    seconds_before: float = 0.0
+    """Wall-clock seconds the earlier sessions of a resumed run had taken, by its checkpoint."""
 
     def __post_init__(self):
+        self.session_started = time.perf_counter()
         augment = self.train.augment
         self.adaptive = AdaptiveP(augment, self.train.batch_size, self.augment_state) if augment and augment.adaptive else None
 
@@ -106,6 +109,10 @@ class Loop:
 
     def total_steps(self) -> int:
         return self.train.total_steps(self.schedule.steps_per_epoch)
+
+    def run_seconds(self) -> float:
+        """Wall-clock seconds of the whole run so far, its earlier sessions' included."""
+        return self.seconds_before + time.perf_counter() - self.session_started
 
     def learning_rates(self, step: int) -> dict[str, float]:
         """``{"lr_g": ..., "lr_d": ...}``, the rates step ``step`` (0-based) trained with, when a
@@ -120,7 +127,7 @@ class Loop:
             return self.run_dir.checkpoint(step)
         last = max(step - 1, 0)
         meta = {"epoch": self.schedule.epoch_of(last), **self.learning_rates(last), **(self.record or {}),
-                "train_seconds": self.seconds_spent}
+                "train_seconds": self.seconds_spent, "run_seconds": round(self.run_seconds(), 3)}
         if self.adaptive is not None:
             meta["augment"] = self.adaptive.state()
         path = self.run_dir.save_checkpoint(self.trainer, step, meta, keep=self.train.keep_checkpoints)

@@ -131,3 +131,17 @@ def test_off_a_terminal_paths_and_commands_are_not_wrapped(run_dir, tmp_path):
     result = cli("sample", run_dir, "-n", "4", "-o", grid)
     assert result.exit_code == 0, result.output
     assert f" to {grid}\n" in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_after_a_resume_the_summary_counts_every_session(run_dir):
+    from gankit.rundir import read_meta
+
+    first = json.loads((run_dir / "summary.json").read_text())
+    before = read_meta(checkpoint(run_dir, 6))["run_seconds"]
+    assert 0 < before <= first["seconds"] and first["session_seconds"] == first["seconds"]
+    result = cli("run", "--resume", run_dir, "--set", "train.steps=8")
+    assert result.exit_code == 0, result.output
+    second = json.loads((run_dir / "summary.json").read_text())
+    assert second["seconds"] == pytest.approx(before + second["session_seconds"], abs=0.01)
+    assert second["seconds"] > second["session_seconds"], "the first session counts too"
+    assert read_meta(checkpoint(run_dir, 8))["run_seconds"] > before
