@@ -385,6 +385,19 @@ def _eval_plan(data: dict[str, Any], path: Path, registry: Registry) -> EvalPlan
         raise RecipeError(f"{path}: eval: {error}") from None
 
 
+def check_requirements(recipe: Recipe) -> None:
+    """Refuse a recipe any of whose components (exporters and scores included) needs a
+    module that is not installed: a RecipeError naming the ``pip install`` that brings it,
+    before anything runs."""
+    components = [recipe.dataset.component, recipe.architecture.component, recipe.backend.component,
+                  *(export.component for export in recipe.exports)]
+    if recipe.eval is not None:
+        components += [*recipe.eval.metrics.values(), recipe.eval.extractor]
+    for component in components:
+        if problem := component.requirement_problem():
+            raise RecipeError(f"{recipe.path}: {problem}")
+
+
 def load_recipe(path: Path, overrides: list[str], registry: Registry) -> Recipe:
     """One recipe (a file with a ``[sweep]`` is refused: use ``load_recipes``)."""
     recipes = load_recipes(path, overrides, registry)
@@ -396,8 +409,11 @@ def load_recipe(path: Path, overrides: list[str], registry: Registry) -> Recipe:
 def load_recipes(path: Path, overrides: list[str], registry: Registry, max_runs: int = MAX_RUNS) -> list[Recipe]:
     """The recipe in ``path`` with ``overrides`` applied, or one recipe per sweep combination."""
     data = apply_overrides(read_toml(path), overrides, path)
-    return [dataclasses.replace(build_recipe(variant, path, registry), sweep=values)
-            for variant, values in expand_sweep(data, path, max_runs)]
+    recipes = [dataclasses.replace(build_recipe(variant, path, registry), sweep=values)
+               for variant, values in expand_sweep(data, path, max_runs)]
+    for recipe in recipes:
+        check_requirements(recipe)
+    return recipes
 
 
 # What a plugin may import from here (docs/plugins.md); the rest is gankit's own.

@@ -145,3 +145,19 @@ def test_after_a_resume_the_summary_counts_every_session(run_dir):
     assert second["seconds"] == pytest.approx(before + second["session_seconds"], abs=0.01)
     assert second["seconds"] > second["session_seconds"], "the first session counts too"
     assert read_meta(checkpoint(run_dir, 8))["run_seconds"] > before
+
+
+def test_a_missing_exporter_module_makes_the_recipe_invalid_before_anything_runs(write_recipe, tmp_path, monkeypatch):
+    import gankit.registry
+
+    installed = gankit.registry._installed
+    monkeypatch.setattr(gankit.registry, "_installed", lambda module: module != "tensorboardX" and installed(module))
+    recipe = write_recipe("board.toml", export=[{"use": "png", "every": 3}, {"use": "tensorboard"}])
+    runs = tmp_path / "runs"
+    result = cli("run", recipe, "--runs-dir", runs)
+    assert_clean_error(result, f"{recipe}: exporter 'tensorboard'", "'tensorboardX'", "pip install 'gankit[tensorboard]'",
+                       runs_dir=runs)
+    batch = cli("run", recipe, write_recipe(), "--keep-going", "--runs-dir", runs)
+    assert batch.exit_code == 1, batch.output
+    assert "invalid" in batch.output and "failed" not in batch.output, batch.output
+    assert [p.name for p in runs.iterdir()] == ["00000-tiny"], "the invalid recipe made no run directory"
