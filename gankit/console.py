@@ -305,12 +305,27 @@ def plugins_table(registry: Registry, kind: str | None) -> None:
                 description += f" [dim](backends: {', '.join(component.backends)})[/]"
             table.add_row(component.name, escape(component.provider), requires, description)
         _console("out").print(table)
+    missing = _missing(registry, kind)
+    if missing:
+        # Whole lines, not a table cell: each ends in the command to copy.
+        _console("out").print("[bold]to use the components with a missing module[/]")
+        for component, module, command in missing:
+            _console("out").print(f"  {component.kind} {escape(component.name)} needs {escape(module)}: "
+                                  f"{escape(command)}", soft_wrap=True)
     problems = _plugin_problems(registry, kind)
     if problems:
         # Whole lines, not a table: each ends in the setting that silences it, made to be copied.
         _console("out").print("[bold red]broken or conflicting plugins[/]")
         for _, problem in problems:
             _console("out").print(f"  {escape(problem)}", soft_wrap=True)
+
+
+def _missing(registry: Registry, kind: str | None) -> list[tuple]:
+    """(component, module, the command that installs it) for each missing required module shown."""
+    from gankit.registry import install_command
+
+    return [(c, module, install_command(c.distribution, module))
+            for each in ((kind,) if kind else KINDS) for c in registry.of_kind(each) for module in c.missing_requirements()]
 
 
 def _plugin_problems(registry: Registry, kind: str | None) -> list[tuple[str, str]]:
@@ -326,6 +341,8 @@ def _conflicts(registry: Registry, kind: str | None) -> list:
 
 
 def plugins_json(registry: Registry, kind: str | None) -> None:
+    from gankit.registry import install_command
+
     rows = [
         {
             "kind": c.kind,
@@ -333,6 +350,7 @@ def plugins_json(registry: Registry, kind: str | None) -> None:
             "provider": c.provider,
             "description": c.description,
             "requires": {r: r not in c.missing_requirements() for r in c.requires},
+            "install": {r: install_command(c.distribution, r) for r in c.missing_requirements()},
             "backends": list(c.backends) if c.backends is not None else None,
         }
         for k in ((kind,) if kind else KINDS)
