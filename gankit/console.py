@@ -76,7 +76,7 @@ def _clock(seconds: float) -> str:
 
 
 def _losses(values: dict[str, float]) -> str:
-    return f"{_d_and_g(values)}  {_odds(values)}"
+    return f"{_d_and_g(values)}  {_d_outputs(values)}"
 
 
 def _d_and_g(values: dict[str, float]) -> str:
@@ -84,14 +84,14 @@ def _d_and_g(values: dict[str, float]) -> str:
     return f"D {get('d_loss'):.3f}  G {get('g_loss'):.3f}"
 
 
-def _odds(values: dict[str, float]) -> str:
+def _d_outputs(values: dict[str, float]) -> str:
     get = lambda key: values.get(key, float("nan"))  # noqa: E731
     return f"D(x) {get('d_real'):.2f}  D(G(z)) {get('d_fake'):.2f}"
 
 
-LINE_PIECES = ("title", "bar", "steps", "epoch", "losses", "odds", "scores", "speed", "elapsed", "eta")
+LINE_PIECES = ("title", "bar", "steps", "epoch", "losses", "d_outputs", "scores", "speed", "elapsed", "eta")
 """A run's live line, in the order shown."""
-DROPPED_FIRST = ("bar", "odds", "epoch", "speed", "elapsed", "scores")
+DROPPED_FIRST = ("bar", "d_outputs", "epoch", "speed", "elapsed", "scores")
 """What a narrow terminal loses first; the step count, the losses and the ETA stay (the title is shortened last)."""
 BAR_WIDTH, BAR_MIN = 24, 10
 
@@ -109,7 +109,7 @@ def fitted_line(task, width: int):
         "steps": Text(f"{int(task.completed)}/{int(task.total or 0)}"),
         "epoch": Text(f"epoch {fields.get('epoch', 0)}"),
         "losses": Text(fields.get("losses", "")),
-        "odds": Text(fields.get("odds", "")),
+        "d_outputs": Text(fields.get("d_outputs", "")),
         "scores": Text(fields.get("scores", "")),
         "speed": Text(fields.get("speed", "")),
         "elapsed": Text(f"elapsed {_clock(task.elapsed or 0)}"),
@@ -135,13 +135,13 @@ def fitted_line(task, width: int):
 def _run_bars():
     from rich.progress import Progress, ProgressColumn
 
-    shown = _console("out")
+    screen = _console("out")
 
     class FittedLine(ProgressColumn):
         def render(self, task):
-            return fitted_line(task, shown.width)
+            return fitted_line(task, screen.width)
 
-    return Progress(FittedLine(), console=shown, transient=False, get_time=lambda: time.monotonic())
+    return Progress(FittedLine(), console=screen, transient=False, get_time=lambda: time.monotonic())
 
 
 class RunProgress:
@@ -202,14 +202,14 @@ class RunProgress:
             if self.progress is not None:
                 self.task = self.progress.add_task(self.title, total=event.total_steps, completed=event.start_step,
                                                    epoch=event.start_step // max(event.steps_per_epoch, 1),
-                                                   losses="", odds="", scores="", speed="", eta="-")
+                                                   losses="", d_outputs="", scores="", speed="", eta="-")
         elif isinstance(event, StepLogged):
             speed = f"{event.values.get('images_per_sec', 0):,.0f} img/s"
             if event.seconds_spent is not None:
                 self.spent = event.seconds_spent
             if self.progress is not None and self.task is not None:
                 self.progress.update(self.task, completed=event.step, epoch=event.epoch, losses=_d_and_g(event.values),
-                                     odds=_odds(event.values), speed=speed, eta=self._eta(event.step))
+                                     d_outputs=_d_outputs(event.values), speed=speed, eta=self._eta(event.step))
             elif self.plain and (time.monotonic() - self.last_line >= self.interval or event.step == self.total):
                 self._line(event.step, f"epoch {event.epoch}  {_losses(event.values)}  {speed}")
         elif isinstance(event, EvalLogged):
