@@ -264,7 +264,7 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], seeds: str | None
             console.error(outcome.message)
         if dry_run:
             for recipe in jobs:
-                console.show_toml(f"# {recipe.path} ({recipe.name})\n# {recipe.train.length()}\n"
+                console.show_toml(f"# {recipe.path} ({recipe.name}); {recipe.train.length()}\n"
                                   + tomli_w.dumps(recipe.as_dict()))
             return
         start = start_new

@@ -71,13 +71,13 @@ def test_a_misspelt_recipe_file_gets_the_closest_names(tmp_path):
     assert "check the path" in cli("run", recipes / "zzz.toml").output
 
 
-def test_resume_of_a_path_that_is_not_there_lists_the_runs(finished_run, tmp_path):
-    runs = finished_run.parent
-    (runs / "00001-other").mkdir(exist_ok=True)
+def test_resume_of_a_path_that_is_not_there_lists_the_runs(run_dir):
+    runs = run_dir.parent
+    (runs / "00001-other").mkdir()
     (runs / "00001-other" / "recipe.toml").write_text("")
     result = cli("run", "--resume", runs / "nope")
     assert_clean_error(result, f"{runs / 'nope'} does not exist",
-                       f"the runs in {runs}, newest first, are {runs / '00001-other'}, {finished_run}")
+                       f"the runs in {runs}, newest first, are {runs / '00001-other'}, {run_dir}")
     assert "not a gankit run directory" not in result.output
 
 
@@ -88,13 +88,13 @@ def test_resume_of_a_recipe_file_says_how_to_start_it(tmp_path, write_recipe):
                                f"gankit run {recipe}")
 
 
-def test_sample_of_a_folder_that_is_not_a_run_says_so(finished_run, tmp_path):
-    folder = finished_run.parent / "emptyrun"
-    folder.mkdir(exist_ok=True)
+def test_sample_of_a_folder_that_is_not_a_run_says_so(run_dir, tmp_path):
+    folder = run_dir.parent / "emptyrun"
+    folder.mkdir()
     (folder / "notes.txt").write_text("")
     result = cli("sample", folder, "-o", tmp_path / "grid.png")
     assert_clean_error(result, f"{folder} is a folder but not a gankit run (it has no recipe.toml); "
-                               f"pass a run directory: the runs in {finished_run.parent}, newest first, are")
+                               f"pass a run directory: the runs in {run_dir.parent}, newest first, are {run_dir}")
     assert "no such recipe file" not in result.output
 
 
