@@ -105,6 +105,44 @@ class StopFlag:
                 signal.signal(sig, handler)
 
 
+def recipe_key_hint(option: str, args: list[str]) -> str | None:
+    """The ``--set`` that does what an unknown option of ``gankit run`` looks meant to do
+    (``--backend tensorflow``: ``--set backend.use=tensorflow``), or None."""
+    from gankit.recipe import SECTIONS
+    from gankit.train_config import TrainConfig
+
+    value = "VALUE"
+    for index, arg in enumerate(args):
+        if arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
+        elif arg == option and index + 1 < len(args) and not args[index + 1].startswith("-"):
+            value = args[index + 1]
+    key = option.lstrip("-").replace("-", "_")
+    if key in SECTIONS:
+        return f"--set {key}.use={value}"
+    if key == "name":
+        return f"--set name={value}"
+    if key == "seed":
+        return f"--set seed={value} (or --seeds {value}, a list or range of seeds to run each configuration with)"
+    if key in TrainConfig.model_fields:
+        return f"--set train.{key}={value}"
+    return None
+
+
+class RunCommand(click.Command):
+    """``gankit run``, whose unknown options that name a recipe key say which --set to use."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, list(args))
+        except click.NoSuchOption as error:
+            hint = recipe_key_hint(error.option_name, args)
+            if hint is None:
+                raise
+            raise click.UsageError(f"No such option: {error.option_name}; recipe keys are set with --set, "
+                                   f"here: {hint}", ctx) from None
+
+
 def _run_to_resume(resume_from: str, runs_dir: Path):
     """The run directory ``--resume`` names (``latest``: the highest-numbered one in ``runs_dir``)."""
     from gankit.rundir import RunDir
@@ -115,15 +153,21 @@ def _run_to_resume(resume_from: str, runs_dir: Path):
     if run_dir.is_empty():
         fail(f"--resume {resume_from}: {run_dir} is empty (the run was stopped before it began); "
              f"remove it with: rm -r {run_dir}")
-    if not run_dir.is_run():
-        fail(f"--resume {resume_from}: {run_dir} is not a gankit run directory (no recipe.toml)")
+    if run_dir.path.is_file() and run_dir.path.suffix == ".toml":
+        fail(f"--resume {resume_from}: {run_dir} is a recipe file; --resume takes a run directory: to start it, "
+             f"gankit run {run_dir}")
+    if problem := run_dir.not_a_run(runs_dir):
+        fail(f"--resume {resume_from}: {problem}")
     return run_dir.path
 
 
-@main.command()
+@main.command(cls=RunCommand)
 @click.argument("recipes", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key, e.g. train.epochs=1.")
 @click.option("--seeds", metavar="0-2|0,1,2", help="Run every configuration once per seed (the recipe's seeds key).")
+@click.option("--minutes", type=float, metavar="M",
+              help="Train for M minutes of training steps (on train.clock, CPU time by default), then end completed "
+                   "with a checkpoint: --set train.max_seconds=M*60. With --resume, the whole run's budget.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe(s) and do nothing.")
 @click.option("--keep-going", is_flag=True, help="After a failed or invalid recipe, run the rest anyway.")
 @click.option("--resume", "resume_from", metavar="RUN_DIR|latest", help="Continue a run from its last checkpoint.")
@@ -146,7 +190,8 @@ def _run_to_resume(resume_from: str, runs_dir: Path):
               help="Where a recipe with [search] makes its search directory.")
 @click.option("--storage", metavar="URL",
               help="A search's Optuna storage (e.g. postgresql://...; default: study.db in the search directory).")
-def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], seeds: str | None, dry_run: bool, keep_going: bool,
+def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], seeds: str | None, minutes: float | None,
+        dry_run: bool, keep_going: bool,
         resume_from: str | None, runs_dir: Path, max_runs: int, processes: int, ray_address: str | None,
         cpus_per_run: float | None, gpus_per_run: float | None, gpus: int | None, searches_dir: Path,
         storage: str | None) -> None:
@@ -167,6 +212,10 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], seeds: str | None
             overrides += (f"seeds={parse_seeds(seeds)}",)
         except ValueError as error:
             fail(f"--seeds {seeds}: {error}")
+    if minutes is not None:
+        if not minutes > 0 or minutes == float("inf"):
+            fail(f"--minutes {minutes}: give a number of minutes above 0, e.g. --minutes 2 or --minutes 0.5")
+        overrides += (f"train.max_seconds={minutes * 60:.12g}",)
     from_environment = click.get_current_context().get_parameter_source("ray_address")
     if resume_from is not None and from_environment == click.core.ParameterSource.ENVIRONMENT:
         ray_address = None  # $GANKIT_RAY_ADDRESS is for batches; a resume continues one run here
@@ -211,9 +260,12 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], seeds: str | None
         jobs, invalid = load_all(recipes, list(overrides), registry, max_runs)
         if invalid and not keep_going:
             fail(invalid[0].message)
+        for outcome in invalid:  # the batch goes on without them: each says why, once, before anything runs
+            console.error(outcome.message)
         if dry_run:
             for recipe in jobs:
-                console.show_toml(f"# {recipe.path} ({recipe.name})\n" + tomli_w.dumps(recipe.as_dict()))
+                console.show_toml(f"# {recipe.path} ({recipe.name}); {recipe.train.length()}\n"
+                                  + tomli_w.dumps(recipe.as_dict()))
             return
         start = start_new
 

@@ -19,12 +19,15 @@ if TYPE_CHECKING:
 
 
 def _console(name: str) -> "Console":
-    """The module's ``out`` or ``err`` console, made on first use (tests may replace them)."""
+    """The module's ``out`` or ``err`` console, made on first use (tests may replace them).
+    Off a terminal (a pipe, a log file) nothing is wrapped or cropped at 80 columns, so that
+    paths and commands stay whole to be copied; tables still fit 80 columns."""
     found = globals().get(name)
     if found is None:
         from rich.console import Console
 
         found = globals()[name] = Console(stderr=name == "err", highlight=False)
+        found.soft_wrap = not found.is_terminal
     return found
 
 
@@ -73,27 +76,72 @@ def _clock(seconds: float) -> str:
 
 
 def _losses(values: dict[str, float]) -> str:
+    return f"{_d_and_g(values)}  {_d_outputs(values)}"
+
+
+def _d_and_g(values: dict[str, float]) -> str:
     get = lambda key: values.get(key, float("nan"))  # noqa: E731
-    return (f"D {get('d_loss'):.3f}  G {get('g_loss'):.3f}  D(x) {get('d_real'):.2f}  "
-            f"D(G(z)) {get('d_fake'):.2f}")
+    return f"D {get('d_loss'):.3f}  G {get('g_loss'):.3f}"
+
+
+def _d_outputs(values: dict[str, float]) -> str:
+    get = lambda key: values.get(key, float("nan"))  # noqa: E731
+    return f"D(x) {get('d_real'):.2f}  D(G(z)) {get('d_fake'):.2f}"
+
+
+LINE_PIECES = ("title", "bar", "steps", "epoch", "losses", "d_outputs", "scores", "speed", "elapsed", "eta")
+"""A run's live line, in the order shown."""
+DROPPED_FIRST = ("bar", "d_outputs", "epoch", "speed", "elapsed", "scores")
+"""What a narrow terminal loses first; the step count, the losses and the ETA stay (the title is shortened last)."""
+BAR_WIDTH, BAR_MIN = 24, 10
+
+
+def fitted_line(task, width: int):
+    """A run's progress (a rich Task of ``_run_bars``) as one line of at most ``width``
+    cells: what matters most is kept, and the bar shrinks before it goes."""
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    fields = task.fields
+    texts = {
+        "title": Text(task.description, style="bold"),
+        "steps": Text(f"{int(task.completed)}/{int(task.total or 0)}"),
+        "epoch": Text(f"epoch {fields.get('epoch', 0)}"),
+        "losses": Text(fields.get("losses", "")),
+        "d_outputs": Text(fields.get("d_outputs", "")),
+        "scores": Text(fields.get("scores", "")),
+        "speed": Text(fields.get("speed", "")),
+        "elapsed": Text(f"elapsed {_clock(task.elapsed or 0)}"),
+        "eta": Text(f"eta {fields.get('eta', '-')}"),
+    }
+    shown = [name for name in LINE_PIECES if name == "bar" or texts[name].plain]
+    length = lambda names: sum(BAR_MIN if n == "bar" else texts[n].cell_len for n in names) + 2 * (len(names) - 1)  # noqa: E731
+    for name in DROPPED_FIRST:
+        if length(shown) <= width:
+            break
+        if name in shown:
+            shown.remove(name)
+    if length(shown) > width:
+        texts["title"].truncate(max(width - length(shown) + texts["title"].cell_len, 1), overflow="ellipsis")
+    line = Table.grid(padding=(0, 2))
+    for name in shown:
+        line.add_column(no_wrap=True, width=min(BAR_WIDTH, BAR_MIN + width - length(shown)) if name == "bar" else None)
+    line.add_row(*(ProgressBar(task.total, task.completed, width=None) if name == "bar" else texts[name]
+                   for name in shown))
+    return line
 
 
 def _run_bars():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress, ProgressColumn
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TextColumn("epoch {task.fields[epoch]}"),
-        TextColumn("{task.fields[losses]}"),
-        TextColumn("{task.fields[scores]}"),
-        TextColumn("{task.fields[speed]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta {task.fields[eta]}"),
-        console=_console("out"),
-        transient=False,
-    )
+    screen = _console("out")
+
+    class FittedLine(ProgressColumn):
+        def render(self, task):
+            return fitted_line(task, screen.width)
+
+    return Progress(FittedLine(), console=screen, transient=False, get_time=lambda: time.monotonic())
 
 
 class RunProgress:
@@ -101,8 +149,10 @@ class RunProgress:
 
     On a terminal, a live bar. Anywhere else (nohup, CI, a cluster's log file) plain lines:
     one at the first logged step, then at most one every ``interval`` seconds, and one at
-    the end, besides checkpoints and scores. The ETA comes from the steps done since the
-    run (or resume) started, so it shows even when each step takes minutes.
+    the end, besides checkpoints and scores. The ETA, of the whole run, comes from the
+    steps done since the run (or resume) started, so it shows from the first logged step
+    even when each step takes minutes; a run with a time budget (``train.max_seconds``)
+    shows the sooner of that and the end of its budget.
     """
 
     def __init__(self, title: str, *, interval: float = 30.0, shared=None):
@@ -113,6 +163,8 @@ class RunProgress:
         self.progress = None if self.plain else (shared or _run_bars())
         self.task = None
         self.started = self.start_step = self.total = 0
+        self.budget: float | None = None
+        self.start_spent = self.spent = 0.0
         self.last_line = float("-inf")
         self.last_step = None
 
@@ -133,25 +185,33 @@ class RunProgress:
         done = step - self.start_step
         if done <= 0 or elapsed <= 0:
             return "-"
-        return _clock((self.total - step) * elapsed / done)
+        left = (self.total - step) * elapsed / done
+        spent = self.spent - self.start_spent
+        if self.budget is not None and spent > 0:  # the budget's seconds, at the pace they have been spent
+            left = min(left, max(self.budget - self.spent, 0.0) * elapsed / spent)
+        return _clock(left)
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.started, self.start_step, self.total = time.monotonic(), event.start_step, event.total_steps
+            self.budget, self.start_spent = event.max_seconds, event.seconds_spent
+            self.spent = event.seconds_spent
             params = ", ".join(f"{k} {v:,}" for k, v in event.parameters.items())
             self._print(f"[dim]{escape(str(event.run_dir))}: {params} parameters, "
                         f"{event.steps_per_epoch} steps/epoch of {event.batch_size}[/]")
             if self.progress is not None:
                 self.task = self.progress.add_task(self.title, total=event.total_steps, completed=event.start_step,
                                                    epoch=event.start_step // max(event.steps_per_epoch, 1),
-                                                   losses="", scores="", speed="", eta="-")
+                                                   losses="", d_outputs="", scores="", speed="", eta="-")
         elif isinstance(event, StepLogged):
-            losses, speed = _losses(event.values), f"{event.values.get('images_per_sec', 0):,.0f} img/s"
+            speed = f"{event.values.get('images_per_sec', 0):,.0f} img/s"
+            if event.seconds_spent is not None:
+                self.spent = event.seconds_spent
             if self.progress is not None and self.task is not None:
-                self.progress.update(self.task, completed=event.step, epoch=event.epoch, losses=losses, speed=speed,
-                                     eta=self._eta(event.step))
+                self.progress.update(self.task, completed=event.step, epoch=event.epoch, losses=_d_and_g(event.values),
+                                     d_outputs=_d_outputs(event.values), speed=speed, eta=self._eta(event.step))
             elif self.plain and (time.monotonic() - self.last_line >= self.interval or event.step == self.total):
-                self._line(event.step, f"epoch {event.epoch}  {losses}  {speed}")
+                self._line(event.step, f"epoch {event.epoch}  {_losses(event.values)}  {speed}")
         elif isinstance(event, EvalLogged):
             scores = "  ".join(f"{k.upper()} {v:.4g}" for k, v in event.values.items() if not k.endswith("_std"))
             if self.task is not None:
@@ -245,12 +305,27 @@ def plugins_table(registry: Registry, kind: str | None) -> None:
                 description += f" [dim](backends: {', '.join(component.backends)})[/]"
             table.add_row(component.name, escape(component.provider), requires, description)
         _console("out").print(table)
+    missing = _missing(registry, kind)
+    if missing:
+        # Whole lines, not a table cell: each ends in the command to copy.
+        _console("out").print("[bold]to use the components with a missing module[/]")
+        for component, module, command in missing:
+            _console("out").print(f"  {component.kind} {escape(component.name)} needs {escape(module)}: "
+                                  f"{escape(command)}", soft_wrap=True)
     problems = _plugin_problems(registry, kind)
     if problems:
         # Whole lines, not a table: each ends in the setting that silences it, made to be copied.
         _console("out").print("[bold red]broken or conflicting plugins[/]")
         for _, problem in problems:
             _console("out").print(f"  {escape(problem)}", soft_wrap=True)
+
+
+def _missing(registry: Registry, kind: str | None) -> list[tuple]:
+    """(component, module, the command that installs it) for each missing required module shown."""
+    from gankit.registry import install_command
+
+    return [(c, module, install_command(c.distribution, module))
+            for each in ((kind,) if kind else KINDS) for c in registry.of_kind(each) for module in c.missing_requirements()]
 
 
 def _plugin_problems(registry: Registry, kind: str | None) -> list[tuple[str, str]]:
@@ -266,6 +341,8 @@ def _conflicts(registry: Registry, kind: str | None) -> list:
 
 
 def plugins_json(registry: Registry, kind: str | None) -> None:
+    from gankit.registry import install_command
+
     rows = [
         {
             "kind": c.kind,
@@ -273,6 +350,7 @@ def plugins_json(registry: Registry, kind: str | None) -> None:
             "provider": c.provider,
             "description": c.description,
             "requires": {r: r not in c.missing_requirements() for r in c.requires},
+            "install": {r: install_command(c.distribution, r) for r in c.missing_requirements()},
             "backends": list(c.backends) if c.backends is not None else None,
         }
         for k in ((kind,) if kind else KINDS)

@@ -113,6 +113,23 @@ class DataContext:
     cache_dir: Path = field(default_factory=default_cache_dir)
     warn: Callable[[str], None] = print
     info: Callable[[str], None] = print
+    warnings: list[str] = field(default_factory=list)
+    """Every ``warn_once`` warning, shown or not (a run keeps what it was warned of in summary.json)."""
+
+    def warn_once(self, key: str, message: str) -> None:
+        """A warning that stays true on this machine until something changes there (no
+        network: the bundled copy is used): shown the first time on this machine (a marker
+        ``warned/<key>`` in the cache dir), kept in ``warnings`` every time."""
+        self.warnings.append(message)
+        marker = self.cache_dir / "warned" / key
+        if marker.exists():
+            return
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a cache that cannot be written: say it each time rather than never
+        self.warn(message)
 
 
 def _file_digest(path: Path, algorithm: str) -> str:

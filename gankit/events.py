@@ -23,6 +23,10 @@ class RunStarted:
     steps_per_epoch: int
     batch_size: int
     parameters: dict[str, int] = field(default_factory=dict)
+    max_seconds: float | None = None
+    """The run's time budget (``train.max_seconds``), on ``train.clock``; None: none."""
+    seconds_spent: float = 0.0
+    """Seconds of that clock the training steps had taken before this start (a resume's)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class StepLogged:
     values: dict[str, float]
     last: bool = False
     """The run's last step: its ``total_steps``, or an earlier one where ``train.max_seconds`` ran out."""
+    seconds_spent: float | None = None
+    """Seconds of ``train.clock`` the whole run's training steps have taken so far (None: not measured)."""
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise RecipeError(f"{path}: no such recipe file; check the path") from None
+        raise RecipeError(f"{path}: no such recipe file; {_closest_recipes(Path(path))}") from None
     except IsADirectoryError:
         raise RecipeError(f"{path}: is a directory, not a recipe file") from None
     except tomllib.TOMLDecodeError as error:
@@ -117,6 +117,19 @@ def read_toml(path: Path) -> dict[str, Any]:
                           "write a smaller number") from None
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError(f"{path}: cannot read: {error}") from None
+
+
+def _closest_recipes(path: Path) -> str:
+    """Did-you-mean for a recipe file that is not there: the closest names beside it."""
+    folder = path.parent
+    try:
+        known = [p.name for p in folder.iterdir() if p.suffix == ".toml" and p.is_file()] if folder.is_dir() else []
+    except OSError:
+        known = []
+    close = difflib.get_close_matches(path.name, known, n=3, cutoff=0.8)
+    if not close:
+        return "check the path"
+    return "did you mean " + " or ".join(str(folder / name) for name in close) + "?"
 
 
 def parse_value(text: str) -> Any:
@@ -372,6 +385,19 @@ def _eval_plan(data: dict[str, Any], path: Path, registry: Registry) -> EvalPlan
         raise RecipeError(f"{path}: eval: {error}") from None
 
 
+def check_requirements(recipe: Recipe) -> None:
+    """Refuse a recipe any of whose components (exporters and scores included) needs a
+    module that is not installed: a RecipeError naming the ``pip install`` that brings it,
+    before anything runs."""
+    components = [recipe.dataset.component, recipe.architecture.component, recipe.backend.component,
+                  *(export.component for export in recipe.exports)]
+    if recipe.eval is not None:
+        components += [*recipe.eval.metrics.values(), recipe.eval.extractor]
+    for component in components:
+        if problem := component.requirement_problem():
+            raise RecipeError(f"{recipe.path}: {problem}")
+
+
 def load_recipe(path: Path, overrides: list[str], registry: Registry) -> Recipe:
     """One recipe (a file with a ``[sweep]`` is refused: use ``load_recipes``)."""
     recipes = load_recipes(path, overrides, registry)
@@ -383,8 +409,11 @@ def load_recipe(path: Path, overrides: list[str], registry: Registry) -> Recipe:
 def load_recipes(path: Path, overrides: list[str], registry: Registry, max_runs: int = MAX_RUNS) -> list[Recipe]:
     """The recipe in ``path`` with ``overrides`` applied, or one recipe per sweep combination."""
     data = apply_overrides(read_toml(path), overrides, path)
-    return [dataclasses.replace(build_recipe(variant, path, registry), sweep=values)
-            for variant, values in expand_sweep(data, path, max_runs)]
+    recipes = [dataclasses.replace(build_recipe(variant, path, registry), sweep=values)
+               for variant, values in expand_sweep(data, path, max_runs)]
+    for recipe in recipes:
+        check_requirements(recipe)
+    return recipes
 
 
 # What a plugin may import from here (docs/plugins.md); the rest is gankit's own.

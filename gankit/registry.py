@@ -52,7 +52,22 @@ class Component:
 def install_hint(distribution: str, modules: list[str]) -> str:
     """``pip install 'DIST[EXTRA]'`` when an extra of ``distribution`` brings the first of
     ``modules``; else which package must provide them."""
-    from packaging.requirements import Requirement
+    extra = _extra_bringing(distribution, modules[0])
+    if extra is not None:
+        return f"pip install '{distribution}[{extra}]'"
+    return f"install the package that provides {modules[0]!r} (a requirement of {distribution})"
+
+
+def install_command(distribution: str, module: str) -> str:
+    """The command that installs ``module``: ``pip install 'DIST[EXTRA]'`` when an extra of
+    ``distribution`` (its installed metadata) brings it, else ``pip install MODULE``."""
+    extra = _extra_bringing(distribution, module)
+    return f"pip install '{distribution}[{extra}]'" if extra is not None else f"pip install {module}"
+
+
+def _extra_bringing(distribution: str, module: str) -> str | None:
+    """The extra of ``distribution``'s optional dependencies that requires ``module`` (by name), if any."""
+    from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
     try:
@@ -60,11 +75,14 @@ def install_hint(distribution: str, modules: list[str]) -> str:
     except metadata.PackageNotFoundError:
         requirements = []
     for text in requirements:
-        requirement = Requirement(text)
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
         extra = re.search(r'extra\s*==\s*"([^"]+)"', str(requirement.marker or ""))
-        if extra and canonicalize_name(requirement.name) == canonicalize_name(modules[0]):
-            return f"pip install '{distribution}[{extra.group(1)}]'"
-    return f"install the package that provides {modules[0]!r} (a requirement of {distribution})"
+        if extra and canonicalize_name(requirement.name) == canonicalize_name(module):
+            return extra.group(1)
+    return None
 
 
 def _installed(module: str) -> bool:

@@ -43,6 +43,7 @@ class Image:
     caption: str
     data_uri: str = ""
     link: str = ""  # a relative path, for a file too big to embed
+    animated: str = ""  # a GIF's data URI, played over its still (``data_uri``, the last frame)
 
 
 @dataclass
@@ -172,12 +173,33 @@ def _images(run_dir: RunDir, series, output_dir: Path, gif_max_bytes: int) -> li
         images.append(Image("curves", "curves", _data_uri(draw_curves(series, run_title(run_dir)), "image/png")))
     gif = run_dir.progress_gif
     if gif.is_file():
-        if gif.stat().st_size <= gif_max_bytes:
-            images.append(Image("progress", "progress", _data_uri(gif.read_bytes(), "image/gif")))
+        data = gif.read_bytes()
+        still = _last_frame(data)
+        still_uri = _data_uri(still, "image/png") if still is not None else ""
+        if len(data) <= gif_max_bytes:
+            animated = _data_uri(data, "image/gif")
+            if still is None:
+                images.append(Image("progress", "progress", animated))
+            else:
+                images.append(Image("progress", "progress (the last frame; point at it to play)", still_uri,
+                                    animated=animated))
         else:
-            images.append(Image("progress", f"progress.gif ({gif.stat().st_size // 1024:,} KB, not embedded)",
+            images.append(Image("progress", f"progress.gif ({len(data) // 1024:,} KB, not embedded)", still_uri,
                                 link=os.path.relpath(gif, output_dir)))
     return images
+
+
+def _last_frame(gif: bytes) -> bytes | None:
+    """A GIF's last frame as a PNG (its first is the untrained generator's noise), or None
+    if it does not read."""
+    import imageio.v3 as iio
+
+    try:
+        frames = iio.imread(gif, index=None, extension=".gif")
+        last = frames[-1] if frames.ndim == 4 else frames
+        return iio.imwrite("<bytes>", last, extension=".png")
+    except Exception:  # a damaged GIF: shown as it is
+        return None
 
 
 def read_run(run_dir: RunDir, output_dir: Path, gif_max_bytes: int) -> RunReport:
@@ -226,6 +248,21 @@ def recipe_settings(recipe: dict[str, Any]) -> dict[str, Any]:
     """A resolved recipe as dotted keys (``train.lr_g``, ``export.0.every``), name and
     provenance left out."""
     return _flatten({key: value for key, value in recipe.items() if key not in ("name", "gankit")})
+
+
+def setting_header(key: str, recipes: list[dict[str, Any]]) -> str:
+    """A readable column heading for a dotted recipe key: the table and key (``train.lr_g``),
+    and for a list of tables the component each entry uses (``export.0.every`` is
+    ``export png every``)."""
+    parts = key.split(".")
+    if len(parts) >= 3 and parts[1].isdigit():
+        index, uses = int(parts[1]), []
+        for recipe in recipes:
+            tables = recipe.get(parts[0])
+            if isinstance(tables, list) and index < len(tables) and isinstance(tables[index], dict):
+                uses.append(str(tables[index].get("use", parts[1])))
+        return " ".join([parts[0], "/".join(dict.fromkeys(uses)) or parts[1], *parts[2:]])
+    return ".".join(parts[-2:])
 
 
 def differing_settings(settings: list[dict[str, Any]]) -> list[str]:
@@ -363,6 +400,7 @@ def render(runs: list[RunReport], searches: list[tuple[SearchReport, Configurati
         parts=_search_parts(runs, [search for search, _ in searches]),
         test=TEST,
         differing=differing,
+        headers=[setting_header(key, [run.recipe for run in runs]) for key in differing],
         differing_values=[[each.get(key) for key in differing] for each in settings],
         score_keys=score_keys,
         losses=LOSSES,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -167,10 +168,33 @@ class RunDir:
         """Whether it holds nothing but the lock: a run stopped before it began."""
         return self.path.is_dir() and not [p for p in self.path.iterdir() if p.name != LOCK]
 
+    def not_a_run(self, runs_root: Path | None = None) -> str | None:
+        """None for a run directory; else one line: what the path is, and the runs to pass
+        instead (in the folder itself, beside it, or in ``runs_root``; the newest first)."""
+        if self.is_run():
+            return None
+        path = self.path
+        if not path.exists():
+            what = f"{path} does not exist"
+        elif not path.is_dir():
+            what = f"{path} is a file, not a run directory"
+        elif self.is_empty():
+            what = f"{path} is empty (the run was stopped before it began; remove it with: rm -r {path})"
+        else:
+            what = f"{path} is a folder but not a gankit run (it has no recipe.toml)"
+        for folder in dict.fromkeys([path, path.parent, *([runs_root] if runs_root is not None else [])]):
+            runs = [run for run in reversed(RunDir.numbered(folder)) if run.is_run()] if folder.is_dir() else []
+            if runs:
+                shown = ", ".join(str(run) for run in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+                return f"{what}; pass a run directory: the runs in {folder}, newest first, are {shown}"
+        return f"{what}; pass a run directory such as runs/00003-dcgan_mnist (gankit run RECIPE makes one)"
+
     def spec(self) -> DataSpec:
         """The data's shape, recorded in recipe.toml, so networks can be rebuilt without the data."""
         from gankit.recipe import read_toml
 
+        if problem := self.not_a_run():
+            raise RunError(problem)
         table = read_toml(self.recipe).get("gankit", {}).get("data_spec")
         if not isinstance(table, dict):
             raise RunError(f"{self.recipe}: no [gankit.data_spec]; is this a gankit run directory?")
@@ -305,22 +329,43 @@ class RunDir:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's lock for the block: a second process training the same run is refused."""
-        from filelock import FileLock, Timeout
+        """Hold the run's lock for the block: a second process training the same run is
+        refused. The lock is an ``flock`` on ``.lock``, which the block removes however it
+        ends (completed, failed, interrupted), so a finished run leaves none behind; a
+        killed process leaves it, unlocked, and the next one takes it over."""
+        import fcntl
 
-        lock = FileLock(self.path / LOCK, timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise RunError(f"{self.path} is in use by another gankit process (training or resuming it); "
-                           "wait for that one to end") from None
-        except OSError as error:
-            raise RunError(f"cannot write {self.path / LOCK} ({error.strerror or error}): a run is trained only "
-                           "where it can be written; make the folder writable, or copy the run elsewhere") from None
+        path = self.path / LOCK
+        while True:
+            try:
+                handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as error:
+                raise RunError(f"cannot write {path} ({error.strerror or error}): a run is trained only where it can "
+                               "be written; make the folder writable, or copy the run elsewhere") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                os.close(handle)
+                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise RunError(f"{self.path} is in use by another gankit process (training or resuming it); "
+                                   "wait for that one to end") from None
+                raise RunError(f"cannot lock {path} ({error.strerror or error}); put the run on a file system "
+                               "that supports locks, or copy it elsewhere") from None
+            try:
+                ours = os.fstat(handle).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                ours = False
+            if ours:
+                break
+            os.close(handle)  # its holder removed it as it ended, between our open and our lock: take a new one
         try:
             yield
         finally:
-            lock.release()
+            try:
+                path.unlink()  # while still held: whoever opened this file before now finds it gone once locked
+            except OSError:
+                pass
+            os.close(handle)
 
     @contextmanager
     def writing(self) -> Iterator[None]:

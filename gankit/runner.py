@@ -12,6 +12,7 @@ import math
 import os
 import time
 from contextlib import contextmanager, nullcontext
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +41,7 @@ class RunResult:
     run_dir: Path
     finished: RunFinished
     seconds: float
+    """Wall-clock seconds of the whole run, every session of a resumed one included."""
 
 
 def _require(choice: Choice) -> None:
@@ -224,6 +226,8 @@ class Prepared:
     evaluator: Evaluator | None = None
     source: Source | None = None
     """The checkpoint whose weights the run started from (``train.init_from``)."""
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    """What the run was warned of (summary.json keeps it), said or not (``DataContext.warn_once``)."""
 
 
 def prepare(recipe: Recipe, context: DataContext, *, fresh: bool = True) -> Prepared:
@@ -252,7 +256,18 @@ def prepare(recipe: Recipe, context: DataContext, *, fresh: bool = True) -> Prep
         with about(recipe):
             check_loadable(trainer)
             start_from(trainer, source)
-    return Prepared(recipe, data, trainer, schedule, _evaluator(recipe, context, data), source)
+    return Prepared(recipe, data, trainer, schedule, _evaluator(recipe, context, data), source, context.warnings)
+
+
+def recording(context: DataContext) -> DataContext:
+    """A copy of ``context`` for one run, whose ``warnings`` gets every warning of the run."""
+    said: list[str] = []
+
+    def warn(message: str) -> None:
+        said.append(message)
+        context.warn(message)
+
+    return dataclasses.replace(context, warn=warn, warnings=said)
 
 
 def _evaluator(recipe: Recipe, context: DataContext, data: ImageData) -> Evaluator | None:
@@ -281,6 +296,7 @@ def run(
     ``world``: the processes of one run (``gankit.distributed``); rank 0 alone writes."""
     folder = writable_root(runs_root)
     _one_clock(recipe, world)
+    context = recording(context)
     prepared = prepare(recipe, context)
     check_space(folder, prepared.trainer)
     if should_stop():
@@ -311,8 +327,15 @@ def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
     by default), verified first, with the recipe checked against what trained it: what
     ``gankit sample`` and ``gankit evaluate`` draw from."""
     run = RunDir(run_dir)
+    if problem := run.not_a_run():
+        raise RunError(problem)
     raw = read_toml(run.recipe)
     recipe = build_recipe(raw, run.recipe, registry)
+    if checkpoint == "best" and recipe.eval is None and not run.best.is_dir():
+        known = ", ".join(p.name for p in run.list_checkpoints()) or "none yet"
+        raise RunError(f"--checkpoint best: best is the checkpoint with the best score of the recipe's [eval], and "
+                       f"{run.recipe} has no [eval] table; leave --checkpoint out for the last one, or name one of "
+                       f"{known} (to keep a best, add [eval] to the recipe of a new run)")
     chosen = run.resolve_checkpoint(checkpoint)  # no checkpoint at all: say so before building anything
     check_recipe(recipe, raw, _recorded_by(chosen), chosen, BUILD_ADVICE)
     trainer = build_trainer(recipe, run.spec())
@@ -341,6 +364,7 @@ def resume(
     run = RunDir(run_dir)
     recipe_path = run.recipe
     writer = world is None or world.writer
+    context = recording(context)
     with run.lock() if writer else nullcontext():
         try:
             raw = read_toml(recipe_path)
@@ -360,6 +384,11 @@ def resume(
         if not fresh:
             prepared.source = Source.from_dict(raw.get("gankit", {}).get("init_from"))
         step, meta = _restore(prepared, run, raw)
+        if step and "run_seconds" not in meta:  # a checkpoint from before run_seconds: its summary, if of that step
+            summary = run.read_summary() or {}
+            recorded = summary.get("seconds")
+            same = summary.get("steps") == step and isinstance(recorded, (int, float)) and math.isfinite(recorded)
+            meta = {**meta, "run_seconds": float(recorded) if same else 0.0}
         logged = run.logged_at(step) if step else {}
         if not writer:
             return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False,
@@ -468,10 +497,10 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         writer=writer,
         augment_state=(meta or {}).get("augment"),
         seconds_spent=float((meta or {}).get("train_seconds", 0.0)),
+        seconds_before=float((meta or {}).get("run_seconds", 0.0)),
         logged=logged,
         record=record,
     )
-    started = time.perf_counter()
 
     def stopped(status: str, message: str) -> RunFinished:
         good = run_dir.last_good_checkpoint()
@@ -479,7 +508,7 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         try:
             if not writer:
                 return finished
-            _write_summary(prepared, run_dir, finished, loop, time.perf_counter() - started)
+            _write_summary(prepared, run_dir, finished, loop)
         except OSError:
             pass  # the disk may be full: the checkpoint matters more than the summary
         return finished
@@ -493,28 +522,31 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
         if isinstance(error, OSError) and no_space_left(error, run_dir.path):
             finished = stopped("failed", f"no space left on device writing {error.filename or run_dir}; "
                                          f"stopped at step {loop.step}")
-            return RunResult(recipe, run_dir.path, finished, time.perf_counter() - started)
+            return RunResult(recipe, run_dir.path, finished, loop.run_seconds())
         stopped("failed", f"{type(error).__name__} at step {loop.step}: {error}")
         raise
     if stop_on_error and failures() and finished.status == "interrupted":
         finished = RunFinished(finished.step, "failed", f"{failures()[0]}; {finished.message} with a checkpoint; "
                                f"resume with: gankit run --resume {run_dir}",
                                finished.values)
-    seconds = time.perf_counter() - started
     if writer:
-        _write_summary(prepared, run_dir, finished, loop, seconds)
-    return RunResult(recipe, run_dir.path, finished, seconds)
+        _write_summary(prepared, run_dir, finished, loop)
+    return RunResult(recipe, run_dir.path, finished, loop.run_seconds())
 
 
-def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, loop: Loop, seconds: float) -> None:
+def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, loop: Loop) -> None:
+    """``seconds``: the whole run's, each session of a resumed one counted (by the checkpoint
+    it resumed from); ``session_seconds``: this session's alone."""
     data = prepared.data
+    session = time.perf_counter() - loop.session_started
     write_json(run_dir.summary, {
         "name": prepared.recipe.name,
         "status": finished.status,
         "message": finished.message,
         "steps": finished.step,
         "total_steps": loop.total_steps(),
-        "seconds": round(seconds, 3),
+        "seconds": round(loop.seconds_before + session, 3),
+        "session_seconds": round(session, 3),
         "train_seconds": {"clock": prepared.recipe.train.clock, "spent": round(loop.seconds_spent, 3)},
         "final": finished.values,
         "parameters": prepared.trainer.parameter_counts(),
@@ -522,4 +554,5 @@ def _write_summary(prepared: Prepared, run_dir: RunDir, finished: RunFinished, l
         "backend": prepared.recipe.backend.name,
         "sweep": prepared.recipe.sweep,
         "init_from": prepared.source.as_dict() if prepared.source is not None else None,
+        "warnings": list(dict.fromkeys(prepared.warnings)),
     })

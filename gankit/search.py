@@ -30,7 +30,7 @@ from typing import Any
 import tomli_w
 
 from gankit.files import write_json, write_text
-from gankit.recipe import RecipeError, apply_overrides, build_recipe, read_toml, set_key
+from gankit.recipe import RecipeError, apply_overrides, build_recipe, check_requirements, read_toml, set_key
 from gankit.rundir import RunDir
 from gankit.search_config import SearchConfig, parse_search
 
@@ -163,11 +163,7 @@ class Search:
         if recipe.eval is None:
             raise RecipeError(f"{path}: search: trials are scored by the recipe's [eval]; add an [eval] table "
                               '(e.g. metrics = ["fid"], every = 100)')
-        for needed in (recipe.dataset.component, recipe.architecture.component, recipe.backend.component,
-                       *(export.component for export in recipe.exports), *recipe.eval.metrics.values(),
-                       recipe.eval.extractor):
-            if problem := needed.requirement_problem():
-                raise RecipeError(f"{path}: {problem}")  # before any trial, not in each
+        check_requirements(recipe)  # before any trial, not in each
         metric, component = next(iter(recipe.eval.metrics.items()))
         higher = bool(getattr(component.factory, "higher_is_better", False))
         for parameter in config.parameters:

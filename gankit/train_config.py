@@ -155,5 +155,16 @@ class TrainConfig(Params):
             check_length(self, self.steps)
         return self
 
+    def length(self) -> str:
+        """What decides how long the run trains, in words (``--dry-run`` shows it)."""
+        if self.steps is not None:
+            ignored = f"; train.epochs = {self.epochs} is ignored" if self.epochs is not None else ""
+            decided = f"length: {self.steps:,} steps (train.steps{ignored})"
+        else:
+            decided = f"length: {self.epochs:,} epoch{'s' * (self.epochs != 1)} (train.epochs)"
+        if self.max_seconds is not None:
+            decided += f", or less: it ends once its steps have taken {self.max_seconds:g} {self.clock} seconds"
+        return decided
+
     def total_steps(self, steps_per_epoch: int) -> int:
         return self.steps if self.steps is not None else self.epochs * steps_per_epoch

@@ -92,8 +92,11 @@ class Loop:
     seconds_spent: float = 0.0
     """Seconds the training steps have taken on ``train.clock`` (a resumed run starts from
     its checkpoint's), against the ``train.max_seconds`` budget."""
+    seconds_before: float = 0.0
+    """Wall-clock seconds the earlier sessions of a resumed run had taken, by its checkpoint."""
 
     def __post_init__(self):
+        self.session_started = time.perf_counter()
         augment = self.train.augment
         self.adaptive = AdaptiveP(augment, self.train.batch_size, self.augment_state) if augment and augment.adaptive else None
 
@@ -106,6 +109,10 @@ class Loop:
 
     def total_steps(self) -> int:
         return self.train.total_steps(self.schedule.steps_per_epoch)
+
+    def run_seconds(self) -> float:
+        """Wall-clock seconds of the whole run so far, its earlier sessions' included."""
+        return self.seconds_before + time.perf_counter() - self.session_started
 
     def learning_rates(self, step: int) -> dict[str, float]:
         """``{"lr_g": ..., "lr_d": ...}``, the rates step ``step`` (0-based) trained with, when a
@@ -120,7 +127,7 @@ class Loop:
             return self.run_dir.checkpoint(step)
         last = max(step - 1, 0)
         meta = {"epoch": self.schedule.epoch_of(last), **self.learning_rates(last), **(self.record or {}),
-                "train_seconds": self.seconds_spent}
+                "train_seconds": self.seconds_spent, "run_seconds": round(self.run_seconds(), 3)}
         if self.adaptive is not None:
             meta["augment"] = self.adaptive.state()
         path = self.run_dir.save_checkpoint(self.trainer, step, meta, keep=self.train.keep_checkpoints)
@@ -145,7 +152,7 @@ class Loop:
         steps_per_epoch = self.schedule.steps_per_epoch
         total = self.total_steps()
         self.emit(RunStarted(self.run_dir.path, start_step, total, steps_per_epoch, self.train.batch_size,
-                             self.trainer.parameter_counts()))
+                             self.trainer.parameter_counts(), self.train.max_seconds, self.seconds_spent))
         values: dict[str, float] = dict(self.logged or {})
         tick, tick_step = time.perf_counter(), start_step
         step = self.step = start_step
@@ -173,7 +180,8 @@ class Loop:
                 logged = {**values, **self.learning_rates(step - 1),
                           "images_per_sec": (step - tick_step) * self.train.batch_size / max(now - tick, 1e-9)}
                 tick, tick_step = now, step
-                self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged, last=last))
+                self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged, last=last,
+                                     seconds_spent=self.seconds_spent))
             if self.writer and (any(_due(every, step, steps_per_epoch) for every in self.sample_every)
                                 or (last and self.sample_every)):
                 self.emit(self._samples(step))

@@ -116,10 +116,10 @@ class IdxDataset:
             return self._download(split), "downloaded"
         except DataError as error:
             if self.source is MNIST:
-                self.context.warn(
-                    f"MNIST {split} files are not here and could not be downloaded ({error}); "
-                    "using the real 10,000-image MNIST test split shipped with gankit instead"
-                )
+                why = "checksum mismatch" if "checksum mismatch" in str(error) else "offline, or the mirrors are down"
+                self.context.warn_once("mnist-bundled", f"MNIST {split} files are not here and could not be downloaded "
+                                       f"({why}); using the 10,000-image MNIST test split shipped with gankit (said "
+                                       "once on this machine; each run's summary.json keeps it)")
                 bundled = resources.files("gankit_plugins") / "data" / "mnist"
                 return (Path(bundled / FILES["test"][0]), Path(bundled / FILES["test"][1])), "bundled MNIST test split"
             raise DataError(f"{error}; or point dataset.root at a directory with the official files") from None

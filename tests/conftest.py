@@ -38,12 +38,21 @@ def gankit(*args, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
-def wait_for(predicate, process: subprocess.Popen, seconds: float = 300) -> None:
-    """Poll ``predicate`` until it holds; fail with the process's output if it ends first."""
+PATIENCE = 1800
+"""Seconds a test waits for a process before it gives up: never a judgement of the machine's
+speed (a test waits on what the process does: its files, its output, its exit), only a
+bound for a process that hangs, generous enough for a machine many times slower than ours."""
+
+
+def wait_for(predicate, process: subprocess.Popen, seconds: float = PATIENCE) -> None:
+    """Poll ``predicate`` until it holds; fail with the process's output if the process
+    ends first, or if it is still going after ``seconds`` (a hang, not a slow machine)."""
     deadline = time.monotonic() + seconds
     while not predicate():
         assert process.poll() is None, process.communicate()[0]
-        assert time.monotonic() < deadline, "timed out"
+        if time.monotonic() >= deadline:
+            process.kill()
+            raise AssertionError(f"still waiting after {seconds:.0f} s; the process said: {process.communicate()[0]}")
         time.sleep(0.05)
 
 

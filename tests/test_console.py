@@ -14,7 +14,7 @@ from rich.console import Console
 from gankit import console
 from gankit.batch import Outcome
 from gankit.cli import main
-from gankit.events import RunFinished, RunStarted, StepLogged
+from gankit.events import EvalLogged, RunFinished, RunStarted, StepLogged
 
 
 class Clock:
@@ -70,6 +70,49 @@ def test_the_eta_shows_on_a_terminal_even_when_steps_take_minutes(screen, tmp_pa
             if isinstance(event, StepLogged):
                 assert progress.progress.tasks[0].fields["eta"] == "4:54:00"
     assert "eta 4:54:00" in buffer.getvalue()
+
+
+def plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_on_an_80_column_terminal_the_step_losses_and_eta_stay_visible(screen, tmp_path):
+    buffer = screen(terminal=True, width=80)
+    progress = console.RunProgress("dcgan_mnist-lr_g0.0002-g_hidden256")
+    with progress:
+        for event in steps(tmp_path, screen.clock, 7.5, [10, 20], 4685):
+            progress.handle(event)
+            if isinstance(event, StepLogged):
+                progress.handle(EvalLogged(event.step, 0, {"fid": 123.4, "kid": 0.0456, "kid_std": 0.01}))
+    last = [line for line in plain(buffer.getvalue()).splitlines() if "/4685" in line][-1]
+    assert len(last.rstrip()) <= 80, last
+    assert "20/4685" in last and "D 0.700" in last and "G 1.500" in last, last
+    assert last.rstrip().endswith("eta 1:56:37"), last  # 1.5 s a step, 4,665 to go
+    wide = console.fitted_line(progress.progress.tasks[0], 200)
+    shown = Console(file=io.StringIO(), width=200, record=True, force_terminal=True)
+    shown.print(wide)
+    text = shown.export_text()
+    assert "━" in text and "D(G(z)) 0.40" in text and "FID 123.4" in text, text
+    assert "elapsed 0:30" in text, "elapsed time by the console's clock"
+
+
+def test_the_eta_is_the_sooner_of_the_steps_and_the_time_budget(screen, tmp_path):
+    buffer = screen(terminal=False)
+    progress = console.RunProgress("budget", interval=0)
+    with progress:
+        progress.handle(RunStarted(tmp_path, 0, 1000, 100, 64, max_seconds=120.0, seconds_spent=30.0))
+        screen.clock.now += 20
+        progress.handle(StepLogged(10, 0, {"d_loss": 0.7}, seconds_spent=40.0))  # 10 budget seconds in 20 s
+        screen.clock.now += 20
+        progress.handle(StepLogged(20, 0, {"d_loss": 0.7}, seconds_spent=50.0))
+    lines = [line for line in buffer.getvalue().splitlines() if " step " in line]
+    assert lines[0].endswith("eta 2:40"), "budget: 80 s left at 2 s a second, sooner than 1:05:20 of steps"
+    assert lines[1].endswith("eta 2:20"), lines
+    without = console.RunProgress("steps")
+    without.handle(RunStarted(tmp_path, 0, 100, 100, 64))
+    screen.clock.now += 10
+    without.handle(StepLogged(10, 0, {"d_loss": 0.7}, seconds_spent=5.0))
+    assert buffer.getvalue().splitlines()[-1].endswith("eta 1:30"), "no budget: the steps' ETA, from the first log"
 
 
 def test_a_run_logs_plain_progress_lines_when_output_is_a_file(write_recipe, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
+from conftest import PATIENCE
 from gankit.cli import main
 
 TRAIN = {"batch_size": 32, "log_every": 1, "checkpoint_every": 100}
@@ -26,7 +27,7 @@ def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
 
 def torchrun(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           "-m", "gankit", "run", *map(str, args)], capture_output=True, text=True, timeout=600)
+                           "-m", "gankit", "run", *map(str, args)], capture_output=True, text=True, timeout=PATIENCE)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import Trained
+from conftest import PATIENCE, Trained
 from gankit.plugins import load_registry
 
 SMALL_DCGAN = {"use": "dcgan", "g_start_channels": 16,
@@ -58,5 +58,5 @@ def test_compile_sets_up_in_a_fresh_process(write_recipe):
             "from gankit.plugins import load_registry; from gankit.recipe import load_recipe; "
             "from gankit.runner import build_trainer; "
             "build_trainer(load_recipe(Path(sys.argv[1]), [], load_registry()), DataSpec(28, 28, 1)); print('built')")
-    done = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True, timeout=PATIENCE)
     assert done.returncode == 0 and done.stdout.strip() == "built", done.stderr[-2000:]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from conftest import checkpoint, cli, gankit, one_line, recipe_dict, wait_for
+from conftest import PATIENCE, checkpoint, cli, gankit, one_line, recipe_dict, wait_for
 from gankit.recipe import read_toml
 from gankit.rundir import RunDir
 
@@ -37,7 +37,7 @@ def test_a_run_killed_after_its_last_checkpoint_is_finished_by_resume(tmp_path, 
         assert process.poll() is None, process.communicate()[0]
         time.sleep(0.001)
     process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    process.communicate(timeout=PATIENCE)
     if (run_dir / "summary.json").exists():
         pytest.skip("the run wrote its end before the kill landed")
     assert not (run_dir / "progress.gif").exists()
@@ -354,7 +354,7 @@ def test_sigkill_of_a_jobs_2_parent_stops_its_workers_resumably(tmp_path, tiny_m
     wait_for(lambda: all(logged(run_dir) >= 2 for run_dir in run_dirs), process)
     workers = [lock_holder(run_dir) for run_dir in run_dirs]
     process.send_signal(signal.SIGKILL)
-    output, _ = process.communicate(timeout=300)  # the workers hold its output open until they end
+    output, _ = process.communicate(timeout=PATIENCE)  # the workers hold its output open until they end
     assert all(gone(pid) for pid in workers)
     assert "Traceback" not in output and "BrokenPipeError" not in output, output
     for run_dir in run_dirs:

@@ -12,7 +12,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import overwrite_4kb, recipe_dict
+from conftest import PATIENCE, overwrite_4kb, recipe_dict
 from gankit import hookimpl
 from gankit.cli import main
 from gankit.data import DataContext
@@ -109,10 +109,10 @@ def test_evaluating_a_tensorflow_run_works_in_a_fresh_process(write_recipe, tmp_
     recipe = write_recipe(backend={"use": "tensorflow", "device": "cpu"}, train={"steps": 2}, export=[])
     runs = tmp_path / "runs"
     gankit = [sys.executable, "-m", "gankit"]
-    trained = subprocess.run([*gankit, "run", recipe, "--runs-dir", runs], capture_output=True, text=True, timeout=300)
+    trained = subprocess.run([*gankit, "run", recipe, "--runs-dir", runs], capture_output=True, text=True, timeout=PATIENCE)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     evaluated = subprocess.run([*gankit, "evaluate", runs / "00000-tiny", "--metric", "fid", "-n", "64"],
-                               capture_output=True, text=True, timeout=600)
+                               capture_output=True, text=True, timeout=PATIENCE)
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr  # -11 was a segmentation fault
     record = json.loads((runs / "00000-tiny" / "eval.json").read_text())["evaluations"]["domain"]
     assert record["generated"]["backend"] == "tensorflow" and record["scores"]["fid"] > 0

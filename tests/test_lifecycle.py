@@ -12,7 +12,7 @@ import pytest
 import tomli_w
 
 from gankit.rundir import MANIFEST, RunDir
-from conftest import checkpoint, cli, gankit, one_line, overwrite_4kb, recipe_dict, wait_for
+from conftest import PATIENCE, checkpoint, cli, gankit, one_line, overwrite_4kb, recipe_dict, wait_for
 from test_runs import metric_steps
 
 
@@ -93,7 +93,7 @@ def test_after_sigkill_resume_repairs_metrics_clears_staging_and_holds_a_lock(tm
 
     wait_for(logged_past_a_checkpoint, process)
     process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    process.communicate(timeout=PATIENCE)
     last = json.loads((RunDir(run_dir).list_checkpoints()[-1] / "meta.json").read_text())["step"]
     assert metric_steps(run_dir)[-1] > last  # steps past the checkpoint were logged
     with open(run_dir / "metrics.jsonl", "a") as metrics:
@@ -109,7 +109,7 @@ def test_after_sigkill_resume_repairs_metrics_clears_staging_and_holds_a_lock(tm
     second = cli("run", "--resume", run_dir)
     assert second.exit_code == 2 and "in use by another gankit process" in one_line(second.output)
     resumed.send_signal(signal.SIGHUP)  # the terminal was closed
-    output, _ = resumed.communicate(timeout=120)
+    output, _ = resumed.communicate(timeout=PATIENCE)
     assert resumed.returncode == 130, output
     assert f"gankit run --resume {run_dir}" in output.replace("\n", "")
     steps = metric_steps(run_dir)
@@ -126,7 +126,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path, 
     process = gankit("run", long_recipe(tmp_path, tiny_mnist, checkpoint_every=0, log_every=2), "--runs-dir", runs)
     wait_for(lambda: (run_dir / "metrics.jsonl").is_file() and len(metric_steps(run_dir)) >= 5, process)
     process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    process.communicate(timeout=PATIENCE)
     assert RunDir(run_dir).list_checkpoints() == []
     result = cli("run", "--resume", run_dir, "--set", "train.steps=6")
     assert result.exit_code == 0, result.output
@@ -149,7 +149,7 @@ def test_ctrl_c_during_start_up_is_a_clean_exit(tmp_path, tiny_mnist, delay):
     if runs.exists():
         pytest.skip("this machine started training before the signal was sent")
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
+    output, _ = process.communicate(timeout=PATIENCE)
     assert process.returncode == 130, output
     assert "Traceback" not in output and output.strip()
     run_dir = runs / "00000-long"
@@ -206,7 +206,26 @@ def test_closing_the_terminal_stops_the_run_with_a_checkpoint(tmp_path, tiny_mni
     reader.start()
     wait_for(lambda: len(RunDir(run_dir).list_checkpoints()) >= 1 and len(metric_steps(run_dir)) >= 8, process)
     os.close(master)  # the terminal hangs up: SIGHUP, and writes to it fail
-    assert process.wait(timeout=120) == 130
+    assert process.wait(timeout=PATIENCE) == 130
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted"
     assert json.loads((RunDir(run_dir).list_checkpoints()[-1] / "meta.json").read_text())["step"] == summary["steps"]
+
+
+def test_waiting_on_a_process_ends_with_the_process_not_with_a_clock(tmp_path):
+    """A test waits on what the process does; one that ends without doing it fails at once
+    with its output, however fast or slow the machine (issue 25)."""
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+
+    marker = tmp_path / "made"
+    maker = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(1); open({str(marker)!r}, 'w')"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(marker.exists, maker)
+    maker.wait()
+    quitter = subprocess.Popen([sys.executable, "-c", "print('gave up early')"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    with pytest.raises(AssertionError, match="gave up early"):
+        wait_for(lambda: False, quitter)

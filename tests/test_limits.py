@@ -12,6 +12,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from conftest import PATIENCE
 from gankit.cli import main
 from gankit.rundir import RunDir
 
@@ -165,7 +166,7 @@ def small_filesystem(size: str, script: str) -> subprocess.CompletedProcess:
         pytest.skip("no unshare to mount a small file system")
     command = f'SMALL=$(mktemp -d) && mount -t tmpfs -o size={size} tmpfs "$SMALL" || exit 77; {script}'
     done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", command],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=PATIENCE)
     if done.returncode == 77 or "unshare:" in done.stderr:
         pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()}")
     return done

@@ -117,3 +117,25 @@ def test_download_with_matching_sha256(tmp_path):
     with serve(tmp_path / "served") as url:
         path = download(url + "file.bin", tmp_path / "file.bin", sha256=hashlib.sha256(payload).hexdigest())
     assert path.read_bytes() == payload
+
+
+def test_the_offline_fallback_is_said_once_per_machine_in_one_line_and_kept_by_each_run(tmp_path, tiny_mnist):
+    import json
+
+    import tomli_w
+
+    from conftest import cli, recipe_dict
+
+    recipe = tmp_path / "offline.toml"
+    table = recipe_dict(tiny_mnist, train={"steps": 2, "log_every": 1}, export=[])
+    table["dataset"] = {"use": "mnist", "mirrors": ["http://127.0.0.1:9/"]}  # no copy, and no network
+    recipe.write_text(tomli_w.dumps(table))
+    runs = tmp_path / "runs"
+    first, second = (cli("run", recipe, "--runs-dir", runs) for _ in range(2))
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    said = [line for line in first.output.splitlines() if "shipped with gankit" in line]
+    assert len(said) == 1 and said[0].startswith("warning: MNIST train files are not here") and "http" not in said[0]
+    assert "shipped with gankit" not in second.output, "said once on this machine"
+    for run_dir in sorted(runs.iterdir()):
+        warnings = json.loads((run_dir / "summary.json").read_text())["warnings"]
+        assert len(warnings) == 1 and "10,000-image MNIST test split" in warnings[0], warnings

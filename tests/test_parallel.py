@@ -16,7 +16,7 @@ import tomli_w
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
-from conftest import gankit, recipe_dict, wait_for
+from conftest import PATIENCE, gankit, recipe_dict, wait_for
 from gankit.cli import main
 
 NAMES = ("a", "b", "c", "d")
@@ -94,7 +94,7 @@ def kill_one_fail_one(batch, tmp_path, *engine):
     victim_dir = runs / "00002-victim"
     wait_for(lambda: logged(victim_dir) >= 2, process)
     os.kill(lock_holder(victim_dir), signal.SIGKILL)
-    output, _ = process.communicate(timeout=300)
+    output, _ = process.communicate(timeout=PATIENCE)
     assert process.returncode == 1, output
     rows = [line.split()[:2] for line in output[output.rindex("runs in"):].splitlines()[1:]]
     assert [row for row in rows if row and (row[0][:5].isdigit() or row[0] == "failing")] == [
@@ -121,7 +121,7 @@ def test_jobs_2_ctrl_c_stops_every_run_resumably(batch, tmp_path):
     process = gankit("run", *long, "--jobs", "2", "--runs-dir", runs)
     wait_for(lambda: all(logged(runs / f"0000{i}-long{i + 1}") >= 2 for i in range(2)), process)
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=300)
+    output, _ = process.communicate(timeout=PATIENCE)
     assert process.returncode == 130, output
     stopped = {}
     for index in range(2):

@@ -11,6 +11,7 @@ from importlib import metadata
 import pytest
 from click.testing import CliRunner
 
+from conftest import PATIENCE
 from gankit import hookimpl
 from gankit.cli import main
 from gankit.params import Params
@@ -146,7 +147,7 @@ def test_help_and_list_plugins_import_no_framework(args):
         "heavy = sorted(m for m in ('torch', 'tensorflow', 'numpy', 'ray') if m in sys.modules)\n"
         "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE)
     assert "HEAVY=" in result.stderr
     assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
 
@@ -160,3 +161,20 @@ def test_a_missing_module_is_named_with_no_made_up_extra(monkeypatch):
         "dataset 'image-folder' (builtin) needs the module 'PIL', which is not installed; "
         "install the package that provides 'PIL' (a requirement of gankit)")
     assert registry.get("backend", "torch").requirement_problem().endswith("pip install 'gankit[torch]'")
+
+
+def test_list_plugins_gives_the_command_that_installs_a_missing_module(monkeypatch):
+    import json
+
+    import gankit.registry
+
+    monkeypatch.setattr(gankit.registry, "_installed", lambda module: module not in ("PIL", "tensorboardX"))
+    result = CliRunner().invoke(main, ["list-plugins"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "  exporter tensorboard needs tensorboardX: pip install 'gankit[tensorboard]'" in lines, result.output
+    assert "  dataset image-folder needs PIL: pip install PIL" in lines, "no extra brings it: the module itself"
+    assert not any("torch:" in line for line in lines), "what is installed needs nothing"
+    listed = json.loads(CliRunner().invoke(main, ["list-plugins", "--json"]).output)["plugins"]
+    board = next(row for row in listed if row["name"] == "tensorboard")
+    assert board["install"] == {"tensorboardX": "pip install 'gankit[tensorboard]'"}

@@ -165,3 +165,34 @@ def test_in_a_browser_rows_sort_links_jump_and_images_load(runs, tmp_path):
             shutil.copy(screenshot, Path(os.environ["GANKIT_TEST_ARTIFACTS"]) / "report.png")
     finally:
         browser.close()
+
+
+def test_a_gifs_still_is_its_last_frame_not_its_noise(runs, tmp_path):
+    import base64
+
+    import imageio.v3 as iio
+    import numpy as np
+
+    output = tmp_path / "report.html"
+    assert cli("report", runs, "-o", output).exit_code == 0
+    page = output.read_text()
+    stills = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]+): progress[^"]*" data-still=', page)
+    assert len(stills) == 3 and page.count('data-animated="data:image/gif;base64,') == 3
+    for data, name in stills:
+        frames = iio.imread(runs / name / "progress.gif", index=None, extension=".gif")
+        still = iio.imread(base64.b64decode(data), extension=".png")
+        assert np.array_equal(still, frames[-1]) and not np.array_equal(still, frames[0])
+    linked = tmp_path / "linked.html"
+    assert cli("report", runs, "-o", linked, "--gif-max-kb", 0).exit_code == 0
+    assert len(re.findall(r'<img src="data:image/png;base64,[^"]+" alt="[^"]+: progress\.gif', linked.read_text())) == 3
+
+
+def test_the_settings_of_a_list_of_tables_have_readable_headers(tmp_path, tiny_mnist):
+    recipe = tmp_path / "every.toml"
+    recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, name="every", train={"steps": 2, "log_every": 1},
+                                                export=[{"use": "png"}], sweep={"export.0.every": [1, 2]})))
+    assert cli("run", recipe, "--runs-dir", tmp_path / "runs").exit_code == 0
+    output = tmp_path / "report.html"
+    assert cli("report", tmp_path / "runs", "-o", output).exit_code == 0
+    headers = re.findall(r'<th title="([^"]+)"><button type="button">([^<]+)</button>', output.read_text())
+    assert headers == [("export.0.every", "export png every")]

@@ -106,3 +106,27 @@ def test_gif_without_png_is_a_one_line_error_before_anything_runs(write_recipe, 
         assert "export.0: 'gif' works from what the 'png' exporter writes; add [[export]] use = \"png\"" in result.output
         assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_lock_refuses_a_second_holder_and_goes_when_its_block_ends(tmp_path):
+    run = RunDir(tmp_path / "00000-tiny")
+    run.path.mkdir()
+    with run.lock():
+        assert (run.path / ".lock").is_file()
+        with pytest.raises(RunError, match="in use by another gankit process"):
+            with run.lock():
+                pass
+    assert not (run.path / ".lock").exists()
+    with pytest.raises(ValueError):
+        with run.lock():
+            raise ValueError("a run that failed")
+    assert not (run.path / ".lock").exists()
+    (run.path / ".lock").write_text("")  # what a killed process leaves: the file, unlocked
+    with run.lock():
+        pass
+    assert list(run.path.iterdir()) == []
+
+
+def test_a_finished_run_leaves_no_lock(finished_run):
+    assert (finished_run / "summary.json").is_file()
+    assert not (finished_run / ".lock").exists()

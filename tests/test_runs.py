@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
-from conftest import gankit, wait_for
+from conftest import PATIENCE, gankit, wait_for
 from gankit.cli import main
 from gankit.plugins import load_registry
 
@@ -104,7 +104,7 @@ def test_ctrl_c_then_resume_ends_with_the_same_weights(write_recipe, tmp_path, b
     run_dir = runs / "00000-tiny"
     wait_for(lambda: (run_dir / "metrics.jsonl").is_file() and len(metric_steps(run_dir)) >= 3, process)
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
+    output, _ = process.communicate(timeout=PATIENCE)
     assert process.returncode == 130, output
     assert f"gankit run --resume {run_dir}" in output.replace("\n", "")
     stopped_at = json.loads((final_checkpoint(run_dir) / "meta.json").read_text())["step"]
@@ -134,7 +134,7 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_no_partial_file(write_recipe, tm
     wait_for(lambda: (run_dir / "checkpoints").is_dir() and len(list((run_dir / "checkpoints").iterdir())) >= 2, process)
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    output, _ = process.communicate(timeout=PATIENCE)
     assert process.returncode == 130, output
     assert "Traceback" not in output
     leftovers = [p for p in run_dir.rglob(".*") if p.name != ".lock"]
