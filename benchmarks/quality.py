@@ -151,7 +151,8 @@ def main() -> None:
 
     config = EvalConfig(metrics=["fid", "readable"], features="domain", n=args.n, seed=args.seed)
     steps = 10**9 if args.cpu_seconds else args.steps
-    overrides = [f"train.steps={steps}", "train.checkpoint_every=0", "export=[]", *args.sets]
+    # No recipe's own time budget: --steps or --cpu-seconds decide.
+    overrides = [f"train.steps={steps}", "train.max_seconds=1e9", "train.checkpoint_every=0", "export=[]", *args.sets]
     variants = [(backend, seed) for seed in (args.seeds or [None]) for backend in (args.backends or [None])]
     floors: dict[str, tuple[str, dict[str, float], str]] = {}
     rows: list[tuple[str, ...]] = []

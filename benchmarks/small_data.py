@@ -1,5 +1,6 @@
-"""Does augmentation rescue a GAN trained on a few hundred images? The headline DCGAN on the
-first ``--limits`` MNIST images, without augmentation, with DiffAugment and with adaptive ADA
+"""Does augmentation rescue a GAN trained on a few hundred images? The headline DCGAN (without
+its class conditioning) on the first ``--limits`` MNIST images, without augmentation, with
+DiffAugment and with adaptive ADA
 (each variant's settings are those of ``recipes/dcgan_mnist_500_diffaugment.toml`` and
 ``recipes/dcgan_mnist_500_ada.toml``), beside the whole data without augmentation.
 
@@ -36,9 +37,11 @@ from gankit.runner import RunError, load_data, load_generator, run
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 HEADLINE = RECIPES / "dcgan_mnist.toml"
-VARIANTS = {"none": HEADLINE, "diffaugment": RECIPES / "dcgan_mnist_500_diffaugment.toml",
-            "ada": RECIPES / "dcgan_mnist_500_ada.toml"}
-"""Each variant's recipe: the headline's networks and optimizer, and its own augmentation."""
+VARIANTS = {"none": (HEADLINE, ["architecture.conditional=false"]),
+            "diffaugment": (RECIPES / "dcgan_mnist_500_diffaugment.toml", []),
+            "ada": (RECIPES / "dcgan_mnist_500_ada.toml", [])}
+"""Each variant's recipe and overrides: the headline's networks and optimizer, unconditional,
+and its own augmentation."""
 
 
 def evaluator_for(recipe_path: Path, held_out_from: int, n: int, seed: int, context: DataContext) -> Evaluator:
@@ -120,9 +123,11 @@ def main() -> None:
         jobs = []
         for seed in args.seeds:  # every variant of a seed before the next seed
             for limit, variant in grid:
-                overrides = ["export=[]", f"seed={seed}", f"train.steps={args.steps}", "dataset.limit=" + str(limit or 10**9),
+                path, own = VARIANTS[variant]
+                overrides = [*own, "export=[]", f"seed={seed}", f"train.steps={args.steps}", "train.max_seconds=1e9",
+                             "dataset.limit=" + str(limit or 10**9),
                              f"train.checkpoint_every={min(args.at)}", f"train.keep_checkpoints={args.steps}", *args.sets]
-                jobs.append(((limit, variant, seed), {"path": str(VARIANTS[variant]), "overrides": overrides,
+                jobs.append(((limit, variant, seed), {"path": str(path), "overrides": overrides,
                                                       "scratch": tempfile.mkdtemp(dir=scratch), "at": args.at,
                                                       "n": args.n, "seed": args.seed, "held_out_from": held_out_from}))
 
