@@ -1,11 +1,11 @@
-"""How many CPU threads torch should use here, decided once when a run starts.
+"""How many CPU threads torch should use here, decided once, at a run's first training step.
 
 torch's intra-op threads (OpenMP) wait for one another at the end of every parallel
 operation, spinning. On a machine where other processes hold some of the cores, a thread
 that has lost its core holds up every other one until the scheduler gives it a time slice
 back: measured on a 2-core machine with one core busy, two threads trained the headline
 DCGAN at 94-126 images/s and one thread at 223-234, and the MLP at 600 against 2,600. So
-``threads = "auto"`` (the default) uses the cores that are free when the run starts: it
+``threads = "auto"`` (the default) uses the cores that are free when the run starts training: it
 reads how busy each CPU was over a tenth of a second (``/proc/stat``), and leaves out
 the cores other processes use. A quiet machine gets torch's own default (every physical
 core). The count is kept in the checkpoints and used again on resume, because the thread
@@ -22,6 +22,11 @@ WINDOW = 0.1
 """Seconds over which the other processes' CPU use is measured."""
 MARGIN = 0.2
 """A core counts as free when no more than this much of it is used by others."""
+
+
+def allowed_cpus() -> set[int] | None:
+    """The CPUs this process may run on, where the platform says."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
 
 
 def cpu_jiffies(stat: Path = Path("/proc/stat")) -> dict[int, tuple[int, int]] | None:
@@ -43,7 +48,7 @@ def cpu_jiffies(stat: Path = Path("/proc/stat")) -> dict[int, tuple[int, int]] |
 def free_cpus(window: float = WINDOW, stat: Path = Path("/proc/stat")) -> float | None:
     """How many of this process's CPUs other processes left free over ``window`` seconds
     (this process's own use is not counted against them), or None where it cannot be read."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    allowed = allowed_cpus()
     before, own_before = cpu_jiffies(stat), time.process_time()
     if before is None:
         return None
@@ -69,5 +74,6 @@ def auto_threads(default: int, logical: int, free: float | None) -> int:
 
 def choose_threads(default: int) -> int:
     """``auto_threads`` for this process's CPUs as they are now."""
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or default)
+    allowed = allowed_cpus()
+    logical = len(allowed) if allowed is not None else (os.cpu_count() or default)
     return auto_threads(default, logical, free_cpus())

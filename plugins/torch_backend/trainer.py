@@ -55,10 +55,10 @@ class TorchTrainer(TensorOps):
     """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
 
     def __init__(self, params, architecture, spec, train, seed: int):
-        self.auto_threads = params.threads == "auto"
-        if self.auto_threads:
-            torch.set_num_threads(choose_threads(TORCH_THREADS))
-        else:  # 0 restores torch's default, which an earlier trainer in this process may have changed
+        # "auto" is decided by the first training step, or taken from the checkpoint a resume
+        # loads: drawing samples or scores never waits for the measurement.
+        self.auto_threads = self.threads_pending = params.threads == "auto"
+        if not self.auto_threads:  # 0 restores torch's default, which an earlier trainer in this process may have changed
             torch.set_num_threads(params.threads or TORCH_THREADS)
         self.device = resolve_device(params)
         self.shards = shards(train.batch_size)  # None unless torchrun started several processes
@@ -146,6 +146,9 @@ class TorchTrainer(TensorOps):
         return batch.permute(0, 3, 1, 2).contiguous(memory_format=self.layout)
 
     def train_step(self, batches: list[np.ndarray], step: int, augment_p: float | None = None) -> dict[str, torch.Tensor]:
+        if self.threads_pending:
+            torch.set_num_threads(choose_threads(TORCH_THREADS))
+            self.threads_pending = False
         noise = training_noise(self.seed, step, self.train.d_steps, self.train.batch_size, self.latent_dim)
         drawn = (training_labels(self.seed, step, self.train.d_steps, self.train.batch_size, self.classes)
                  if self.classes else None)
@@ -291,6 +294,7 @@ class TorchTrainer(TensorOps):
         self.fixed_noise = state["fixed_noise"].to(self.device)
         if self.auto_threads and "threads" in state:  # the count the run started with: the same float sums
             torch.set_num_threads(state["threads"])
+            self.threads_pending = False
 
     def load_weights(self, directory: Path) -> None:
         """The networks of a checkpoint, every tensor's shape checked before any is loaded."""
