@@ -55,9 +55,12 @@ from gankit.runner import RunError, run
 from gankit.sampling import evaluate_run
 
 DATASETS = ("mnist", "fashion-mnist")
-SCORES = {"fid": "{:.2f}", "readable": "{:.1%}", "rarest_class_share": "{:.1%}", "class_accuracy": "{:.1%}"}
-"""What a run is scored on (class accuracy only for conditional runs) and how each is shown."""
-HEADERS = ("FID", "readable", "rarest class", "class acc")
+COLUMNS = {"fid": ("FID", "{:.2f}"), "readable": ("readable", "{:.1%}"),
+           "rarest_class_share": ("rarest class", "{:.1%}"), "class_accuracy": ("class acc", "{:.1%}")}
+"""What a run is scored on (class accuracy only for conditional runs): each score's column
+heading and how its values are shown."""
+SCORES = {key: shown for key, (_, shown) in COLUMNS.items()}
+HEADERS = tuple(heading for heading, _ in COLUMNS.values())
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 

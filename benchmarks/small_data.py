@@ -114,7 +114,8 @@ def main() -> None:
 
     held_out_from = args.held_out_from or max(args.limits)
     if held_out_from < max(args.limits):
-        sys.exit(f"--held-out-from {held_out_from} is inside the largest limit {max(args.limits)}: the held-out digits must be unseen")
+        sys.exit(f"--held-out-from {held_out_from} is inside the largest limit {max(args.limits)}: "
+                 "the held-out digits must be unseen")
     grid = [(limit, variant) for limit in args.limits for variant in args.variants if limit or variant == "none"]
     with tempfile.TemporaryDirectory(prefix="gankit-small-data-") as scratch:
         evaluator = evaluator_for(HEADLINE, held_out_from, args.n, args.seed,

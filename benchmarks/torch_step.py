@@ -9,8 +9,9 @@ plain ``torch.nn`` (TensorFlow's "same" padding as torch's symmetric padding and
 ``output_padding``), float images already on the device, ``backward()`` and the
 optimizers' steps. Rounds alternate so that both see the same machine load; both use
 torch's default threads (``backend.threads = 0``). Prints images/s and the ratio
-gankit / plain (above 1.0: gankit is faster) from the best round of each, and the medians over rounds of the pair timed back to back
-in wall-clock and in CPU time (steadier on a shared machine).
+gankit / plain (above 1.0: gankit is faster) from the best round of each, and the medians
+over rounds of the pair timed back to back in wall-clock and in CPU time (steadier on a
+shared machine).
 
     python benchmarks/torch_step.py [--steps 10] [--rounds 3] [--model dcgan|mlp|both]
     python benchmarks/torch_step.py --set 'backend.precision="bf16"' --against-gankit   # bf16 against fp32

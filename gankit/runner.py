@@ -12,8 +12,7 @@ import math
 import os
 import time
 from contextlib import contextmanager, nullcontext
-import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -226,7 +225,7 @@ class Prepared:
     evaluator: Evaluator | None = None
     source: Source | None = None
     """The checkpoint whose weights the run started from (``train.init_from``)."""
-    warnings: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     """What the run was warned of (summary.json keeps it), said or not (``DataContext.warn_once``)."""
 
 
@@ -267,7 +266,7 @@ def recording(context: DataContext) -> DataContext:
         said.append(message)
         context.warn(message)
 
-    return dataclasses.replace(context, warn=warn, warnings=said)
+    return replace(context, warn=warn, warnings=said)
 
 
 def _evaluator(recipe: Recipe, context: DataContext, data: ImageData) -> Evaluator | None:
