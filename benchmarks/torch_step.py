@@ -13,7 +13,7 @@ gankit / plain (above 1.0: gankit is faster) from the best round of each, and th
 over rounds of the pair timed back to back in wall-clock and in CPU time (steadier on a
 shared machine).
 
-    python benchmarks/torch_step.py [--steps 10] [--rounds 3] [--model dcgan|mlp|both]
+    python benchmarks/torch_step.py [--steps N] [--rounds 5] [--model dcgan|mlp|both]
     python benchmarks/torch_step.py --set 'backend.precision="bf16"' --against-gankit   # bf16 against fp32
 """
 
@@ -37,6 +37,8 @@ MODELS = {
     "dcgan": (TUTORIALS / "tf_dcgan_mnist.toml", ["train.batch_size=256", "train.update=\"alternating\""]),
     "mlp": (TUTORIALS / "pytorch_mlp_mnist.toml", ["train.batch_size=64"]),
 }
+STEPS = {"dcgan": 10, "mlp": 300}
+"""Steps per round unless --steps says otherwise: an MLP step is ~1 ms, so ten would time noise."""
 
 
 def plain_models(name: str):
@@ -112,15 +114,16 @@ def compare(name: str, args) -> None:
     baseline = "gankit without --set" if args.against_gankit else "plain PyTorch loop"
     for loop in (gankit, plain):
         loop.run(2)  # warm up
-    rounds = [(timed(plain, args.steps), timed(gankit, args.steps)) for _ in range(args.rounds)]
-    images = args.steps * recipe.train.batch_size
+    steps = args.steps or STEPS[name]
+    rounds = [(timed(plain, steps), timed(gankit, steps)) for _ in range(args.rounds)]
+    images = steps * recipe.train.batch_size
     plain_rounds, gankit_rounds = zip(*rounds)
     best = {key: images / min(wall for wall, _ in timings) for key, timings in (("plain", plain_rounds),
                                                                                ("gankit", gankit_rounds))}
     wall = statistics.median(baseline[0] / ours[0] for baseline, ours in rounds)
     cpu = statistics.median(baseline[1] / ours[1] for baseline, ours in rounds)
     options = ", ".join(args.set) or "fp32"
-    print(f"{name}, batch {recipe.train.batch_size}, {options}, {args.steps} steps x {args.rounds} rounds")
+    print(f"{name}, batch {recipe.train.batch_size}, {options}, {steps} steps x {args.rounds} rounds")
     print(f"  {baseline + ':':22s} {best['plain']:8.1f} images/s (best round)")
     print(f"  gankit torch backend:   {best['gankit']:8.1f} images/s (best round)")
     print(f"  ratio gankit / baseline:{best['gankit'] / best['plain']:8.2f}x best rounds, "
@@ -129,8 +132,8 @@ def compare(name: str, args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=10, help="training steps per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, help="training steps per round (default: DCGAN 10, MLP 300)")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", choices=[*MODELS, "both"], default="both")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override for gankit")

@@ -193,7 +193,7 @@ def test_spectral_norm_normalises_alike_on_both_backends(name):
     from gankit import spectral
     from gankit_plugins.tensorflow_backend.compile import compile_network as keras_network
     from gankit_plugins.tensorflow_backend.compile import spectral_layers
-    from gankit_plugins.torch_backend.compile import SpectralNorm, advance_spectral_norm
+    from gankit_plugins.torch_backend.compile import SpectralNorm, spectral_norms
     from gankit_plugins.torch_backend.compile import compile_network as torch_network
     from gankit_plugins.torch_backend.ops import TensorOps
 
@@ -221,7 +221,15 @@ def test_spectral_norm_normalises_alike_on_both_backends(name):
         return (torch_out.permute(0, 2, 3, 1) if image else torch_out).numpy(), keras_model(inputs, training=False).numpy()
 
     np.testing.assert_allclose(*outputs(), rtol=1e-4, atol=1e-5)
-    advance_spectral_norm(torch_model)
+    layers = spectral_norms(torch_model)
+    assert len(layers) == len(weighted)
+
+    def advance_torch():
+        with torch.no_grad():
+            for original, parametrization in layers:
+                parametrization.advance(original)
+
+    advance_torch()
     for layer in spectral_layers(keras_model):
         layer.advance()
     np.testing.assert_allclose(*outputs(), rtol=1e-4, atol=1e-5)
@@ -229,7 +237,7 @@ def test_spectral_norm_normalises_alike_on_both_backends(name):
         np.testing.assert_allclose(module.parametrizations.weight[0].u.numpy(), keras_layer.u.numpy(), rtol=1e-4, atol=1e-6)
 
     for _ in range(300):
-        advance_spectral_norm(torch_model)
+        advance_torch()
     for module in weighted:
         parametrization = module.parametrizations.weight[0]
         assert isinstance(parametrization, SpectralNorm)
