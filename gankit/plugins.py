@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from gankit import API_VERSION, hookspecs
+from gankit.interrupt import Interrupted
 from gankit.registry import BrokenPlugin, Component, Conflict, Registry, RegistryError
 
 GROUP = "gankit"
@@ -126,6 +127,8 @@ def make_plugin_manager(
                 except pluggy.PluginValidationError as error:
                     reason = _unknown_hooks(pm, plugin) or _one_line(error)
                     pm.unregister(name=name)
+        except Interrupted:
+            raise
         except (Exception, SystemExit) as error:
             reason = _one_line(error)
         if reason is not None:
@@ -151,6 +154,8 @@ def collect(pm: pluggy.PluginManager, providers: dict[str, str], broken: list[Br
                 for impl in getattr(pm.hook, hook_name).get_hookimpls():
                     if impl.plugin is plugin:
                         impl.function(register=_register_into(staged, kind, provider, plugin_name))
+        except Interrupted:
+            raise
         except (Exception, SystemExit) as error:
             registry.broken.append(BrokenPlugin(plugin_name, provider, _one_line(error)))
             continue

@@ -95,6 +95,39 @@ def test_a_broken_entry_point_is_listed_not_fatal(monkeypatch):
     assert "plugin 'brokenplugin' (unknown) is broken: ModuleNotFoundError" in result.output
 
 
+def _plugin_module(monkeypatch, tmp_path, name: str, code: str) -> None:
+    """An entry point to a module ``name`` that runs ``code`` when imported."""
+    (tmp_path / f"{name}.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    extra = metadata.EntryPoint(name=name, value=name, group="gankit")
+    real = metadata.entry_points
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda **kwargs: [*real(**kwargs), *([extra] if kwargs.get("group") == "gankit" else [])])
+
+
+def test_a_plugin_that_exits_at_import_is_broken_not_fatal(monkeypatch, tmp_path):
+    _plugin_module(monkeypatch, tmp_path, "exiting_plugin", "import sys\nsys.exit(3)\n")
+    assert "exiting_plugin" in [b.name for b in load_registry().broken]
+
+
+def test_ctrl_c_while_a_plugin_imports_stops_gankit(monkeypatch, tmp_path):
+    """The start-up handler's exit passes through the loader that catches a plugin's own
+    sys.exit: once, a Ctrl-C that landed there marked the plugin broken and the run went on."""
+    import signal
+
+    from gankit.interrupt import Interrupted, interrupted
+
+    _plugin_module(monkeypatch, tmp_path, "ctrl_c_plugin", "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n")
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        with pytest.raises(Interrupted) as stopped:
+            load_registry()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert stopped.value.code == 130
+
+
 def test_strict_mode_makes_a_broken_plugin_fatal(monkeypatch):
     _broken_entry_point(monkeypatch)
     monkeypatch.setenv("GANKIT_STRICT_PLUGINS", "1")
