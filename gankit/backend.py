@@ -37,6 +37,9 @@ class BackendError(Exception):
 
 
 class Trainer(Protocol):
+    latent_dim: int
+    """The size of the generator's noise vector."""
+
     def parameter_counts(self) -> dict[str, int]:
         """{"generator": n, "discriminator": m}"""
 
@@ -62,6 +65,12 @@ class Trainer(Protocol):
         EMA generator when there is one, unless ``raw``. A conditional generator draws the
         classes ``labels`` (int, (count,)); without them, every class in turn
         (``gankit.data.even_labels``)."""
+
+    def generate_from_noise(self, noise: np.ndarray, *, raw: bool = False,
+                            labels: np.ndarray | None = None) -> np.ndarray:
+        """Optional (``gankit sample --seeds``, ``--truncation``, ``gankit interpolate``): the
+        images of the given noise, float32 (N, ``latent_dim``), as ``generate`` draws them
+        (``generate(count, seed)`` is this of ``gankit.noise.sample_noise(seed, count, ...)``)."""
 
     def save(self, directory: Path) -> None:
         """Write everything needed to continue training into the (empty) directory."""

@@ -476,34 +476,99 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("-n", "count", default=64, show_default=True, type=int, help="How many samples (1 to 100,000).")
+@click.option("-n", "count", type=int, help="How many samples (1 to 100,000; default 64).")
 @click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="A .png grid or an .npz of uint8 arrays.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise (0 to 2**32 - 1).")
+@click.option("--seeds", metavar="0-35,100", help="One image per seed, the same on every call and backend (instead of -n).")
+@click.option("--latent", "latent_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Draw the latents of an .npz that gankit sample or gankit project wrote.")
+@click.option("--truncation", "psi", default=1.0, show_default=True, type=float, metavar="PSI",
+              help="Scale the noise toward its mean by PSI (0 < PSI <= 1): less variety, more typical images.")
 @click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
 @click.option("--raw", is_flag=True, help="Use the trained generator, not its EMA (for runs with train.ema).")
 @click.option("--class", "classes", multiple=True, metavar="CLASS",
               help="Conditional runs: draw this class (a name or an index; repeatable). Default: every class evenly.")
-def sample(run_dir: Path, count: int, output: Path, seed: int, checkpoint: str | None, raw: bool,
-           classes: tuple[str, ...]) -> None:
+def sample(run_dir: Path, count: int | None, output: Path, seed: int, seeds: str | None, latent_file: Path | None,
+           psi: float, checkpoint: str | None, raw: bool, classes: tuple[str, ...]) -> None:
     """Draw samples from a run's checkpoint (the last, unless --checkpoint names one)."""
+    from gankit.latents import parse_seeds
     from gankit.recipe import RecipeError
     from gankit.rundir import RunError, writable_root
-    from gankit.sampling import sample_run
+    from gankit.sampling import Latents, sample_run
 
-    if not 1 <= count <= 100_000:
+    if sum(option is not None for option in (count, seeds, latent_file)) > 1:
+        fail("-n, --seeds and --latent each say which noise to draw; give one of them")
+    if count is not None and not 1 <= count <= 100_000:
         fail(f"-n {count}: draw from 1 to 100,000 samples")
     if not 0 <= seed < 2**32:
         fail(f"--seed {seed}: the seed of the noise is a whole number from 0 to {2**32 - 1}")
+    if not 0 < psi <= 1:
+        fail(f"--truncation {psi}: psi is a number above 0 and at most 1 (1: no truncation)")
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
+        chosen = parse_seeds(seeds) if seeds is not None else None
+    except ValueError as error:
+        fail(str(error))
+    if latent_file is not None and not latent_file.is_file():
+        fail(f"--latent {latent_file}: no such file; give an .npz written by gankit sample -o X.npz or gankit project")
+    latents = Latents(count=count or 64, seed=seed, seeds=chosen, latent_file=latent_file, truncation=psi)
+    try:
         writable_root(output.parent, "-o")
-        used = sample_run(_registry(), run_dir, count, seed, output, checkpoint, raw=raw, classes=classes)
+        used, drawn = sample_run(_registry(), run_dir, latents, output, checkpoint, raw=raw, classes=classes)
     except (RecipeError, RunError) as error:
         fail(str(error))
     except OSError as error:
         fail(f"-o {output}: cannot write it ({error.strerror or error})")
-    console.info(f"wrote {count} samples from {used} to {output}")
+    console.info(f"wrote {drawn} samples from {used} to {output}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("-o", "output", required=True, type=click.Path(path_type=Path), help="A .gif, or an .mp4 (gankit[video]).")
+@click.option("--seeds", metavar="1,7,42", help="The seeds each walk visits, in order (default: 3 per walk from 0).")
+@click.option("--frames", default=60, show_default=True, type=click.IntRange(2, 10_000), help="Frames of the whole walk.")
+@click.option("--fps", default=20, show_default=True, type=click.IntRange(1, 60), help="Frames per second.")
+@click.option("--linear", is_flag=True, help="Interpolate in straight lines, not along great circles (slerp).")
+@click.option("--grid", "shape", default="1x1", show_default=True, metavar="COLUMNSxROWS",
+              help="Several walks at once; the seeds are shared out among them in order.")
+@click.option("--truncation", "psi", default=1.0, show_default=True, type=float, metavar="PSI",
+              help="Scale the noise toward its mean by PSI (0 < PSI <= 1).")
+@click.option("--scale", default=0, type=click.IntRange(0, 64), help="Enlarge each frame; default: to 256 pixels wide.")
+@click.option("--class", "class_name", metavar="CLASS",
+              help="Conditional runs: every walk draws this class (default: walk k draws class k).")
+@click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
+@click.option("--raw", is_flag=True, help="Use the trained generator, not its EMA (for runs with train.ema).")
+def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps: int, linear: bool, shape: str,
+                psi: float, scale: int, class_name: str | None, checkpoint: str | None, raw: bool) -> None:
+    """Write a walk between seeds' images as a GIF or an MP4."""
+    import re
+
+    from gankit.interpolation import Walk, interpolate_run
+    from gankit.latents import parse_seeds
+    from gankit.recipe import RecipeError
+    from gankit.rundir import RunError, writable_root
+
+    if output.suffix.lower() not in (".gif", ".mp4"):
+        fail(f"-o {output}: use a .gif or .mp4 file name")
+    if not 0 < psi <= 1:
+        fail(f"--truncation {psi}: psi is a number above 0 and at most 1 (1: no truncation)")
+    if not (match := re.fullmatch(r"([1-9]\d*)x([1-9]\d*)", shape)) or int(match[1]) * int(match[2]) > 256:
+        fail(f"--grid {shape}: write COLUMNSxROWS, e.g. 4x2, at most 256 walks")
+    try:
+        plan = Walk(parse_seeds(seeds) if seeds is not None else None, frames, fps, not linear,
+                    int(match[1]), int(match[2]), psi, scale)
+        plan.keyframe_seeds()
+    except ValueError as error:
+        fail(str(error))
+    try:
+        writable_root(output.parent, "-o")
+        used, written = interpolate_run(_registry(), run_dir, plan, output, checkpoint, raw=raw, class_name=class_name)
+    except (RecipeError, RunError) as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"-o {output}: cannot write it ({error.strerror or error})")
+    console.info(f"wrote {written} frames of {plan.walks} walk{'s' * (plan.walks > 1)} from {used} to {output}")
 
 
 @main.command()

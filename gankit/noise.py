@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["training_noise", "fixed_noise", "sample_noise", "training_labels", "augment_rng"]
+__all__ = ["training_noise", "fixed_noise", "sample_noise", "seed_noise", "training_labels", "augment_rng"]
 
-TRAINING, FIXED, LABELS, AUGMENT = 1, 2, 3, 4
+TRAINING, FIXED, LABELS, AUGMENT, SEEDED = 1, 2, 3, 4, 5
 """Streams of a recipe's seed, so that no two draws share random numbers."""
 
 
@@ -34,6 +34,13 @@ def fixed_noise(seed: int, count: int, latent_dim: int) -> np.ndarray:
 def sample_noise(seed: int, count: int, latent_dim: int) -> np.ndarray:
     """The noise of ``Trainer.generate(count, seed)``."""
     return _normal([seed], (count, latent_dim))
+
+
+def seed_noise(seeds: list[int], latent_dim: int) -> np.ndarray:
+    """One noise vector per seed, (len(seeds), latent_dim): seed s's is the same whatever
+    the other seeds asked for (``gankit sample --seeds``, ``gankit interpolate``)."""
+    rows = [_normal([seed, SEEDED], (latent_dim,)) for seed in seeds]
+    return np.stack(rows) if rows else np.zeros((0, latent_dim), np.float32)
 
 
 def training_labels(seed: int, step: int, d_steps: int, batch_size: int, classes: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from gankit.plugins import load_registry
 from gankit.recipe import load_recipe
 from gankit.rundir import RunDir
 from gankit.runner import resume, run
-from gankit.sampling import evaluate_run, sample_run
+from gankit.sampling import Latents, evaluate_run, sample_run
 
 LATENT = 16
 HIDDEN = 32
@@ -106,7 +106,7 @@ def assert_resumed_exactly(straight: RunDir, resumed: RunDir, registry, tmp_path
     drawn = []
     for run_dir in (straight, resumed):
         output = tmp_path / f"{run_dir.path.parent.name}.npz"
-        assert sample_run(registry, run_dir.path, 10, 1, output) == run_dir.checkpoint(6)
+        assert sample_run(registry, run_dir.path, Latents(count=10, seed=1), output) == (run_dir.checkpoint(6), 10)
         drawn.append(np.load(output)["images"])
     np.testing.assert_array_equal(*drawn)
     assert drawn[0].shape == (10, 28, 28, 1) and drawn[0].std() > 0

@@ -262,9 +262,13 @@ class TorchTrainer(TensorOps):
         return self._generate(self.fixed_noise.cpu().numpy(), self.fixed_labels)
 
     def generate(self, count: int, seed: int, *, raw: bool = False, labels: np.ndarray | None = None) -> np.ndarray:
+        return self.generate_from_noise(sample_noise(seed, count, self.latent_dim), raw=raw, labels=labels)
+
+    def generate_from_noise(self, noise: np.ndarray, *, raw: bool = False,
+                            labels: np.ndarray | None = None) -> np.ndarray:
         if self.classes:
-            labels = np.asarray(even_labels(self.classes, count) if labels is None else labels, np.int64)
-        return self._generate(sample_noise(seed, count, self.latent_dim), labels, raw)
+            labels = np.asarray(even_labels(self.classes, len(noise)) if labels is None else labels, np.int64)
+        return self._generate(np.ascontiguousarray(noise, np.float32), labels if self.classes else None, raw)
 
     def save(self, directory: Path) -> None:
         cpu = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
