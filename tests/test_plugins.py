@@ -148,7 +148,7 @@ def test_a_plugin_whose_hook_raises_is_broken_and_registers_nothing():
 
 
 def test_a_plugin_can_be_disabled_by_name(monkeypatch):
-    monkeypatch.setenv("GANKIT_DISABLE_PLUGINS", "gif,tensorboard")
+    monkeypatch.setenv("GANKIT_DISABLE_PLUGINS", "gif,tensorboard,mlflow,wandb")
     assert [c.name for c in load_registry().of_kind("exporter") if c.provider == "builtin"] == ["png"]
 
 
