@@ -86,6 +86,19 @@ class Trainer(Protocol):
         A tensor that does not fit is a BackendError naming it (``check_same_shapes``); a
         missing or unreadable file a CheckpointError. Never executes code from the files."""
 
+    def export_formats(self) -> dict[str, tuple[str, ...]]:
+        """Optional (``gankit export`` refuses a run without it): the formats
+        ``export_generator`` writes (``"onnx"``, ``"torchscript"``, ...), each with the modules it
+        needs, which gankit finds without importing them. Offering ``"onnx"`` also gives ``web``."""
+
+    def export_generator(self, format: str, folder: Path, *, raw: bool = False) -> dict[str, Any]:
+        """Optional: write the generator (the EMA one unless ``raw``) into the empty ``folder``
+        as one standalone model that needs neither gankit nor the backend's plugin: it takes
+        ``noise`` float32 (N, latent size) and, when conditional, ``labels`` int64 (N,), and
+        returns ``images`` float32 (N, H, W, C) in [-1, 1], ``generate``'s numbers before their
+        uint8 conversion (within 1e-4). Returns ``{"file": name in folder, ...}`` with whatever
+        else export.json should record of how (converter, version, opset)."""
+
 
 class Primitives(Protocol):
     """What ``gankit.updates`` and ``gankit.objectives`` compute with: a backend's tensors

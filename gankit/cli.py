@@ -26,6 +26,7 @@ Examples:
   gankit evaluate runs/00000-dcgan_mnist --metric fid,kid
   gankit report runs -o report.html
   gankit compare runs
+  gankit export runs/00000-dcgan_mnist --format onnx
   gankit new-plugin wide-mlp --kind architecture
 """
 
@@ -668,6 +669,39 @@ def compare(paths: tuple[Path, ...], at: str, metric: str | None, as_json: bool)
         click.echo(json.dumps(comparison.as_dict(), indent=2))
     else:
         console.comparison_table(comparison)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--format", "format_", required=True, metavar="FORMAT",
+              help="onnx, torchscript (torch runs), savedmodel (TensorFlow runs), or web: a page that draws "
+                   "samples in a browser.")
+@click.option("-o", "output", type=click.Path(path_type=Path), help="The folder to write; default: RUN_DIR/export/FORMAT.")
+@click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
+@click.option("--raw", is_flag=True, help="Export the trained generator, not its EMA (for runs with train.ema).")
+@click.option("--onnxruntime-web", "onnxruntime_web", type=click.Path(path_type=Path), envvar="GANKIT_ONNXRUNTIME_WEB",
+              help="--format web: a local onnxruntime-web tarball (npm pack) instead of the download.")
+def export(run_dir: Path, format_: str, output: Path | None, checkpoint: str | None, raw: bool,
+           onnxruntime_web: Path | None) -> None:
+    """Export a run's generator as one standalone model, with export.json beside it."""
+    from gankit.backend import CheckpointError
+    from gankit.data import DataError
+    from gankit.export import default_folder, export_run
+    from gankit.recipe import RecipeError
+    from gankit.rundir import RunError, writable_root
+
+    folder = output or default_folder(run_dir, format_)
+    try:
+        writable_root(folder, "-o")
+        described = export_run(_registry(), run_dir, format_, folder, raw=raw, checkpoint=checkpoint,
+                               onnxruntime_web=onnxruntime_web)
+    except (RecipeError, RunError, CheckpointError, DataError) as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"-o {folder}: cannot write it ({error.strerror or error})")
+    shown = "index.html" if format_ == "web" else described["file"]
+    console.info(f"wrote {folder / shown} ({format_}, the {described['generator']} generator of step "
+                 f"{described['step']}) and {folder / 'export.json'}")
 
 
 @main.group()

@@ -149,8 +149,8 @@ def md5_of(path: Path) -> str:
 
 
 def download(url: str, destination: Path, *, md5: str | None = None, sha256: str | None = None,
-             timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``destination``, verifying its checksum before it appears there.
+             sha512: str | None = None, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``destination``, verifying its checksum (hex digits) before it appears there.
 
     The bytes go to a temporary file beside the destination, which is renamed into place
     only when complete and verified; an interrupted download or a checksum mismatch leaves
@@ -158,8 +158,10 @@ def download(url: str, destination: Path, *, md5: str | None = None, sha256: str
     """
     import urllib.request
 
-    if md5 is None and sha256 is None:
-        raise ValueError("download needs an md5 or sha256 checksum")
+    algorithm, wanted = next(((name, digest) for name, digest in (("md5", md5), ("sha256", sha256), ("sha512", sha512))
+                              if digest is not None), (None, None))
+    if wanted is None:
+        raise ValueError("download needs an md5, sha256 or sha512 checksum")
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part", dir=destination.parent)
     partial_path = Path(partial)
@@ -172,8 +174,7 @@ def download(url: str, destination: Path, *, md5: str | None = None, sha256: str
                 written += len(block)
         if expected is not None and written != int(expected):
             raise DataError(f"download of {url} was cut short ({written} of {expected} bytes); try again")
-        actual = md5_of(partial_path) if md5 else sha256_of(partial_path)
-        wanted = md5 or sha256
+        actual = _file_digest(partial_path, algorithm)
         if actual != wanted:
             raise DataError(f"checksum mismatch for {url}: got {actual}, expected {wanted}; nothing was kept")
         os.replace(partial_path, destination)

@@ -28,6 +28,7 @@ from gankit.transfer import frozen_layers
 from gankit.updates import Plan, Updates
 from gankit_plugins.tensorflow_backend import import_tensorflow
 from gankit_plugins.tensorflow_backend.compile import compile_network, dropout_seed_states, spectral_layers
+from gankit_plugins.tensorflow_backend.export import GeneratorExport
 from gankit_plugins.tensorflow_backend.ops import TensorOps
 from gankit_plugins.tensorflow_backend.optimizers import Adam, RMSprop
 
@@ -90,7 +91,7 @@ class _Tape:
         return self.tape.gradient(loss, self.weights[network])
 
 
-class TensorflowTrainer(TensorOps):
+class TensorflowTrainer(TensorOps, GeneratorExport):
     """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
 
     def __init__(self, params, architecture, spec, train, seed: int):

@@ -18,6 +18,7 @@ from gankit.transfer import frozen_layers
 from gankit.updates import Updates
 from gankit_plugins.torch_backend.compile import compile_network, spectral_norms
 from gankit_plugins.torch_backend.distributed import local_device, shards
+from gankit_plugins.torch_backend.export import GeneratorExport
 from gankit_plugins.torch_backend.ops import TensorOps
 from gankit_plugins.torch_backend.threads import choose_threads
 
@@ -54,7 +55,7 @@ class _Scope:
         return torch.autograd.grad(loss, self.weights[network], retain_graph=self.retain)
 
 
-class TorchTrainer(TensorOps):
+class TorchTrainer(TensorOps, GeneratorExport):
     """A trainer that is also the primitives (``gankit.backend.Primitives``) its steps use."""
 
     def __init__(self, params, architecture, spec, train, seed: int):
