@@ -37,6 +37,18 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+@contextmanager
+def failing_in_one_line(output: Path, *errors: type[Exception]):
+    """Inside the block, ``errors`` end the command with their own line, and an OSError with
+    ``-o OUTPUT: cannot write it``: for the commands that write one output."""
+    try:
+        yield
+    except errors as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"-o {output}: cannot write it ({error.strerror or error})")
+
+
 @click.group(epilog=EXAMPLES)
 @click.version_option(__version__, prog_name="gankit")
 def main() -> None:
@@ -492,7 +504,7 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 def sample(run_dir: Path, count: int | None, output: Path, seed: int, seeds: str | None, latent_file: Path | None,
            psi: float, checkpoint: str | None, raw: bool, classes: tuple[str, ...]) -> None:
     """Draw samples from a run's checkpoint (the last, unless --checkpoint names one)."""
-    from gankit.latents import parse_seeds
+    from gankit.latents import check_truncation, parse_seeds
     from gankit.recipe import RecipeError
     from gankit.rundir import RunError, writable_root
     from gankit.sampling import Latents, sample_run
@@ -503,24 +515,19 @@ def sample(run_dir: Path, count: int | None, output: Path, seed: int, seeds: str
         fail(f"-n {count}: draw from 1 to 100,000 samples")
     if not 0 <= seed < 2**32:
         fail(f"--seed {seed}: the seed of the noise is a whole number from 0 to {2**32 - 1}")
-    if not 0 < psi <= 1:
-        fail(f"--truncation {psi}: psi is a number above 0 and at most 1 (1: no truncation)")
     if output.suffix.lower() not in (".png", ".npz"):
         fail(f"-o {output}: use a .png (grid) or .npz (raw uint8 arrays) file name")
     try:
+        check_truncation(psi)
         chosen = parse_seeds(seeds) if seeds is not None else None
     except ValueError as error:
         fail(str(error))
     if latent_file is not None and not latent_file.is_file():
         fail(f"--latent {latent_file}: no such file; give an .npz written by gankit sample -o X.npz or gankit project")
     latents = Latents(count=count or 64, seed=seed, seeds=chosen, latent_file=latent_file, truncation=psi)
-    try:
+    with failing_in_one_line(output, RecipeError, RunError):
         writable_root(output.parent, "-o")
         used, drawn = sample_run(_registry(), run_dir, latents, output, checkpoint, raw=raw, classes=classes)
-    except (RecipeError, RunError) as error:
-        fail(str(error))
-    except OSError as error:
-        fail(f"-o {output}: cannot write it ({error.strerror or error})")
     console.info(f"wrote {drawn} samples from {used} to {output}")
 
 
@@ -546,29 +553,24 @@ def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps
     import re
 
     from gankit.interpolation import Walk, interpolate_run
-    from gankit.latents import parse_seeds
+    from gankit.latents import check_truncation, parse_seeds
     from gankit.recipe import RecipeError
     from gankit.rundir import RunError, writable_root
 
     if output.suffix.lower() not in (".gif", ".mp4"):
         fail(f"-o {output}: use a .gif or .mp4 file name")
-    if not 0 < psi <= 1:
-        fail(f"--truncation {psi}: psi is a number above 0 and at most 1 (1: no truncation)")
     if not (match := re.fullmatch(r"([1-9]\d*)x([1-9]\d*)", shape)) or int(match[1]) * int(match[2]) > 256:
         fail(f"--grid {shape}: write COLUMNSxROWS, e.g. 4x2, at most 256 walks")
     try:
+        check_truncation(psi)
         plan = Walk(parse_seeds(seeds) if seeds is not None else None, frames, fps, not linear,
                     int(match[1]), int(match[2]), psi, scale)
         plan.keyframe_seeds()
     except ValueError as error:
         fail(str(error))
-    try:
+    with failing_in_one_line(output, RecipeError, RunError):
         writable_root(output.parent, "-o")
         used, written = interpolate_run(_registry(), run_dir, plan, output, checkpoint, raw=raw, class_name=class_name)
-    except (RecipeError, RunError) as error:
-        fail(str(error))
-    except OSError as error:
-        fail(f"-o {output}: cannot write it ({error.strerror or error})")
     console.info(f"wrote {written} frames of {plan.walks} walk{'s' * (plan.walks > 1)} from {used} to {output}")
 
 
@@ -632,14 +634,10 @@ def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> Non
     from gankit.rundir import RunError, writable_root
 
     left_out: list[str] = []
-    try:
+    with failing_in_one_line(output, ReportError, RunError):
         writable_root(output.parent, "-o")
         runs = write_report(list(paths), output, gif_max_bytes=None if gif_max_kb is None else gif_max_kb * 1024,
                             left_out=left_out)
-    except (ReportError, RunError) as error:
-        fail(str(error))
-    except OSError as error:
-        fail(f"-o {output}: cannot write it ({error.strerror or error})")
     for reason in left_out:
         console.warn(f"left out of the report: {reason}")
     console.info(f"wrote {output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, {output.stat().st_size // 1024:,} KB)")
@@ -691,14 +689,10 @@ def export(run_dir: Path, format_: str, output: Path | None, checkpoint: str | N
     from gankit.rundir import RunError, writable_root
 
     folder = output or default_folder(run_dir, format_)
-    try:
+    with failing_in_one_line(folder, RecipeError, RunError, CheckpointError, DataError):
         writable_root(folder, "-o")
         described = export_run(_registry(), run_dir, format_, folder, raw=raw, checkpoint=checkpoint,
                                onnxruntime_web=onnxruntime_web)
-    except (RecipeError, RunError, CheckpointError, DataError) as error:
-        fail(str(error))
-    except OSError as error:
-        fail(f"-o {folder}: cannot write it ({error.strerror or error})")
     shown = "index.html" if format_ == "web" else described["file"]
     console.info(f"wrote {folder / shown} ({format_}, the {described['generator']} generator of step "
                  f"{described['step']}) and {folder / 'export.json'}")
@@ -722,13 +716,9 @@ def search_best(search_dir: Path, output: Path, rank: int) -> None:
 
     if not (search_dir / "search.json").is_file():
         fail(f"{search_dir}: not a search directory (no search.json); searches are in searches/ by default")
-    try:
+    with failing_in_one_line(output, SearchError, RecipeError):
         text, trial = best_recipe(search_dir, _registry(), rank)
         output.write_text(text)
-    except (SearchError, RecipeError) as error:
-        fail(str(error))
-    except OSError as error:
-        fail(f"-o {output}: cannot write it ({error.strerror or error})")
     console.info(f"wrote {output}: trial {trial.number}, {trial.value:.4g}; run it with: gankit run {output}")
 
 

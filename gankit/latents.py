@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["parse_seeds", "truncate", "slerp", "walk"]
+__all__ = ["parse_seeds", "check_truncation", "truncate", "slerp", "walk"]
 
 MAX_SEEDS = 100_000
 SEED_LIMIT = 2**32
@@ -36,13 +36,18 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     return seeds
 
 
+def check_truncation(psi: float) -> None:
+    """A one-line ValueError unless 0 < psi <= 1."""
+    if not 0 < psi <= 1:
+        raise ValueError(f"--truncation {psi}: psi is a number above 0 and at most 1 (1: no truncation)")
+
+
 def truncate(noise: np.ndarray, psi: float) -> np.ndarray:
     """The truncation trick as scaling toward the mean latent: ``psi * z``, the noise's mean
     being 0 (StyleGAN's form, in the generator's input space, as these generators have no
     mapping network). psi = 1 leaves the noise as it is; smaller psi trades variety for
     typical, cleaner images."""
-    if not 0 < psi <= 1:
-        raise ValueError(f"--truncation {psi}: psi is a number above 0 and at most 1 (1: no truncation)")
+    check_truncation(psi)
     return noise if psi == 1 else (noise * psi).astype(noise.dtype)
 
 
