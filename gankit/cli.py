@@ -576,7 +576,9 @@ def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--metric", "metrics", default="fid,kid,is", show_default=True, help="Comma-separated metric names.")
+@click.option("--metric", "metrics", multiple=True, default=("fid,kid,is",), show_default=True,
+              help="Comma-separated metrics, each with any parameters: fid,precision:k=5,kid:subsets=50,subset_size=500. "
+                   "Repeatable.")
 @click.option("--features", default="domain", show_default=True,
               help="Feature extractor: domain (trained on the run's data, no download) or inception (the standard FID one).")
 @click.option("-n", "count", default=10_000, show_default=True, type=click.IntRange(2, 1_000_000),
@@ -589,20 +591,22 @@ def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
               help="The Inception weights file (default: $GANKIT_INCEPTION_WEIGHTS, else the cache).")
 @click.option("--raw", is_flag=True, help="Score the trained generator, not its EMA (for runs with train.ema).")
-def evaluate(run_dir: Path, metrics: str, features: str, count: int, split: str, checkpoint: str | None,
+def evaluate(run_dir: Path, metrics: tuple[str, ...], features: str, count: int, split: str, checkpoint: str | None,
              seed: int, weights: Path | None, raw: bool) -> None:
-    """Score a run's generator (FID, KID, IS) and record how in RUN_DIR/eval.json."""
+    """Score a run's generator (FID, KID, IS; precision, recall, density, coverage; any
+    metric plugin) and record how in RUN_DIR/eval.json."""
     from gankit.backend import BackendError, CheckpointError
-    from gankit.eval_config import EvalConfig
+    from gankit.eval_config import EvalConfig, parse_metric_option
     from gankit.evaluation import EvalError
     from gankit.recipe import RecipeError
     from gankit.rundir import RunDir, RunError
     from gankit.sampling import UnsavedScores, evaluate_run
 
-    names = [name.strip() for name in metrics.split(",") if name.strip()]
-    if not names:
-        fail("--metric: name at least one metric, e.g. --metric fid,kid,is")
-    config = EvalConfig(metrics=names, features=features, n=count, seed=seed, split=split)
+    try:
+        entries = parse_metric_option(metrics)
+    except ValueError as error:
+        fail(f"--metric: {error}")
+    config = EvalConfig(metrics=entries, features=features, n=count, seed=seed, split=split)
     try:
         with console.work_progress() as progress:
             record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint, raw=raw,

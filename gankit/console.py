@@ -387,7 +387,8 @@ def eval_table(record: dict) -> None:
         lines.append("per class   " + ", ".join(f"{name} {share:.0%}" for name, share in accuracy["per_class"].items()))
     if real:
         lines.append(f"real        {real['count']:,} of {real['images_in_split']:,} {real['split']} images ({real['source']})")
-    lines.append(f"extractor   {extractor['name']}, weights sha256 {extractor.get('weights_sha256', '-')}")
+    lines.append(f"extractor   {extractor['name']}, weights sha256 {extractor.get('weights_sha256', '-')}, "
+                 f"resize: {extractor.get('resize', 'not stated')}")
     _console("out").print("\n".join(f"[dim]{escape(line)}[/]" for line in lines))
 
 

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from gankit import __version__
 from gankit.backend import trainer_classes
 from gankit.data import DataContext, DataError, ImageData, default_cache_dir, even_labels
-from gankit.eval_config import EvalConfig, EvalPlan
+from gankit.eval_config import EvalConfig, EvalPlan, component_params
 from gankit.files import write_bytes, write_json
-from gankit.params import validate_params
 from gankit.registry import Component, Registry
 from gankit.rundir import RunDir
 
@@ -73,8 +72,9 @@ class FeatureExtractor(Protocol):
     classify the run's own classes (then conditional runs get a class accuracy)."""
 
     def describe(self) -> dict[str, Any]:
-        """Exactly what it computes: name, weights and their sha256, input handling.
-        Recorded with every score, and part of the key of the cached real features."""
+        """Exactly what it computes: ``name``, weights and their ``weights_sha256``, input
+        handling, and ``resize``: how images are resized, if at all (FID depends on the
+        filter). Recorded with every score, and part of the key of the cached real features."""
 
     def extract(self, images: np.ndarray) -> Features:
         """The features of uint8 (N, H, W, C) images."""
@@ -116,10 +116,11 @@ def _digest(value: Any) -> str:
 
 
 def resolve_plan(config: EvalConfig, registry: Registry) -> EvalPlan:
-    """The metric and extractor components ``config`` names; EvalError if one is unknown."""
+    """The metric and extractor components ``config`` names; EvalError if one is unknown
+    or a metric's parameters are not the ones it takes."""
     try:
         return EvalPlan.resolve(config, registry)
-    except LookupError as error:
+    except (LookupError, ValueError) as error:
         raise EvalError(str(error)) from None
 
 
@@ -131,19 +132,10 @@ def _available(component: Component) -> Component:
 
 
 def _params(component: Component, values: dict[str, Any]) -> BaseModel | None:
-    if component.params is None:
-        if values:
-            raise EvalError(f"{component.kind} {component.name!r} takes no parameters (got {', '.join(values)})")
-        return None
     try:
-        return validate_params(component.params, values)
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        if first["type"] == "extra_forbidden":
-            known = ", ".join(component.params.model_fields) or "none"
-            raise EvalError(f"{component.kind} {component.name!r} has no parameter {key!r} (it takes: {known})") from None
-        raise EvalError(f"{component.kind} {component.name!r}: {key}: {first['msg']}") from None
+        return component_params(component, values)
+    except ValueError as error:
+        raise EvalError(str(error)) from None
 
 
 def _read_features(path: Path, warn: Callable[[str], None]) -> Features | None:
@@ -184,7 +176,7 @@ class Evaluator:
         self.progress = progress
         self.cache_dir = cache_dir or default_cache_dir()
         self.metrics: dict[str, Metric] = {
-            name: _available(component).factory(_params(component, {})) for name, component in plan.metrics.items()
+            name: _available(component).factory(plan.metric_params[name]) for name, component in plan.metrics.items()
         }
         extractor_component = _available(plan.extractor)
         self.dataset_table = recipe.dataset.as_table()
@@ -201,6 +193,7 @@ class Evaluator:
         except DataError as error:
             raise EvalError(f"feature extractor {config.features!r}: {error}") from None
         self._real: tuple[Features, dict[str, Any]] | None = None
+        self._generated_count: int | None = None
 
     @property
     def uses_real(self) -> bool:
@@ -265,6 +258,7 @@ class Evaluator:
         often the extractor's classifier assigns each image its class: ``class_accuracy``
         among the scores, and overall and per class (named by ``names``) in the second value.
         That is None without labels or when the extractor does not classify the run's classes."""
+        self._generated_count = len(images)
         try:
             fake = self._extract(images, "generated images")
         except DataError as error:
@@ -297,12 +291,25 @@ class Evaluator:
         return scores
 
     def describe(self) -> dict[str, Any]:
-        """How the scores are computed: metrics, extractor, real data (what eval.json records)."""
+        """How the scores are computed: the protocol, metrics, extractor, real data (what eval.json records)."""
         return {
+            "protocol": self.protocol(),
             "metrics": {name: metric.describe() for name, metric in self.metrics.items()},
             "extractor": self.extractor.describe(),
             "real": self.real()[1] if self.uses_real else None,
         }
+
+    def protocol(self) -> dict[str, Any]:
+        """What a score is not comparable without, in one place: the images on each side,
+        the real split, the extractor, its weights' sha256 and its resize filter."""
+        extractor = self.extractor.describe()
+        real = self.real()[1] if self.uses_real else None
+        return {"generated_images": self._generated_count or self.config.n,
+                "real_images": real["count"] if real else None,
+                "split": real["split"] if real else None,
+                "extractor": extractor.get("name"),
+                "weights_sha256": extractor.get("weights_sha256"),
+                "resize": extractor.get("resize", "not stated by the extractor")}
 
 
 def class_accuracy(logits: np.ndarray, labels: np.ndarray, known: list[int], names: tuple[str, ...] = ()) -> dict:

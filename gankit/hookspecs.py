@@ -60,7 +60,8 @@ def register_metrics(register):
     the ``gankit.evaluation.Features`` of the generated images (and of the real ones, when
     its ``uses_real`` is true) and returns named scores, e.g. ``{"kid": 0.01, "kid_std":
     0.002}``; the one named like the metric is its headline, better when higher if its
-    ``higher_is_better`` is true (that picks a run's best checkpoint)."""
+    ``higher_is_better`` is true (that picks a run's best checkpoint). ``params`` are set
+    by ``[eval] metrics = [{ use = "name", key = value }]`` or ``--metric name:key=value``."""
 
 
 @hookspec

@@ -142,9 +142,12 @@ def parse_value(text: str) -> Any:
 
 
 def _table_using(tables: list, name: str) -> int:
-    """The index of the table with ``use = name`` in a list of tables, appended when missing."""
+    """The index of the table with ``use = name`` in a list of tables, appended when missing;
+    a bare ``name`` in the list (``eval.metrics``) becomes that table."""
     for index, table in enumerate(tables):
-        if isinstance(table, dict) and table.get("use") == name:
+        if table == name:
+            tables[index] = {"use": name}
+        if isinstance(tables[index], dict) and tables[index].get("use") == name:
             return index
     tables.append({"use": name})
     return len(tables) - 1
@@ -383,6 +386,8 @@ def _eval_plan(data: dict[str, Any], path: Path, registry: Registry) -> EvalPlan
         return EvalPlan.resolve(config, registry)
     except LookupError as error:
         raise RecipeError(f"{path}: eval: {error}") from None
+    except ValueError as error:
+        raise RecipeError(f"{path}: eval.metrics: {error}") from None
 
 
 def check_requirements(recipe: Recipe) -> None:

@@ -60,6 +60,7 @@ class RunReport:
     scores: dict[str, dict[str, float]]  # score -> {"best": ..., "last": ...}
     images: list[Image] = field(default_factory=list)
     init_from: dict[str, Any] | None = None  # the checkpoint it started from (train.init_from) and its step
+    protocol: dict[str, Any] | None = None  # how its [eval] scores were computed (Evaluator.protocol)
 
     @property
     def name(self) -> str:
@@ -208,6 +209,7 @@ def read_run(run_dir: RunDir, output_dir: Path, gif_max_bytes: int) -> RunReport
     except RecipeError as error:
         raise ReportError(str(error)) from None
     summary = _read_json(run_dir.summary)
+    evaluation = _read_json(run_dir.eval)
     series = read_metrics(run_dir.metrics)
     status, message = _status(run_dir, summary, recipe.get("train", {}).get("steps"))
     logged_steps = [step for values in series.values() for step in values]
@@ -224,10 +226,22 @@ def read_run(run_dir: RunDir, output_dir: Path, gif_max_bytes: int) -> RunReport
         total_steps=(summary or {}).get("total_steps", recipe.get("train", {}).get("steps")),
         seconds=(summary or {}).get("seconds"),
         losses=losses,
-        scores=_scores(series, _read_json(run_dir.eval)),
+        scores=_scores(series, evaluation),
         images=_images(run_dir, series, output_dir, gif_max_bytes),
         init_from=_source(summary, recipe),
+        protocol=((evaluation or {}).get("during_training") or {}).get("protocol"),
     )
+
+
+def protocol_text(protocol: dict[str, Any] | None) -> str:
+    """One line saying what a run's scores were computed on, for beside them."""
+    if not protocol:
+        return ""
+    real = protocol.get("real_images")
+    against = f" vs {real:,} real {protocol.get('split')} images" if isinstance(real, int) else ""
+    weights = protocol.get("weights_sha256")
+    return (f"scored on {protocol.get('generated_images', 0):,} generated{against}, {protocol.get('extractor')} features"
+            f"{f' (weights sha256 {weights[:12]})' if weights else ''}, resize: {protocol.get('resize')}")
 
 
 def _source(summary: dict | None, recipe: dict[str, Any]) -> dict[str, Any] | None:
@@ -384,6 +398,7 @@ def render(runs: list[RunReport], searches: list[tuple[SearchReport, Configurati
     environment = Environment(loader=PackageLoader("gankit", "templates"), autoescape=True,
                               trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(duration=_duration, number=_number, setting=_setting_text, parameter=_parameter_text,
+                               protocol=protocol_text,
                                anchor=lambda path: anchors.get(Path(path).resolve(), "") if path else "",
                                png=lambda data: _data_uri(data, "image/png"))
     settings = [recipe_settings(run.recipe) for run in runs]

@@ -175,6 +175,28 @@ def test_evaluate_command_errors_are_one_line(trained_run, tmp_path, monkeypatch
     assert code == 2 and "not that of the standard FID Inception weights" in output
 
 
+def test_metric_parameters_on_the_command_line_change_the_scores(trained_run, eval_cache, monkeypatch):
+    monkeypatch.setenv("GANKIT_CACHE", str(eval_cache))
+    recorded = {}
+    for k in (1, 20):
+        code, output = cli("evaluate", trained_run, "-n", 300, "--metric", f"precision:k={k},recall",
+                           "--metric", "kid:subsets=5,subset_size=100")
+        assert code == 0 and "PRECISION" in output and "RECALL" in output, output
+        recorded[k] = json.loads((trained_run / "eval.json").read_text())["evaluations"]["domain"]
+        assert recorded[k]["metrics"]["precision"]["k"] == k and recorded[k]["metrics"]["recall"]["k"] == 3
+        assert recorded[k]["metrics"]["kid"]["subsets"] == 5
+        assert recorded[k]["protocol"] == {"generated_images": 300, "real_images": 300, "split": "train",
+                                           "extractor": "domain", "resize": "none: the data's own size",
+                                           "weights_sha256": recorded[k]["extractor"]["weights_sha256"]}
+    assert recorded[1]["scores"]["precision"] < recorded[20]["scores"]["precision"]
+    assert recorded[1]["scores"]["recall"] == recorded[20]["scores"]["recall"]
+    for option, message in (("precision:kk=5", "metric 'precision' has no parameter 'kk'; did you mean 'k'?"),
+                            ("fid,kid:subsets=0", "metric 'kid': subsets: Input should be greater than or equal to 1"),
+                            ("k=5", "--metric: 'k=5' names no metric")):
+        code, output = cli("evaluate", trained_run, "--metric", option)
+        assert code == 2 and message in output, output
+
+
 def test_metrics_and_extractors_are_plugins():
     code, output = cli("list-plugins", "--kind", "metric")
     assert code == 0 and all(name in output for name in ("fid", "kid", "is"))
@@ -239,6 +261,7 @@ def test_evaluation_during_training_logs_scores_and_keeps_the_best_checkpoint(re
     recorded = json.loads((run_dir / "eval.json").read_text())["during_training"]
     assert recorded["best"]["step"] == best["step"] and recorded["last"]["step"] == 120
     assert recorded["extractor"]["name"] == "domain" and recorded["best_by"] == "fid, lower is better"
+    assert (recorded["protocol"]["generated_images"], recorded["protocol"]["real_images"]) == (300, 300)
     again = evaluate_run(registry, run_dir, EvalConfig(metrics=["fid"], n=300), checkpoint="best", cache_dir=eval_cache)
     assert again["scores"]["fid"] == pytest.approx(best["scores"]["fid"], rel=1e-9)
 

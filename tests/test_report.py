@@ -3,6 +3,7 @@ headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -110,6 +111,23 @@ def test_scores_during_training_show_best_and_last(tmp_path):
     assert report.losses == {"d_loss": 0.5, "g_loss": 1.5} and report.status == "no checkpoint"
     page = (tmp_path / "report.html").read_text()
     assert ">fid best<" in page and ">kid last<" in page and "kid_std" not in page.split("<section")[0]
+
+
+def test_scores_show_what_they_were_computed_on(tmp_path):
+    run_dir = tmp_path / "00000-scored"
+    run_dir.mkdir()
+    (run_dir / "recipe.toml").write_text('name = "scored"\n')
+    (run_dir / "metrics.jsonl").write_text('{"step": 10, "epoch": 0, "fid": 40.0}\n')
+    protocol = {"generated_images": 2000, "real_images": 1500, "split": "test", "extractor": "domain",
+                "weights_sha256": "ab" * 32, "resize": "none: the data's own size"}
+    (run_dir / "eval.json").write_text(json.dumps({"during_training": {"last": {"step": 10, "scores": {"fid": 40.0}},
+                                                                       "protocol": protocol}}))
+    (report,) = write_report([run_dir], tmp_path / "report.html")
+    assert report.protocol == protocol
+    line = ("scored on 2,000 generated vs 1,500 real test images, domain features (weights sha256 abababababab), "
+            "resize: none: the data&#39;s own size")
+    page = (tmp_path / "report.html").read_text()
+    assert page.count(f'title="{line}"') == 2 and f'<p class="message">{line}</p>' in page
 
 
 def test_a_directory_without_runs_is_a_one_line_error(tmp_path):

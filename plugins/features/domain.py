@@ -141,6 +141,7 @@ class DomainExtractor:
                         "(their root mean square over up to 10,000 training images)",
             "logits": f"{len(self.meta['classes'])} classes",
             "input": "uint8 scaled to [-1, 1], at the data's own size and channels",
+            "resize": "none: the data's own size",
             "trained_on": {"source": data.source, "sha256": checksum, "images": int(len(images))},
             "training": {"design": DESIGN, "optimizer": "adam, lr 1e-3", **params.model_dump(),
                          "held_out": f"{HELD_OUT:.0%} of the images, accuracy {self.meta['held_out_accuracy']}"},

@@ -99,6 +99,7 @@ class InceptionExtractor:
             "features": "pool3, 2048 dims",
             "logits": "logits_unbiased, 1008 classes",
             "input": "uint8 RGB (grey repeated to 3 channels), resized to 299x299 bilinear as TensorFlow 1.x did",
+            "resize": "bilinear to 299x299, as TensorFlow 1.x did (torch-fidelity's interpolate_bilinear_2d_like_tensorflow1x)",
             "library": f"torch-fidelity {metadata.version('torch-fidelity')}",
             "torch": self.torch.__version__,
             "device": self.device.type,
