@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic_core import to_json
 
 __all__ = ["Params", "Every", "Interval", "parse_interval", "validate_params"]
@@ -65,4 +65,6 @@ def _serialize_interval(interval: Interval):
     return interval.count if interval.unit == "steps" else f"{interval.count} epochs"
 
 
-Every = Annotated[Interval, BeforeValidator(parse_interval), PlainSerializer(_serialize_interval)]
+Every = Annotated[Interval, BeforeValidator(parse_interval), PlainSerializer(_serialize_interval),
+                  Field(validate_default=True)]
+"""A default is validated too, so ``Field(500)`` or ``"1 epoch"`` is an Interval like a recipe's value."""

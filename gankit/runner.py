@@ -76,9 +76,6 @@ def plugin_errors(recipe: Recipe, section: str, choice: Choice, expected: tuple[
 def build_architecture(recipe: Recipe, spec) -> Architecture:
     _require(recipe.architecture)
     component = recipe.architecture.component
-    if getattr(recipe.architecture.params, "conditional", False) and not spec.classes:
-        raise RunError(f"{recipe.path}: architecture.conditional needs labelled data, and dataset "
-                       f"{recipe.dataset.name!r} gives no classes; set conditional = false")
     with plugin_errors(recipe, "architecture", recipe.architecture, (ShapeError, ValueError)):
         architecture = component.factory(recipe.architecture.params, spec)
         architecture.check(spec.shape, recipe.train.batch_size)
@@ -248,8 +245,8 @@ def prepare(recipe: Recipe, context: DataContext, *, fresh: bool = True) -> Prep
         raise RunError(f"{recipe.path}: {error}") from None
     trainer = build_trainer(recipe, data.spec, total)
     if trainer_classes(trainer) and not data.labelled:
-        raise RunError(f"{recipe.path}: architecture.conditional needs every training image labelled, and "
-                       f"dataset {recipe.dataset.name!r} has unlabelled ones; set conditional = false")
+        raise RunError(f"{recipe.path}: architecture: a conditional architecture needs every training image "
+                       f"labelled, and dataset {recipe.dataset.name!r} has unlabelled ones; choose an unconditional one")
     trainer.set_data(data.images, data.labels if trainer_classes(trainer) else None)
     if source is not None:
         with about(recipe):

@@ -58,7 +58,7 @@ def sample_run(registry: Registry, run_dir: Path, latents: Latents, output: Path
     _, trainer, checkpoint = load_generator(registry, run_dir, checkpoint)
     conditional = bool(trainer_classes(trainer))
     if classes and not conditional:
-        raise RunError(f"--class: {run_dir} is not a conditional run (set architecture.conditional = true)")
+        raise RunError(f"--class: {run_dir} is not a conditional run (its architecture has no classes)")
     noise, file_labels = _noise(trainer, latents)
     labels, columns = None, None
     if conditional and file_labels is not None and not classes:

@@ -182,8 +182,7 @@ class Loop:
                 tick, tick_step = now, step
                 self.emit(StepLogged(step, self.schedule.epoch_of(step - 1), logged, last=last,
                                      seconds_spent=self.seconds_spent))
-            if self.writer and (any(_due(every, step, steps_per_epoch) for every in self.sample_every)
-                                or (last and self.sample_every)):
+            if self.writer and (last or any(_due(every, step, steps_per_epoch) for every in self.sample_every)):
                 self.emit(self._samples(step))
             if checkpoint_due:
                 self.save_checkpoint(step)

@@ -225,7 +225,7 @@ def check_supported(train: TrainConfig, architecture, primitives) -> None:
         if penalty.use == "gp" and discriminator is not None and any(
                 isinstance(layer, nn.BatchNorm) for layer in discriminator.layers):
             raise ValueError(f"train.penalties.{index}: gp penalises each image's gradient, which BatchNorm in the "
-                             "discriminator mixes across the batch; remove D's BatchNorm (dcgan: d_batchnorm = false)")
+                             "discriminator mixes across the batch; remove D's BatchNorm or the penalty")
     if train.augment is not None and (problem := lacking("augment")):
         raise ValueError(f"train.augment: {problem}; remove train.augment")
     if train.ema is not None and (problem := lacking("ema")):
@@ -238,4 +238,4 @@ def check_supported(train: TrainConfig, architecture, primitives) -> None:
         key = "lr_schedule" if train.lr_schedule != "constant" else "lr_warmup"
         raise ValueError(f"train.{key}: {problem}; remove train.lr_schedule and train.lr_warmup")
     if getattr(architecture, "classes", 0) and (problem := lacking("conditional")):
-        raise ValueError(f"architecture.conditional: {problem}; set conditional = false")
+        raise ValueError(f"architecture: a conditional architecture: {problem}; choose an unconditional one")

@@ -37,7 +37,8 @@ class NetworkParams(Params):
     def classes(self, spec) -> int:
         """The networks' class count: the data's when conditional, else 0."""
         if self.conditional and not spec.classes:
-            raise ValueError("conditional = true needs labelled data; this dataset gives no classes")
+            raise ValueError("conditional = true needs labelled data, and this dataset gives no classes; "
+                             "set conditional = false")
         return spec.classes if self.conditional else 0
 
 

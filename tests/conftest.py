@@ -207,7 +207,8 @@ GANKIT_API = ">=2,<3"
 def register_datasets(register):
     register("future-data", lambda params, context: None, description="from the future")
 """),
-    # Parameters of every kind pydantic offers (a tuple, a path, an enum, a nested model),
+    # Parameters of every kind pydantic offers (a tuple, a path, an enum, a nested model,
+    # gankit's Every with plain defaults),
     # and a dataset and an exporter whose factories fail in ways no one planned for.
     "fields-gankit": ("fields_gankit", {"fields": "fields_gankit"}, """
 import enum
@@ -217,7 +218,7 @@ from typing import Optional
 from pydantic import Field
 
 from gankit import hookimpl, nn
-from gankit.params import Params
+from gankit.params import Every, Params
 
 
 class Activation(enum.Enum):
@@ -235,9 +236,12 @@ class FieldsParams(Params):
     activation: Activation = Activation.RELU
     head: Head = Head()
     notes: Optional[Path] = None
+    refresh: Every = Field(500)
+    window: Every = "2 epochs"
 
 
 def build(params, spec):
+    assert params.refresh.in_steps(10) == 500 and params.window.in_steps(10) == 20
     act = nn.ReLU() if params.activation is Activation.RELU else nn.LeakyReLU(params.head.slope)
     layers = tuple(layer for width in params.hidden for layer in (nn.Dense(width), act))
     generator = nn.Network((8,), (*layers, nn.Dense(spec.height * spec.width * spec.channels), nn.Tanh(),

@@ -86,7 +86,8 @@ def test_a_conditional_recipe_on_unlabelled_data_is_a_one_line_error(write_recip
     runs = tmp_path / "runs"
     result = CliRunner().invoke(main, ["run", str(recipe), "--runs-dir", str(runs)])
     assert result.exit_code == 2
-    assert "architecture.conditional needs labelled data, and dataset 'image-folder' gives no classes" in result.output
+    assert ("architecture: conditional = true needs labelled data, and this dataset gives no classes; "
+            "set conditional = false") in result.output
     assert len(result.output.strip().splitlines()) == 1 and not runs.exists()
     (folder / "sub").mkdir()
     Image.new("L", (28, 28), 255).save(folder / "sub" / "x.png")
@@ -196,5 +197,5 @@ def test_a_backend_without_fake_labels_cannot_run_a_conditional_recipe(write_rec
 
     recipe = load_recipe(write_recipe(architecture=CONDITIONAL_DCGAN), [], load_registry())
     architecture = recipe.architecture.component.factory(recipe.architecture.params, DataSpec(28, 28, 1, 10))
-    with pytest.raises(ValueError, match=r"architecture.conditional: the backend lacks the primitive\(s\) fake_labels"):
+    with pytest.raises(ValueError, match=r"architecture: a conditional architecture: the backend lacks the primitive\(s\) fake_labels"):
         check_supported(recipe.train, architecture, object())

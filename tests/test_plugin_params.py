@@ -31,7 +31,7 @@ def fields_run(install, write_recipe, tmp_path):
 
 def test_tuples_paths_enums_and_nested_models_are_written_and_read_back(fields_run, tmp_path):
     written = read_toml(fields_run / "recipe.toml")["architecture"]
-    assert written == {**FIELDS, "head": {"slope": 0.1, "bias": False}}
+    assert written == {**FIELDS, "head": {"slope": 0.1, "bias": False}, "refresh": 500, "window": "2 epochs"}
 
     code, output = cli("sample", fields_run, "-n", 4, "-o", tmp_path / "grid.png")
     assert code == 0, output
