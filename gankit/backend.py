@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 from pydantic import Field, field_validator
 
 from gankit.data import DataSpec
+from gankit.errors import GankitError
 from gankit.nn import Architecture
 from gankit.params import Params
 from gankit.train_config import TrainConfig
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-class BackendError(Exception):
+class BackendError(GankitError):
     """The backend cannot run this recipe (unsupported device, architecture, ...)."""
 
 
@@ -180,7 +181,7 @@ class Backend(Protocol):
     def trainer(self, architecture: Architecture, spec: DataSpec, train: TrainConfig, seed: int) -> Trainer: ...
 
 
-class CheckpointError(Exception):
+class CheckpointError(GankitError):
     """A checkpoint file is missing, corrupt or does not fit the networks."""
 
     def __init__(self, path: Path, cause: BaseException | str):

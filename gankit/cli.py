@@ -38,18 +38,29 @@ def fail(message: str) -> None:
 
 
 @contextmanager
-def failing_in_one_line(output: Path, *errors: type[Exception]):
-    """Inside the block, ``errors`` end the command with their own line, and an OSError with
-    ``-o OUTPUT: cannot write it``: for the commands that write one output."""
+def failing_in_one_line(output: Path):
+    """Inside the block, an OSError ends the command with ``-o OUTPUT: cannot write it``:
+    for the commands that write one output."""
     try:
         yield
-    except errors as error:
-        fail(str(error))
     except OSError as error:
         fail(f"-o {output}: cannot write it ({error.strerror or error})")
 
 
-@click.group(epilog=EXAMPLES)
+class Commands(click.Group):
+    """Every command's ``GankitError`` is its one line and exit code 2: the one place
+    the command line catches gankit's errors."""
+
+    def invoke(self, ctx: click.Context):
+        from gankit.errors import GankitError
+
+        try:
+            return super().invoke(ctx)
+        except GankitError as error:
+            fail(str(error))
+
+
+@click.group(cls=Commands, epilog=EXAMPLES)
 @click.version_option(__version__, prog_name="gankit")
 def main() -> None:
     """Train GANs from declarative TOML recipes."""
@@ -301,30 +312,26 @@ def _search(recipes, overrides, resume_dir, searches_dir, storage, registry, cac
     """A new search of ``recipes[0]``, or the one in ``resume_dir`` continued."""
     import tomli_w
 
-    from gankit.recipe import RecipeError
-    from gankit.rundir import RunError, writable_root
-    from gankit.search import Search, SearchError
+    from gankit.rundir import writable_root
+    from gankit.search import Search
     from gankit.search_runs import SearchRun
 
-    try:
-        if resume_dir is not None:
-            if recipes or overrides or storage:
-                fail("--resume continues a search as it was made: give no recipe, --set or --storage with it")
-            search = Search.open(resume_dir, registry)
-        else:
-            if len(recipes) > 1:
-                fail(f"{recipes[0]}: a recipe with [search] runs on its own; give it alone")
-            if dry_run:
-                data, config, metric, _ = Search.prepare(recipes[0], overrides, registry)
-                console.show_toml(f"# {recipes[0]}: {config.trials} trials scored by {metric}\n"
-                                  + tomli_w.dumps({**data, "search": config.as_table()}))
-                return
-            writable_root(searches_dir, "--searches-dir")
-            search = Search.create(recipes[0], overrides, registry, searches_dir, storage)
-        engine = _engine(search.root, processes, ray_address)
-        session = SearchRun(search, registry, cache_dir, lambda level, text: getattr(console, level)(text), resources)
-    except (RecipeError, SearchError, RunError) as error:
-        fail(str(error))
+    if resume_dir is not None:
+        if recipes or overrides or storage:
+            fail("--resume continues a search as it was made: give no recipe, --set or --storage with it")
+        search = Search.open(resume_dir, registry)
+    else:
+        if len(recipes) > 1:
+            fail(f"{recipes[0]}: a recipe with [search] runs on its own; give it alone")
+        if dry_run:
+            data, config, metric, _ = Search.prepare(recipes[0], overrides, registry)
+            console.show_toml(f"# {recipes[0]}: {config.trials} trials scored by {metric}\n"
+                              + tomli_w.dumps({**data, "search": config.as_table()}))
+            return
+        writable_root(searches_dir, "--searches-dir")
+        search = Search.create(recipes[0], overrides, registry, searches_dir, storage)
+    engine = _engine(search.root, processes, ray_address)
+    session = SearchRun(search, registry, cache_dir, lambda level, text: getattr(console, level)(text), resources)
     console.info(f"search {search.root}: {search.config.trials} trials, scored by {search.metric}; "
                  f"resume with: gankit run --resume {search.root}")
     stop = StopFlag()
@@ -375,14 +382,10 @@ def _rank_batch(outcomes) -> None:
 
 def _run_jobs(jobs, invalid, start, keep_going, stop):
     from gankit.batch import Outcome, run_all
-    from gankit.runner import RunError
 
     try:
         if len(jobs) == 1 and not invalid:
-            try:
-                outcomes = [Outcome.of(start(jobs[0]))]
-            except RunError as error:
-                fail(str(error))
+            outcomes = [Outcome.of(start(jobs[0]))]
             _report(outcomes[0])
         else:
             outcomes = invalid + run_all(jobs, start, keep_going=keep_going, stop_requested=stop, report=_report)
@@ -441,18 +444,15 @@ def _run_in_parallel(recipes, invalid, runs_dir: Path, cache_dir: Path, processe
                      resources: tuple[float | None, float | None], keep_going: bool, stop: StopFlag):
     """The batch on ``processes`` local processes, or on Ray; the same report and table."""
     from gankit.parallel import LocalEngine, make_jobs, run_parallel
-    from gankit.rundir import RunError, writable_root
+    from gankit.rundir import writable_root
 
-    try:
-        writable_root(runs_dir)
-        if ray_address:
-            from gankit.ray_batch import RayEngine
+    writable_root(runs_dir)
+    if ray_address:
+        from gankit.ray_batch import RayEngine
 
-            engine = RayEngine(ray_address, runs_dir)
-        else:
-            engine = LocalEngine(processes)
-    except RunError as error:
-        fail(str(error))
+        engine = RayEngine(ray_address, runs_dir)
+    else:
+        engine = LocalEngine(processes)
     jobs = make_jobs(recipes, runs_dir, cache_dir, *resources)
     try:
         with console.BatchProgress([job.run_dir.name for job in jobs]) as display:
@@ -505,8 +505,7 @@ def sample(run_dir: Path, count: int | None, output: Path, seed: int, seeds: str
            psi: float, checkpoint: str | None, raw: bool, classes: tuple[str, ...]) -> None:
     """Draw samples from a run's checkpoint (the last, unless --checkpoint names one)."""
     from gankit.latents import check_truncation, parse_seeds
-    from gankit.recipe import RecipeError
-    from gankit.rundir import RunError, writable_root
+    from gankit.rundir import writable_root
     from gankit.sampling import Latents, sample_run
 
     if sum(option is not None for option in (count, seeds, latent_file)) > 1:
@@ -525,7 +524,7 @@ def sample(run_dir: Path, count: int | None, output: Path, seed: int, seeds: str
     if latent_file is not None and not latent_file.is_file():
         fail(f"--latent {latent_file}: no such file; give an .npz written by gankit sample -o X.npz or gankit project")
     latents = Latents(count=count or 64, seed=seed, seeds=chosen, latent_file=latent_file, truncation=psi)
-    with failing_in_one_line(output, RecipeError, RunError):
+    with failing_in_one_line(output):
         writable_root(output.parent, "-o")
         used, drawn = sample_run(_registry(), run_dir, latents, output, checkpoint, raw=raw, classes=classes)
     console.info(f"wrote {drawn} samples from {used} to {output}")
@@ -554,8 +553,7 @@ def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps
 
     from gankit.interpolation import Walk, interpolate_run
     from gankit.latents import check_truncation, parse_seeds
-    from gankit.recipe import RecipeError
-    from gankit.rundir import RunError, writable_root
+    from gankit.rundir import writable_root
 
     if output.suffix.lower() not in (".gif", ".mp4"):
         fail(f"-o {output}: use a .gif or .mp4 file name")
@@ -568,7 +566,7 @@ def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps
         plan.keyframe_seeds()
     except ValueError as error:
         fail(str(error))
-    with failing_in_one_line(output, RecipeError, RunError):
+    with failing_in_one_line(output):
         writable_root(output.parent, "-o")
         used, written = interpolate_run(_registry(), run_dir, plan, output, checkpoint, raw=raw, class_name=class_name)
     console.info(f"wrote {written} frames of {plan.walks} walk{'s' * (plan.walks > 1)} from {used} to {output}")
@@ -580,46 +578,79 @@ def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps
               help="Comma-separated metrics, each with any parameters: fid,precision:k=5,kid:subsets=50,subset_size=500. "
                    "Repeatable.")
 @click.option("--features", default="domain", show_default=True,
-              help="Feature extractor: domain (trained on the run's data, no download) or inception (the standard FID one).")
+              help="Feature extractor, with any parameters: domain (trained on the run's data, no download; "
+                   "domain:steps=300) or inception (the standard FID one; inception:weights=PATH).")
 @click.option("-n", "count", default=10_000, show_default=True, type=click.IntRange(2, 1_000_000),
               help="Generated images; as many real ones, at most the whole split.")
+@click.option("--reference", type=click.Path(path_type=Path, dir_okay=False),
+              help="Reference statistics (gankit stats) to compare against instead of the split's images.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
               help="The real images compared against.")
 @click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Seed of the generator's noise and of the real subset.")
-@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
-              help="The Inception weights file (default: $GANKIT_INCEPTION_WEIGHTS, else the cache).")
 @click.option("--raw", is_flag=True, help="Score the trained generator, not its EMA (for runs with train.ema).")
-def evaluate(run_dir: Path, metrics: tuple[str, ...], features: str, count: int, split: str, checkpoint: str | None,
-             seed: int, weights: Path | None, raw: bool) -> None:
+def evaluate(run_dir: Path, metrics: tuple[str, ...], features: str, count: int, reference: Path | None, split: str,
+             checkpoint: str | None, seed: int, raw: bool) -> None:
     """Score a run's generator (FID, KID, IS; precision, recall, density, coverage; any
     metric plugin) and record how in RUN_DIR/eval.json."""
-    from gankit.backend import BackendError, CheckpointError
     from gankit.eval_config import EvalConfig, parse_metric_option
-    from gankit.evaluation import EvalError
-    from gankit.recipe import RecipeError
-    from gankit.rundir import RunDir, RunError
+    from gankit.rundir import RunDir
     from gankit.sampling import UnsavedScores, evaluate_run
 
     try:
         entries = parse_metric_option(metrics)
     except ValueError as error:
         fail(f"--metric: {error}")
-    config = EvalConfig(metrics=entries, features=features, n=count, seed=seed, split=split)
+    config = EvalConfig(metrics=entries, features=_features_option(features), n=count, seed=seed, split=split,
+                        reference=str(reference) if reference else None)
     try:
         with console.work_progress() as progress:
             record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint, raw=raw,
-                                  extractor_params={"weights": str(weights)} if weights else None,
                                   info=console.info, warn=console.warn, progress=progress)
     except UnsavedScores as unsaved:
         console.eval_table(unsaved.record)
         console.error(str(unsaved))
         sys.exit(1)
-    except (EvalError, RecipeError, RunError, BackendError, CheckpointError) as error:
-        fail(str(error))
     console.eval_table(record)
     console.info(f"recorded in {RunDir(run_dir).eval}")
+
+
+def _features_option(text: str):
+    from gankit.eval_config import parse_features_option
+
+    try:
+        return parse_features_option(text)
+    except ValueError as error:
+        fail(f"--features: {error}")
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "output", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The reference file to write (.npz).")
+@click.option("--features", default="domain", show_default=True,
+              help="Feature extractor, with any parameters, as in gankit evaluate (domain:steps=300).")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("-n", "count", default=10_000, show_default=True, type=click.IntRange(2, 1_000_000),
+              help="Real images, at most the whole split (and as many more for the floor).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+              help="Seed of the real subset.")
+def stats(recipe: Path, output: Path, features: str, split: str, count: int, seed: int) -> None:
+    """Compute the real side of evaluations once, from RECIPE's dataset: features, their mean
+    and covariance, labels and a floor sample, for gankit evaluate --reference or [eval] reference."""
+    from gankit.eval_config import EvalConfig
+    from gankit.recipe import load_recipe
+    from gankit.sampling import write_stats
+
+    config = EvalConfig(features=_features_option(features), n=count, seed=seed, split=split)
+    with failing_in_one_line(output):
+        registry = _registry()
+        with console.work_progress() as progress:
+            meta = write_stats(registry, load_recipe(recipe, [], registry), config, output,
+                               info=console.info, warn=console.warn, progress=progress)
+    floor = meta["floor"].get("how") or f"no floor sample: {meta['floor']['why_not']}"
+    console.info(f"wrote {meta['count']:,} {meta['split']} images' {meta['extractor']['name']} features to {output}; {floor}")
 
 
 @main.command()
@@ -634,11 +665,11 @@ def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> Non
     samples, curves and GIF, and its resolved recipe; configurations run over several seeds,
     ranked; and each search's trials, best configuration and pictures. PATHS are run
     directories, directories of runs (a batch's --runs-dir), or searches (searches/NNNNN-name)."""
-    from gankit.report import ReportError, write_report
-    from gankit.rundir import RunError, writable_root
+    from gankit.report import write_report
+    from gankit.rundir import writable_root
 
     left_out: list[str] = []
-    with failing_in_one_line(output, ReportError, RunError):
+    with failing_in_one_line(output):
         writable_root(output.parent, "-o")
         runs = write_report(list(paths), output, gif_max_bytes=None if gif_max_kb is None else gif_max_kb * 1024,
                             left_out=left_out)
@@ -660,13 +691,9 @@ def compare(paths: tuple[Path, ...], at: str, metric: str | None, as_json: bool)
     the best."""
     import json
 
-    from gankit.compare import CompareError
     from gankit.compare import compare as compare_runs
 
-    try:
-        comparison = compare_runs(paths, at, metric)
-    except CompareError as error:
-        fail(str(error))
+    comparison = compare_runs(paths, at, metric)
     if as_json:
         click.echo(json.dumps(comparison.as_dict(), indent=2))
     else:
@@ -686,14 +713,11 @@ def compare(paths: tuple[Path, ...], at: str, metric: str | None, as_json: bool)
 def export(run_dir: Path, format_: str, output: Path | None, checkpoint: str | None, raw: bool,
            onnxruntime_web: Path | None) -> None:
     """Export a run's generator as one standalone model, with export.json beside it."""
-    from gankit.backend import CheckpointError
-    from gankit.data import DataError
     from gankit.export import default_folder, export_run
-    from gankit.recipe import RecipeError
-    from gankit.rundir import RunError, writable_root
+    from gankit.rundir import writable_root
 
     folder = output or default_folder(run_dir, format_)
-    with failing_in_one_line(folder, RecipeError, RunError, CheckpointError, DataError):
+    with failing_in_one_line(folder):
         writable_root(folder, "-o")
         described = export_run(_registry(), run_dir, format_, folder, raw=raw, checkpoint=checkpoint,
                                onnxruntime_web=onnxruntime_web)
@@ -715,12 +739,11 @@ def search() -> None:
               help="Write the configuration at this rank instead (2: the runner-up).")
 def search_best(search_dir: Path, output: Path, rank: int) -> None:
     """Write the best configuration SEARCH_DIR found as an ordinary recipe (without [search])."""
-    from gankit.recipe import RecipeError
-    from gankit.search import SearchError, best_recipe
+    from gankit.search import best_recipe
 
     if not (search_dir / "search.json").is_file():
         fail(f"{search_dir}: not a search directory (no search.json); searches are in searches/ by default")
-    with failing_in_one_line(output, SearchError, RecipeError):
+    with failing_in_one_line(output):
         text, trial = best_recipe(search_dir, _registry(), rank)
         output.write_text(text)
     console.info(f"wrote {output}: trial {trial.number}, {trial.value:.4g}; run it with: gankit run {output}")
@@ -735,11 +758,8 @@ def search_best(search_dir: Path, output: Path, rank: int) -> None:
 def new_plugin(name: str, kinds: tuple[str, ...], output: Path) -> None:
     """Write a ready plugin package, gankit-NAME: a pyproject with the entry point, the
     components (each named NAME), a recipe and tests that use gankit.testing."""
-    from gankit.scaffold import ScaffoldError, write_plugin
+    from gankit.scaffold import write_plugin
 
-    try:
-        folder = write_plugin(name, list(kinds), output)
-    except ScaffoldError as error:
-        fail(str(error))
+    folder = write_plugin(name, list(kinds), output)
     shown = folder if folder.is_absolute() else f"./{folder}"
     console.info(f"wrote {shown}; next: pip install -e '{shown}[test]' && python -m pytest {shown}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from gankit.errors import GankitError
 from gankit.recipe import RecipeError, read_toml
 from gankit.rundir import RunDir
 
@@ -31,7 +32,7 @@ RUN_OWN_KEYS = ("name", "seed", "gankit")
 """What may differ between the runs of one configuration."""
 
 
-class CompareError(Exception):
+class CompareError(GankitError):
     """Nothing to compare: a path that holds no runs, or runs with no scores."""
 
 

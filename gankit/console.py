@@ -371,14 +371,16 @@ def eval_table(record: dict) -> None:
     from rich.table import Table
 
     extractor, real, scores = record["extractor"], record.get("real"), record["scores"]
+    floor = record.get("floor") or {}
     table = Table(title=f"scores with {escape(extractor['name'])} features", title_justify="left", title_style="bold")
-    for column in ("metric", "score", "std"):
+    for column in ("metric", "score", "std", "real vs real"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for key, value in scores.items():
         if not key.endswith("_std"):
             std = scores.get(f"{key}_std")
-            shown = (escape(key.upper()), f"{value:.4g}") if key != "class_accuracy" else ("class accuracy", f"{value:.1%}")
-            table.add_row(*shown, f"{std:.2g}" if std is not None else "")
+            shown = (lambda v: f"{v:.1%}") if key == "class_accuracy" else (lambda v: f"{v:.4g}")  # noqa: E731
+            table.add_row("class accuracy" if key == "class_accuracy" else escape(key.upper()), shown(value),
+                          f"{std:.2g}" if std is not None else "", shown(floor[key]) if key in floor else "-")
     _console("out").print(table)
     checkpoint, generated = record["checkpoint"], record["generated"]
     lines = [f"checkpoint  {checkpoint['path']} (step {checkpoint['step']})",
@@ -386,7 +388,10 @@ def eval_table(record: dict) -> None:
     if accuracy := record.get("class_accuracy"):
         lines.append("per class   " + ", ".join(f"{name} {share:.0%}" for name, share in accuracy["per_class"].items()))
     if real:
-        lines.append(f"real        {real['count']:,} of {real['images_in_split']:,} {real['split']} images ({real['source']})")
+        lines.append(f"real        {real['count']:,} of {real['images_in_split']:,} {real['split']} images ({real['source']})"
+                     + (f", from {real['reference']['path']}" if real.get("reference") else ""))
+    if record.get("floor_how"):
+        lines.append(f"floor       {record['floor_how']}")
     lines.append(f"extractor   {extractor['name']}, weights sha256 {extractor.get('weights_sha256', '-')}, "
                  f"resize: {extractor.get('resize', 'not stated')}")
     _console("out").print("\n".join(f"[dim]{escape(line)}[/]" for line in lines))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from gankit.errors import GankitError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -94,7 +96,7 @@ class ImageData:
         return bool(self.class_names) and bool(len(self.labels)) and int(self.labels.min()) >= 0
 
 
-class DataError(Exception):
+class DataError(GankitError):
     """The data cannot be had: missing, corrupt or unreadable. The message says how to fix it."""
 
 

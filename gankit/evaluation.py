@@ -5,27 +5,29 @@ Generated images come from a checkpoint (``gankit evaluate``: ``gankit.sampling.
 or from the live trainer (a recipe's ``[eval]``: ``TrainingEvaluation``); real images from
 the run's dataset. Both go through one feature extractor, and the metrics compare the
 features. The real images' features are cached,
-keyed by the data's sha256, the extractor's description and the sample count, so a second
-evaluation extracts only the generated images.
+keyed by the data's sha256, the extractor's description and the sample count, in the
+reference file format of ``gankit stats`` (gankit.reference), so a second evaluation
+extracts only the generated images; a given reference file stands in for the real images.
+Beside each score goes its floor: what a second, disjoint real sample scores.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from pydantic import BaseModel
 
 from gankit import __version__
 from gankit.backend import trainer_classes
 from gankit.data import DataContext, DataError, ImageData, default_cache_dir, even_labels
-from gankit.eval_config import EvalConfig, EvalPlan, component_params
-from gankit.files import write_bytes, write_json
+from gankit.errors import GankitError
+from gankit.eval_config import EvalConfig, EvalPlan
+from gankit.features import Features
+from gankit.files import write_json
+from gankit.reference import BadReference, Reference, disjoint_subset, mismatch, read_reference, write_reference
 from gankit.registry import Component, Registry
 from gankit.rundir import RunDir
 
@@ -38,20 +40,8 @@ Progress = Callable[[str, int, int], None]
 EXTRACT_CHUNK = 1000
 
 
-class EvalError(Exception):
+class EvalError(GankitError):
     """An evaluation that cannot run. The message is one line that says what to fix."""
-
-
-@dataclass(frozen=True)
-class Features:
-    """An extractor's output for N images, float32: ``features`` (N, D), the embedding FID
-    and KID compare, and ``logits`` (N, K), the class scores the Inception Score reads."""
-
-    features: np.ndarray
-    logits: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.features)
 
 
 class Metric(Protocol):
@@ -131,35 +121,25 @@ def _available(component: Component) -> Component:
     return component
 
 
-def _params(component: Component, values: dict[str, Any]) -> BaseModel | None:
-    try:
-        return component_params(component, values)
-    except ValueError as error:
-        raise EvalError(str(error)) from None
-
-
-def _read_features(path: Path, warn: Callable[[str], None]) -> Features | None:
-    """The cached features in ``path``; None if there are none, or (with a warning, the
-    file removed) if they are damaged."""
-    import numpy as np
-
+def _read_cached(path: Path, warn: Callable[[str], None]) -> Reference | None:
+    """The cached real features in ``path``; None if there are none, or (with a warning,
+    the file removed) if they are damaged."""
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            return Features(stored["features"], stored["logits"])
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        return read_reference(path)
+    except BadReference as error:
         warn(f"the cached features {path} are damaged ({error}); extracting them again")
         path.unlink(missing_ok=True)
         return None
 
 
-def _write_features(path: Path, features: Features) -> None:
-    import numpy as np
-
-    buffer = io.BytesIO()
-    np.savez(buffer, features=features.features, logits=features.logits)
-    write_bytes(path, buffer.getvalue())
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class Evaluator:
@@ -167,7 +147,7 @@ class Evaluator:
     features, each made once and reused for every batch of generated images scored."""
 
     def __init__(self, plan: EvalPlan, recipe, *, cache_dir: Path | None = None,
-                 extractor_params: dict[str, Any] | None = None, loaded: dict[str, ImageData] | None = None,
+                 loaded: dict[str, ImageData] | None = None,
                  info: Callable[[str], None] = print, warn: Callable[[str], None] = print,
                  progress: Progress | None = None):
         """``loaded``: splits of the recipe's dataset already in memory (a run's training data).
@@ -188,12 +168,15 @@ class Evaluator:
         self.warn = warn
         context = ExtractorContext(self.cache_dir, lambda: self.load("train"), info, warn)
         try:
-            self.extractor: FeatureExtractor = extractor_component.factory(
-                _params(extractor_component, extractor_params or {}), context)
+            self.extractor: FeatureExtractor = extractor_component.factory(plan.extractor_params, context)
         except DataError as error:
-            raise EvalError(f"feature extractor {config.features!r}: {error}") from None
-        self._real: tuple[Features, dict[str, Any]] | None = None
+            raise EvalError(f"feature extractor {config.extractor_name!r}: {error}") from None
+        self._real: tuple[Reference, dict[str, Any]] | None = None
+        self._floor: dict[str, float] | None = None
         self._generated_count: int | None = None
+        if config.reference:
+            shape = loaded["train"].images.shape[1:] if loaded and "train" in loaded else None
+            self._real = self._given_reference(Path(config.reference), shape)
 
     @property
     def uses_real(self) -> bool:
@@ -207,32 +190,104 @@ class Evaluator:
                 raise EvalError(f"dataset {self.dataset_table['use']!r}: {error}") from None
         return self._splits[split]
 
-    def real(self) -> tuple[Features, dict[str, Any]]:
-        """The real images' features (from the cache when there) and what they are."""
+    def _given_reference(self, path: Path, shape) -> tuple[Reference, dict[str, Any]]:
+        """``[eval] reference`` / ``--reference``: refused in one line unless it was made as this evaluation would."""
+        try:
+            reference = read_reference(path)
+        except BadReference as error:
+            raise EvalError(f"reference {path}: {error}; make one with gankit stats RECIPE -o FILE") from None
+        if problem := mismatch(reference, self.extractor.describe(), shape):
+            raise EvalError(f"reference {path}: {problem}; make one with gankit stats RECIPE -o FILE "
+                            f"--features {self.config.extractor_name}")
+        return reference, {**reference.meta, "reference": {"path": str(path), "sha256": file_sha256(path)}}
+
+    def reference(self) -> tuple[Reference, dict[str, Any]]:
+        """The real side: the given reference file, else the real images' features (from the
+        cache when there), a disjoint second sample for the floor, and what they are."""
         if self._real is None:
             data = self.load(self.config.split)
             total = len(data.images)
             count = min(self.config.n, total)
-            subset = count < total
-            checksum = data_sha256(data)
-            record = {
-                "dataset": self.dataset_table,
-                "split": self.config.split,
-                "source": data.source,
-                "sha256": checksum,
-                "images_in_split": total,
-                "count": count,
-                "selection": f"random subset drawn with seed {self.config.seed}" if subset else "all",
-            }
-            key = _digest({"data": checksum, "count": count, "seed": self.config.seed if subset else None,
-                           "extractor": self.extractor.describe()})
+            key = _digest({"data": data_sha256(data), "count": count, "seed": self.config.seed if count < total else None,
+                           "extractor": self.extractor.describe(), "format": "reference-1",
+                           "floor_from": self._other_split_sha256() if total - count < count else None})
             path = self.cache_dir / "eval" / "real" / f"{key}.npz"
-            features = _read_features(path, self.warn)
-            if features is None:
-                features = self._extract(data.images[real_subset(total, count, self.config.seed)], "real images")
-                _write_features(path, features)
-            self._real = features, {**record, "features_cache": str(path)}
+            reference = _read_cached(path, self.warn)
+            if reference is None:
+                reference = self.make_reference(data, count)
+                write_reference(path, reference)
+            self._real = reference, {**reference.meta, "features_cache": str(path)}
         return self._real
+
+    def _other_split_sha256(self) -> str | None:
+        """The checksum of the split the floor is drawn from when the compared one is too small."""
+        try:
+            return data_sha256(self.load("test" if self.config.split == "train" else "train"))
+        except EvalError:
+            return None
+
+    def make_reference(self, data: ImageData, count: int) -> Reference:
+        """``count`` of ``data``'s images (``config.split``) and a disjoint sample of as many
+        from the same split, or from the other one when this one is too small."""
+        seed, split, total = self.config.seed, self.config.split, len(data.images)
+        chosen = real_subset(total, count, seed)
+        record = {
+            "extractor": self.extractor.describe(), "dataset": self.dataset_table, "split": split,
+            "source": data.source, "sha256": data_sha256(data), "images_in_split": total, "count": count,
+            "seed": seed, "selection": f"random subset drawn with seed {seed}" if count < total else "all",
+            "image": list(data.images.shape[1:]), "class_names": list(data.class_names),
+        }
+        real = self._labelled(self._extract(data.images[chosen], "real images"), data.labels[chosen], data.class_names)
+        other = "test" if split == "train" else "train"
+        floor_data, floor_indices, how, why = None, None, None, None
+        if total - count >= count:
+            floor_data, floor_indices = data, disjoint_subset(total, chosen, count, seed)
+            how = f"{count:,} other images of the {split} split, disjoint from those compared against, drawn with seed {seed}"
+        else:
+            try:
+                floor_data = self.load(other)
+            except EvalError as error:
+                why = (f"the {split} split has {total:,} images, too few for two disjoint samples "
+                       f"of {count:,}, and the {other} split does not load ({error})")
+            else:
+                if len(floor_data.images) >= count:
+                    floor_indices = real_subset(len(floor_data.images), count, seed)
+                    how = f"{count:,} images of the {other} split, drawn with seed {seed}"
+                else:
+                    why = (f"the {split} split has {total:,} images and the {other} split {len(floor_data.images):,}: "
+                           f"too few for a second real sample of {count:,}; score fewer (-n)")
+        floor = None
+        if floor_indices is not None:
+            floor = self._labelled(self._extract(floor_data.images[floor_indices], "real images (floor)"),
+                                   floor_data.labels[floor_indices], floor_data.class_names)
+        record["floor"] = {"how": f"the scores of {how}, as if generated"} if floor is not None else {"why_not": why}
+        return Reference(real, floor, record)
+
+    @staticmethod
+    def _labelled(features: Features, labels, class_names) -> Features:
+        import numpy as np
+
+        return replace(features, labels=np.asarray(labels, np.int64), class_names=tuple(class_names))
+
+    def real(self) -> tuple[Features, dict[str, Any]]:
+        """The real images' features and what they are (eval.json's ``real``)."""
+        reference, record = self.reference()
+        return reference.real, {key: value for key, value in record.items() if key != "extractor"}
+
+    def floor(self) -> tuple[dict[str, float], str]:
+        """What a second real sample scores against the first (a perfect generator's scores),
+        once per evaluator, and how it was made or why it could not be."""
+        reference, record = self.reference()
+        made = record.get("floor", {})
+        if reference.floor is None:
+            return {}, f"not made: {made.get('why_not', 'the reference holds no second real sample')}"
+        if self._floor is None:
+            self._floor = self._compare(reference.floor, reference.real)
+            known = getattr(self.extractor, "class_labels", None)
+            labels = reference.floor.labels
+            if known is not None and labels is not None and len(labels) and labels.min() >= 0:
+                self._floor["class_accuracy"] = class_accuracy(reference.floor.logits, labels, known)["overall"]
+        return dict(self._floor), made["how"]
 
     def _extract(self, images: np.ndarray, what: str) -> Features:
         """The extractor's features, a chunk at a time when someone watches the progress
@@ -258,12 +313,19 @@ class Evaluator:
         often the extractor's classifier assigns each image its class: ``class_accuracy``
         among the scores, and overall and per class (named by ``names``) in the second value.
         That is None without labels or when the extractor does not classify the run's classes."""
+        import numpy as np
+
         self._generated_count = len(images)
+        if self.config.reference and (problem := mismatch(self._real[0], self.extractor.describe(), images.shape[1:])):
+            raise EvalError(f"reference {self.config.reference}: {problem}; make one from this run's dataset "
+                            "with gankit stats RECIPE -o FILE")
         try:
             fake = self._extract(images, "generated images")
         except DataError as error:
-            raise EvalError(f"feature extractor {self.config.features!r}: {error}") from None
-        scores = self._metric_scores(fake)
+            raise EvalError(f"feature extractor {self.config.extractor_name!r}: {error}") from None
+        if labels is not None:
+            fake = replace(fake, labels=np.asarray(labels, np.int64), class_names=tuple(names))
+        scores = self._compare(fake, self.real()[0] if self.uses_real else None)
         known = getattr(self.extractor, "class_labels", None)
         if labels is None or known is None:
             return scores, None
@@ -280,8 +342,7 @@ class Evaluator:
         by_class = {"labels": labels} if labels is not None else {}
         return self.score_classes(trainer.generate(self.config.n, self.config.seed, raw=raw, **by_class), labels, names)
 
-    def _metric_scores(self, fake: Features) -> dict[str, float]:
-        real = self.real()[0] if self.uses_real else None
+    def _compare(self, fake: Features, real: Features | None) -> dict[str, float]:
         scores: dict[str, float] = {}
         for name, metric in self.metrics.items():
             for key, value in metric.compute(fake, real, self.config.seed).items():
@@ -296,17 +357,19 @@ class Evaluator:
             "protocol": self.protocol(),
             "metrics": {name: metric.describe() for name, metric in self.metrics.items()},
             "extractor": self.extractor.describe(),
-            "real": self.real()[1] if self.uses_real else None,
+            "real": self.real()[1],
         }
 
     def protocol(self) -> dict[str, Any]:
         """What a score is not comparable without, in one place: the images on each side,
         the real split, the extractor, its weights' sha256 and its resize filter."""
         extractor = self.extractor.describe()
-        real = self.real()[1] if self.uses_real else None
+        real = self.real()[1]
+        reference = real.get("reference")
         return {"generated_images": self._generated_count or self.config.n,
-                "real_images": real["count"] if real else None,
-                "split": real["split"] if real else None,
+                "real_images": real["count"],
+                "split": real["split"],
+                **({"reference": reference} if reference else {}),
                 "extractor": extractor.get("name"),
                 "weights_sha256": extractor.get("weights_sha256"),
                 "resize": extractor.get("resize", "not stated by the extractor")}
@@ -324,6 +387,12 @@ def class_accuracy(logits: np.ndarray, labels: np.ndarray, known: list[int], nam
             "per_class": {name(int(label)): float(correct[labels == label].mean()) for label in np.unique(labels)},
             "images_per_class": int(np.bincount(labels).max()),
             "how": "the feature extractor's classifier assigns each generated image the class it was drawn for"}
+
+
+def floor_record(evaluator: Evaluator, scores: dict[str, float]) -> dict[str, Any]:
+    """eval.json's ``floor`` (the real-vs-real value of each of ``scores`` that has one) and ``floor_how``."""
+    floor, how = evaluator.floor()
+    return {"floor": {key: value for key, value in floor.items() if key in scores}, "floor_how": how}
 
 
 def update_record(path: Path, keys: tuple[str, ...], record: dict[str, Any]) -> None:
@@ -402,6 +471,7 @@ class TrainingEvaluation:
             "last": {"step": step, "scores": scores},
             "best": self.run_dir.best_meta(),
             "generated": {"count": config.n, "seed": config.seed},
+            **floor_record(self.evaluator, scores),
             **self.evaluator.describe(),
         })
         return scores

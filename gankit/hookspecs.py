@@ -61,7 +61,10 @@ def register_metrics(register):
     its ``uses_real`` is true) and returns named scores, e.g. ``{"kid": 0.01, "kid_std":
     0.002}``; the one named like the metric is its headline, better when higher if its
     ``higher_is_better`` is true (that picks a run's best checkpoint). ``params`` are set
-    by ``[eval] metrics = [{ use = "name", key = value }]`` or ``--metric name:key=value``."""
+    by ``[eval] metrics = [{ use = "name", key = value }]`` or ``--metric name:key=value``.
+    ``Features.labels`` holds each image's class (int64; the real ones' from the dataset,
+    -1 where unlabelled; the generated ones' the class they were drawn for), or None for an
+    unconditional run's images, and ``Features.class_names`` names the labels."""
 
 
 @hookspec

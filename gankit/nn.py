@@ -40,6 +40,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Union
 
+from gankit.errors import GankitError
+
 __all__ = ["Dense", "Conv", "ConvTranspose", "BatchNorm", "Dropout", "LeakyReLU", "ReLU", "Tanh", "Sigmoid",
            "Reshape", "Flatten", "Upsample", "AvgPool", "GlobalSumPool", "Residual", "JoinClass",
            "ConditionalBatchNorm", "Projection", "CONDITIONAL", "Layer", "INITS", "ShapeError", "same_padding",
@@ -172,7 +174,7 @@ CONDITIONAL = (JoinClass, ConditionalBatchNorm, Projection)
 INITS = re.compile(r"^(default|glorot_uniform|normal:\d*\.?\d+(e-?\d+)?)$")
 
 
-class ShapeError(ValueError):
+class ShapeError(GankitError, ValueError):
     """A layer does not fit the shape it receives."""
 
 

@@ -20,16 +20,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from gankit.errors import GankitError
 from gankit.params import validate_params
 from gankit.registry import Component, Registry
 from gankit.eval_config import EvalConfig, EvalPlan
 from gankit.params import Params
 from gankit.train_config import TrainConfig
-
-if sys.version_info >= (3, 11):
-    import tomllib  # noqa: TID251 (this is the loader everything else uses)
-else:
-    import tomli as tomllib
+from gankit.values import parse_value, tomllib
 
 SECTIONS = ("dataset", "architecture", "backend")
 TOP_LEVEL = ("name", "seed", "seeds", *SECTIONS, "train", "export", "eval", "resources", "sweep", "gankit")
@@ -37,7 +34,7 @@ TOP_LEVEL = ("name", "seed", "seeds", *SECTIONS, "train", "export", "eval", "res
 LISTS_OF_TABLES = ("export",)
 
 
-class RecipeError(Exception):
+class RecipeError(GankitError):
     """A recipe that cannot be run. The message is the whole one-line explanation."""
 
 
@@ -86,7 +83,7 @@ class Recipe:
             **{section: getattr(self, section).as_table() for section in SECTIONS},
             "train": self.train.model_dump(mode="json", exclude_none=True),
             "export": [choice.as_table() for choice in self.exports],
-            **({"eval": self.eval.config.model_dump(mode="json")} if self.eval else {}),
+            **({"eval": self.eval.config.model_dump(mode="json", exclude_none=True)} if self.eval else {}),
             **({"resources": self.resources.model_dump(mode="json")} if self.resources else {}),
         }
 
@@ -130,15 +127,6 @@ def _closest_recipes(path: Path) -> str:
     if not close:
         return "check the path"
     return "did you mean " + " or ".join(str(folder / name) for name in close) + "?"
-
-
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: read as a TOML value (``3``, ``2e-4``, ``true``, ``[1, 2]``,
-    ``"x"``), else taken as a bare string."""
-    try:
-        return tomllib.loads(f"value = {text}")["value"]
-    except (tomllib.TOMLDecodeError, RecursionError):
-        return text
 
 
 def _table_using(tables: list, name: str) -> int:
@@ -387,7 +375,7 @@ def _eval_plan(data: dict[str, Any], path: Path, registry: Registry) -> EvalPlan
     except LookupError as error:
         raise RecipeError(f"{path}: eval: {error}") from None
     except ValueError as error:
-        raise RecipeError(f"{path}: eval.metrics: {error}") from None
+        raise RecipeError(f"{path}: eval.{getattr(error, 'key', 'metrics')}: {error}") from None
 
 
 def check_requirements(recipe: Recipe) -> None:

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable
 
+from gankit.errors import GankitError
+
 KINDS = ("dataset", "architecture", "backend", "exporter", "metric", "feature_extractor")
 
 
-class RegistryError(Exception):
+class RegistryError(GankitError):
     """Plugin problems made fatal by ``GANKIT_STRICT_PLUGINS=1``: one line per problem."""
 
 

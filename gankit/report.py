@@ -25,6 +25,7 @@ from gankit import __version__
 from gankit.backend import CheckpointError
 from gankit.compare import TEST, CompareError, compare, read_score
 from gankit.curves import draw_curves, read_metrics, run_title
+from gankit.errors import GankitError
 from gankit.files import write_text
 from gankit.recipe import RecipeError, read_toml
 from gankit.report_search import SearchReport, find_searches, read_search
@@ -33,7 +34,7 @@ from gankit.rundir import RunDir, read_meta
 LOSSES = ("d_loss", "g_loss")
 
 
-class ReportError(Exception):
+class ReportError(GankitError):
     """Nothing to report on; the message says why."""
 
 
@@ -61,6 +62,8 @@ class RunReport:
     images: list[Image] = field(default_factory=list)
     init_from: dict[str, Any] | None = None  # the checkpoint it started from (train.init_from) and its step
     protocol: dict[str, Any] | None = None  # how its [eval] scores were computed (Evaluator.protocol)
+    floor: dict[str, float] = field(default_factory=dict)  # what two real samples score: a perfect generator's
+    floor_how: str = ""
 
     @property
     def name(self) -> str:
@@ -210,6 +213,7 @@ def read_run(run_dir: RunDir, output_dir: Path, gif_max_bytes: int) -> RunReport
         raise ReportError(str(error)) from None
     summary = _read_json(run_dir.summary)
     evaluation = _read_json(run_dir.eval)
+    during = (evaluation or {}).get("during_training") or {}
     series = read_metrics(run_dir.metrics)
     status, message = _status(run_dir, summary, recipe.get("train", {}).get("steps"))
     logged_steps = [step for values in series.values() for step in values]
@@ -229,7 +233,9 @@ def read_run(run_dir: RunDir, output_dir: Path, gif_max_bytes: int) -> RunReport
         scores=_scores(series, evaluation),
         images=_images(run_dir, series, output_dir, gif_max_bytes),
         init_from=_source(summary, recipe),
-        protocol=((evaluation or {}).get("during_training") or {}).get("protocol"),
+        protocol=during.get("protocol"),
+        floor=during.get("floor") or {},
+        floor_how=during.get("floor_how") or "",
     )
 
 

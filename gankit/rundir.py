@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 
 from gankit.backend import CheckpointError, Trainer
 from gankit.data import DataSpec, sha256_of
+from gankit.errors import GankitError
 from gankit.files import atomic_directory, follow_umask, remove_directory, write_json, write_text
 
 __all__ = ["RunDir", "RunError", "read_meta", "verify_checkpoint", "write_checkpoint"]
@@ -42,7 +43,7 @@ NUMBERED = re.compile(r"^(\d{5})-.")
 STEP = re.compile(r"^step_(\d+)$")
 
 
-class RunError(Exception):
+class RunError(GankitError):
     """A run could not start, or a run directory cannot be used. The message is one line
     that says what to fix."""
 

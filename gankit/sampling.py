@@ -13,7 +13,7 @@ from gankit import __version__
 from gankit.backend import trainer_classes
 from gankit.data import even_labels
 from gankit.eval_config import EvalConfig
-from gankit.evaluation import Evaluator, Progress, resolve_plan, update_record
+from gankit.evaluation import Evaluator, Progress, floor_record, resolve_plan, update_record
 from gankit.images import grid, write_npz, write_png
 from gankit.latents import truncate
 from gankit.noise import sample_noise, seed_noise
@@ -124,7 +124,7 @@ def _noise(trainer, latents: Latents):
 
 
 def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, checkpoint: str | None = None,
-                 raw: bool = False, extractor_params: dict[str, Any] | None = None, cache_dir: Path | None = None,
+                 raw: bool = False, cache_dir: Path | None = None,
                  info: Callable[[str], None] = print, warn: Callable[[str], None] = print,
                  progress: Progress | None = None) -> dict[str, Any]:
     """Score a run's checkpoint (its EMA generator when it keeps one, unless ``raw``) and
@@ -135,14 +135,16 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
     recipe, trainer, checkpoint_dir = load_generator(registry, run_dir, checkpoint)
     step = read_meta(checkpoint_dir).get("step")
     evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
-                          extractor_params=extractor_params, info=info, warn=warn, progress=progress)
+                          info=info, warn=warn, progress=progress)
     scores, accuracy = evaluator.score_generator(trainer, raw=raw, names=run.spec().class_names)
     if trainer_classes(trainer) and accuracy is None:
-        warn(f"no class accuracy: the {config.features!r} features do not classify the run's classes; use --features domain")
+        warn(f"no class accuracy: the {config.extractor_name!r} features do not classify the run's classes; "
+             "use --features domain")
     record = {
         "gankit_version": __version__,
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "scores": scores,
+        **floor_record(evaluator, scores),
         "checkpoint": {"path": str(checkpoint_dir), "step": step},
         "generated": {"count": config.n, "seed": config.seed, "backend": recipe.backend.name,
                       "generator": "raw" if raw or recipe.train.ema is None else "ema"},
@@ -151,7 +153,7 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
         "seconds": round(time.perf_counter() - started, 3),
     }
     try:
-        update_record(run.eval, ("evaluations", config.features), record)
+        update_record(run.eval, ("evaluations", config.extractor_name), record)
     except OSError as error:
         raise UnsavedScores(record, f"cannot write {run.eval} ({error.strerror or error}): the scores above "
                                     "were computed but not saved") from None
@@ -164,3 +166,18 @@ class UnsavedScores(RunError):
     def __init__(self, record: dict[str, Any], message: str):
         super().__init__(message)
         self.record = record
+
+
+def write_stats(registry, recipe, config, output: Path, **evaluator_options) -> dict[str, Any]:
+    """``gankit stats``: the reference of ``config``'s split, count and seed of ``recipe``'s
+    dataset, with ``config``'s extractor, written to ``output``. Returns its metadata."""
+    from dataclasses import replace
+
+    from gankit.reference import write_reference
+
+    plan = replace(resolve_plan(config, registry), metrics={}, metric_params={})
+    evaluator = Evaluator(plan, recipe, **evaluator_options)
+    data = evaluator.load(config.split)
+    reference = evaluator.make_reference(data, min(config.n, len(data.images)))
+    write_reference(output, reference)
+    return reference.meta

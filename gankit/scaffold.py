@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gankit.errors import GankitError
+
 PLUGIN_KINDS = ("architecture", "dataset", "exporter")
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 TEMPLATES = {
@@ -18,7 +20,7 @@ TEMPLATES = {
 }
 
 
-class ScaffoldError(Exception):
+class ScaffoldError(GankitError):
     """A name or place gankit new-plugin cannot use; the message is one line."""
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import tomli_w
 
+from gankit.errors import GankitError
 from gankit.files import write_json, write_text
 from gankit.recipe import RecipeError, apply_overrides, build_recipe, check_requirements, read_toml, set_key
 from gankit.rundir import RunDir
@@ -38,7 +39,7 @@ SEARCH_FILE, RECIPE_FILE = "search.json", "search.toml"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
-class SearchError(Exception):
+class SearchError(GankitError):
     """A search that cannot start or resume: one line, nothing run."""
 
 

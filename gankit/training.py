@@ -18,6 +18,7 @@ import numpy as np
 
 from gankit.augment import AdaptiveP
 from gankit.backend import Trainer, trainer_classes
+from gankit.errors import GankitError
 from gankit.events import CheckpointSaved, Event, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.params import Interval
 from gankit.rundir import RunDir
@@ -25,7 +26,7 @@ from gankit.schedules import learning_rates
 from gankit.train_config import TrainConfig
 
 
-class ScheduleError(ValueError):
+class ScheduleError(GankitError, ValueError):
     """The data is too small for the batch size (or similar); the message says how to fix it."""
 
 

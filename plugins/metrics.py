@@ -9,12 +9,14 @@ score is computed.
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import Field
 
 from gankit import hookimpl
+from gankit.evaluation import EvalError
 from gankit.params import Params
 
 if TYPE_CHECKING:
@@ -45,11 +47,47 @@ class Fid:
                 "statistics": "mean and covariance of the features, in float64"}
 
     def compute(self, fake, real, seed: int) -> dict[str, float]:
-        from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+        return {"fid": _fid(fake.features, real.features)}
 
-        # float64: a float32 mean is off by 1e-6 of the score when the features' mean is far from 0.
-        statistics = [fid_features_to_statistics(_tensor(f.features, "float64")) for f in (fake, real)]
-        return {"fid": fid_statistics_to_metric(*statistics, verbose=False)[KEY_METRIC_FID]}
+
+def _fid(fake: np.ndarray, real: np.ndarray) -> float:
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+
+    # float64: a float32 mean is off by 1e-6 of the score when the features' mean is far from 0.
+    statistics = [fid_features_to_statistics(_tensor(features, "float64")) for features in (fake, real)]
+    return float(fid_statistics_to_metric(*statistics, verbose=False)[KEY_METRIC_FID])
+
+
+class IntraFid:
+    """FID within each class: the generated images of class c against the real ones of class c."""
+
+    uses_real = True
+    higher_is_better = False
+
+    def __init__(self, params: None):
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"library": _library(), "function": "fid_features_to_statistics + fid_statistics_to_metric, per class",
+                "intra_fid": "the mean over the generated images' classes of each class's FID",
+                "statistics": "mean and covariance of the features, in float64"}
+
+    def compute(self, fake, real, seed: int) -> dict[str, float]:
+        import numpy as np
+
+        if fake.labels is None or real.labels is None:
+            raise EvalError("intra_fid compares images class by class, and these have no classes: "
+                            "score a conditional run, or leave intra_fid out")
+        names = fake.class_names or real.class_names
+        scores = {}
+        for label in np.unique(fake.labels):
+            name = names[label] if label < len(names) else str(label)
+            generated, matching = fake.features[fake.labels == label], real.features[real.labels == label]
+            if min(len(generated), len(matching)) < 2:
+                raise EvalError(f"intra_fid: class {name!r} has {len(generated)} generated and {len(matching)} real "
+                                "images, and FID needs at least 2 of each; score more images (-n)")
+            scores[f"intra_fid_{re.sub(r'[^A-Za-z0-9]+', '_', name)}"] = _fid(generated, matching)
+        return {"intra_fid": float(np.mean(list(scores.values()))), **scores}
 
 
 class KidParams(Params):
@@ -111,6 +149,8 @@ def register_metrics(register):
     requires = ("torch", "torch_fidelity")
     register("fid", Fid, requires=requires,
              description="Frechet distance between generated and real features (lower is better)")
+    register("intra_fid", IntraFid, requires=requires,
+             description="FID of each class of a conditional run, and their mean (lower is better)")
     register("kid", Kid, params=KidParams, requires=requires,
              description="kernel distance between generated and real features, unbiased for small n (lower is better)")
     register("is", InceptionScore, params=IsParams, requires=requires,

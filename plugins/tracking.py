@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol
 
 from pydantic import Field
 
+from gankit.errors import GankitError
 from gankit.events import CheckpointSaved, EvalLogged, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.files import write_json
 from gankit.images import grid
@@ -38,7 +39,7 @@ class TrackerParams(Params):
                            description="seconds the run waits on the tracker at most, at the end (and when it falls behind)")
 
 
-class TrackerError(Exception):
+class TrackerError(GankitError):
     """The tracker fell behind or did not finish in time."""
 
 

@@ -425,3 +425,15 @@ def ray_cluster(test_scorer):
             os.environ["PYTHONPATH"] = previous
     yield cluster.address
     cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For a module: torch on one thread. On a CPU shared with other jobs, torch's default
+    threads spin and run many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

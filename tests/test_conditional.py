@@ -197,5 +197,5 @@ def test_a_backend_without_fake_labels_cannot_run_a_conditional_recipe(write_rec
 
     recipe = load_recipe(write_recipe(architecture=CONDITIONAL_DCGAN), [], load_registry())
     architecture = recipe.architecture.component.factory(recipe.architecture.params, DataSpec(28, 28, 1, 10))
-    with pytest.raises(ValueError, match=r"architecture: a conditional architecture: the backend lacks the primitive\(s\) fake_labels"):
+    with pytest.raises(ValueError, match=r"a conditional architecture: the backend lacks the primitive\(s\) fake_labels"):
         check_supported(recipe.train, architecture, object())

@@ -33,13 +33,7 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 HALF = 2048
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a CPU shared with other jobs, torch's default threads spin and run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +95,8 @@ def test_real_held_out_images_score_far_better_than_noise(dataset, registry, mni
         else {"use": "fashion-mnist", "download": False, "limit": 10_000}
     recipe = build_recipe({**mlp_recipe(mnist_halves), "dataset": table}, tmp_path / "r.toml", registry)
     quick = {"steps": 200} if dataset == "fashion-mnist" else {}  # the mnist classifier is shared with the tests below
-    plan = resolve_plan(EvalConfig(metrics=["fid"], n=1000), registry)
-    evaluator = Evaluator(plan, recipe, cache_dir=eval_cache, extractor_params=quick)
+    plan = resolve_plan(EvalConfig(metrics=["fid"], n=1000, features={"use": "domain", **quick}), registry)
+    evaluator = Evaluator(plan, recipe, cache_dir=eval_cache)
     held_out = evaluator.load("test").images[:1000]
     noise = np.random.default_rng(0).integers(0, 256, held_out.shape, dtype=np.uint8)
     real, random = evaluator.score(held_out)["fid"], evaluator.score(noise)["fid"]
@@ -159,8 +153,8 @@ def test_evaluate_command_errors_are_one_line(trained_run, tmp_path, monkeypatch
     assert code == 2 and "did you mean 'inception'?" in output
     code, output = cli("evaluate", trained_run, "--checkpoint", "step_00000007")
     assert code == 2 and "known: step_00000000, step_00000300" in output
-    code, output = cli("evaluate", trained_run, "--weights", tmp_path / "nothing.pth")
-    assert code == 2 and "has no parameter 'weights'" in output
+    code, output = cli("evaluate", trained_run, "--features", f"domain:weights={tmp_path / 'nothing.pth'}")
+    assert code == 2 and "feature extractor 'domain' has no parameter 'weights'; it takes steps" in output
     unborn = tmp_path / "unborn"
     unborn.mkdir()
     (unborn / "recipe.toml").write_text((trained_run / "recipe.toml").read_text())
@@ -171,7 +165,7 @@ def test_evaluate_command_errors_are_one_line(trained_run, tmp_path, monkeypatch
     assert code == 2 and f"Inception weights {tmp_path / 'missing.pth'} not found" in output
     forged = tmp_path / "forged.pth"
     forged.write_bytes(b"not the weights")
-    code, output = cli("evaluate", trained_run, "--features", "inception", "--weights", forged)
+    code, output = cli("evaluate", trained_run, "--features", f"inception:weights={forged}")
     assert code == 2 and "not that of the standard FID Inception weights" in output
 
 
@@ -301,7 +295,7 @@ def test_evaluate_with_the_inception_extractor(trained_run, stand_in_inception, 
     digest = hashlib.sha256(stand_in_inception.read_bytes()).hexdigest()
     monkeypatch.setattr(inception, "SHA256", digest)
     monkeypatch.setenv("GANKIT_CACHE", str(eval_cache))
-    code, output = cli("evaluate", trained_run, "--features", "inception", "--weights", stand_in_inception,
+    code, output = cli("evaluate", trained_run, "--features", f"inception:weights={stand_in_inception}",
                        "--metric", "fid,is", "-n", 8)
     assert code == 0, output
     assert "scores with inception features" in output and f"weights sha256 {digest}" in output

@@ -307,8 +307,8 @@ def test_evaluate_that_cannot_save_eval_json_still_gives_the_scores(run_dir, tmp
 
     (run_dir / "eval.json").mkdir()  # in the way of the record, as a read-only disk would be
     with pytest.raises(UnsavedScores) as unsaved:
-        evaluate_run(load_registry(), run_dir, EvalConfig(metrics=["fid"], n=64), cache_dir=tmp_path / "cache",
-                     extractor_params={"steps": 20}, info=lambda _: None, warn=lambda _: None)
+        evaluate_run(load_registry(), run_dir, EvalConfig(metrics=["fid"], n=64, features={"use": "domain", "steps": 20}),
+                     cache_dir=tmp_path / "cache", info=lambda _: None, warn=lambda _: None)
     assert unsaved.value.record["scores"]["fid"] > 0
     assert str(unsaved.value) == (f"cannot write {run_dir / 'eval.json'} (Is a directory): the scores above were "
                                   "computed but not saved")

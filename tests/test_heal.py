@@ -32,9 +32,9 @@ def test_damaged_feature_cache_and_domain_classifier_are_named_discarded_and_reb
     pytest.importorskip("torch_fidelity")
     runs, cache = tmp_path / "runs", tmp_path / "eval-cache"
     assert cli("run", write_recipe(train={"steps": 2}), "--runs-dir", runs).exit_code == 0
-    registry, config = load_registry(), EvalConfig(metrics=["fid"], features="domain", n=64)
+    registry, config = load_registry(), EvalConfig(metrics=["fid"], features={"use": "domain", "steps": 20}, n=64)
     evaluate = lambda warnings: evaluate_run(registry, runs / "00000-tiny", config, cache_dir=cache,  # noqa: E731
-                                             extractor_params={"steps": 20}, info=lambda _: None,
+                                             info=lambda _: None,
                                              warn=warnings.append)
     first = evaluate([])
     weights = next((cache / "domain").glob("*.safetensors"))

@@ -129,8 +129,8 @@ def test_a_native_architecture_trains_resumes_samples_and_evaluates(architecture
     assert len(straight.sample_grids()) == 2 and straight.progress_gif.is_file()
 
     pytest.importorskip("torch_fidelity")
-    record = evaluate_run(registry, straight.path, EvalConfig(metrics=["fid"], features="domain", n=64),
-                          extractor_params={"steps": 20}, info=lambda _: None, warn=lambda _: None)
+    record = evaluate_run(registry, straight.path, EvalConfig(metrics=["fid"], features={"use": "domain", "steps": 20},
+                                                                  n=64), info=lambda _: None, warn=lambda _: None)
     assert record["generated"] == {"count": 64, "seed": 0, "backend": backend, "generator": "ema"}
     assert record["scores"]["fid"] > 0
 

@@ -2,7 +2,7 @@
 2015-12-05 weights that scores have been reported with since the FID paper, run by
 torch-fidelity (which also resizes to 299x299 exactly as TensorFlow 1.x did).
 
-The weights file comes from, first match wins: ``weights`` (``gankit evaluate --weights``)
+The weights file comes from, first match wins: ``weights`` (``--features inception:weights=PATH``)
 or ``$GANKIT_INCEPTION_WEIGHTS``; the cache (``$GANKIT_CACHE/inception/``); a download into
 the cache. Wherever it comes from it must have the official sha256, so every number gankit
 reports with this extractor comes from the same network (and the file, which torch-fidelity
@@ -57,7 +57,8 @@ def locate_weights(params: InceptionParams, cache_dir: Path, *, file_name: str |
     if given:
         path = Path(given).expanduser()
         if not path.is_file():
-            raise DataError(f"Inception weights {path} not found; check --weights or $GANKIT_INCEPTION_WEIGHTS")
+            raise DataError(f"Inception weights {path} not found; "
+                            "check --features inception:weights=PATH or $GANKIT_INCEPTION_WEIGHTS")
         return _verify(path, sha256, "use the official file")
     if cached.is_file():
         return _verify(cached, sha256, "delete it and run again to download it afresh")
@@ -73,7 +74,8 @@ def locate_weights(params: InceptionParams, cache_dir: Path, *, file_name: str |
         why = "; ".join(errors)
     raise DataError(
         f"no Inception weights at {cached} ({why}); put {file_name} (sha256 {sha256}, from {URL}) at that path, "
-        "or pass --weights PATH (or set GANKIT_INCEPTION_WEIGHTS), or use --features domain, which needs no download"
+        "or pass --features inception:weights=PATH (or set GANKIT_INCEPTION_WEIGHTS), "
+        "or use --features domain, which needs no download"
     )
 
 

@@ -1,0 +1,15 @@
+"""The one error family: everything gankit reports to a user as one line.
+
+Each member says what was wrong and how to fix it; the command line catches the base
+alone and prints the line. A plugin raises the member of its kind (``DataError`` from a
+dataset, ``BackendError`` from a backend, ``EvalError`` from a metric or extractor): any
+other exception from a plugin's code is reported as that plugin's, naming it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GankitError"]
+
+
+class GankitError(Exception):
+    """Something the user can fix, in one line: what was wrong, then how to fix it."""
