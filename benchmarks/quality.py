@@ -1,5 +1,6 @@
-"""Judge recipe changes by numbers: the domain FID of each shipped MNIST and Fashion-MNIST
-recipe after a fixed training budget, beside the real-vs-real floor of its data; its
+"""Judge recipe changes by numbers: the domain FID, precision, recall, density and coverage
+of each shipped MNIST and Fashion-MNIST recipe after a fixed training budget, beside the
+real-vs-real floor of its data; its
 readable share (the share of generated images the domain classifier gives one class with
 probability at least 0.9, beside the same share of held-out real images, its ceiling) and
 the share of its rarest class; and for conditional recipes (cgan_mnist) the class accuracy: how often the domain classifier
@@ -11,7 +12,7 @@ many as S seconds of its process's CPU time allow (a fixed budget whatever a ste
 recipe costs, and fair on a busy machine) (its own architecture, loss,
 optimizer and batch size; its length, checkpoints and exports overridden) in a scratch
 directory, then its last checkpoint is scored exactly as ``gankit evaluate --metric fid
---metric readable --features domain -n N`` would: N generated images against N real train images.
+--metric precision,recall,density,coverage --metric readable --features domain -n N`` would: N generated images against N real train images.
 
 The floor is the FID between two disjoint sets of N real images, the best a generator
 could hope for at this N: the test split against the train subset the runs are scored
@@ -55,7 +56,8 @@ from gankit.runner import RunError, run
 from gankit.sampling import evaluate_run
 
 DATASETS = ("mnist", "fashion-mnist")
-COLUMNS = {"fid": ("FID", "{:.2f}"), "readable": ("readable", "{:.1%}"),
+MANIFOLD = ("precision", "recall", "density", "coverage")
+COLUMNS = {"fid": ("FID", "{:.2f}"), **{name: (name, "{:.2f}") for name in MANIFOLD}, "readable": ("readable", "{:.1%}"),
            "rarest_class_share": ("rarest class", "{:.1%}"), "class_accuracy": ("class acc", "{:.1%}")}
 """What a run is scored on (class accuracy only for conditional runs): each score's column
 heading and how its values are shown."""
@@ -152,7 +154,7 @@ def main() -> None:
             warned.add(message)
             print(f"warning: {message}", file=sys.stderr)
 
-    config = EvalConfig(metrics=["fid", "readable"], features="domain", n=args.n, seed=args.seed)
+    config = EvalConfig(metrics=["fid", *MANIFOLD, "readable"], features="domain", n=args.n, seed=args.seed)
     steps = 10**9 if args.cpu_seconds else args.steps
     # No recipe's own time budget: --steps or --cpu-seconds decide.
     overrides = [f"train.steps={steps}", "train.max_seconds=1e9", "train.checkpoint_every=0", "export=[]", *args.sets]
@@ -203,8 +205,10 @@ def main() -> None:
 
     seeds = ", ".join(map(str, args.seeds)) if args.seeds else "each recipe's own"
     budget = f"{args.cpu_seconds:.0f} CPU seconds of training" if args.cpu_seconds else f"{args.steps} steps"
-    print(f"\ndomain FID, readable share and class accuracy after {budget}, {args.n:,} generated vs {args.n:,} real "
-          f"train images (recipe seeds: {seeds}; scoring seed {args.seed}; FID: lower is better; readable: the share "
+    print(f"\ndomain FID, precision, recall, density, coverage, readable share and class accuracy after {budget}, "
+          f"{args.n:,} generated vs {args.n:,} real train images (recipe seeds: {seeds}; scoring seed {args.seed}; "
+          f"FID: lower is better; precision/recall (k = 3), density/coverage (k = 5): higher is better; a run that "
+          f"misses modes shows a low recall and coverage; readable: the share "
           f"the domain classifier gives one class with probability >= 0.9, higher is better, the real row its "
           f"ceiling; rarest class: the share of the generated images in the class they fall in least; "
           f"class accuracy: conditional runs, higher)\n")

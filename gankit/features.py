@@ -3,7 +3,7 @@ Its own module so that the reference file format and the scoring engine both use
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,12 +18,24 @@ class Features:
     and KID compare, and ``logits`` (N, K), the class scores the Inception Score reads.
     A metric also gets ``labels`` (N,), int64: each image's class (the real ones' from the
     dataset, -1 where unlabelled; the generated ones' the class they were drawn for), or
-    None when the images have none (an unconditional run); ``class_names`` names label i."""
+    None when the images have none (an unconditional run); ``class_names`` names label i.
+    ``moments`` are the features' float64 mean and covariance where they were stored with
+    them (a reference file); ``mean_and_covariance()`` gives them either way."""
 
     features: np.ndarray
     logits: np.ndarray
     labels: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
+    moments: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def mean_and_covariance(self) -> tuple[np.ndarray, np.ndarray]:
+        """The features' mean (D,) and covariance (D, D), in float64: FID's statistics."""
+        import numpy as np
+
+        if self.moments is not None:
+            return self.moments
+        features = np.asarray(self.features, np.float64)
+        return features.mean(0), np.cov(features, rowvar=False)

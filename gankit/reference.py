@@ -1,7 +1,7 @@
 """Reference statistics: the real side of an evaluation, made once and kept in one .npz.
 
 It holds the real images' features (the k-NN metrics and KID compare them one by one),
-their mean and covariance in float64 (what FID reads), logits and labels; a second real
+their mean and covariance in float64 (what FID reads, and what other tools' FID can read), logits and labels; a second real
 sample of the same size, disjoint from the first, for the real-vs-real floor; and a JSON
 ``meta`` entry saying how all of it was made: the extractor's ``describe()``, the dataset,
 split, count, seed and image shape. ``gankit stats`` writes one, and the cache of real
@@ -56,8 +56,8 @@ def write_reference(path: Path, reference: Reference) -> None:
     """Write ``reference`` to ``path`` atomically, with the features' mean and covariance."""
     import numpy as np
 
-    features = np.asarray(reference.real.features, np.float64)
-    arrays = {**_arrays("", reference.real), "mean": features.mean(0), "covariance": np.cov(features, rowvar=False),
+    mean, covariance = reference.real.mean_and_covariance()
+    arrays = {**_arrays("", reference.real), "mean": mean, "covariance": covariance,
               "meta": np.array(json.dumps({"format": FORMAT, "version": VERSION, **reference.meta}))}
     if reference.floor is not None:
         arrays.update(_arrays("floor_", reference.floor))
@@ -79,7 +79,8 @@ def read_reference(path: Path) -> Reference:
                 raise BadReference("its metadata are not those of a gankit reference file")
             if meta.get("version") != VERSION:
                 raise BadReference(f"it is version {meta.get('version')} of the format, and this gankit reads {VERSION}")
-            real = Features(stored["features"], stored["logits"], stored["labels"])
+            real = Features(stored["features"], stored["logits"], stored["labels"],
+                            moments=(stored["mean"], stored["covariance"]))
             floor = (Features(stored["floor_features"], stored["floor_logits"], stored["floor_labels"])
                      if "floor_features" in stored.files else None)
     except BadReference:
@@ -90,6 +91,9 @@ def read_reference(path: Path) -> Reference:
         raise BadReference(f"damaged or not an .npz ({error})") from None
     if real.features.ndim != 2 or len(real.logits) != len(real) or len(real.labels) != len(real):
         raise BadReference("its arrays do not fit together (features, logits and labels of different counts)")
+    mean, covariance = real.moments
+    if mean.shape != real.features.shape[1:] or covariance.shape != 2 * real.features.shape[1:]:
+        raise BadReference("its mean and covariance do not fit its features")
     return Reference(real, floor, meta)
 
 

@@ -1,8 +1,9 @@
 """FID, KID and the Inception Score, computed by torch-fidelity from the features of
 whichever extractor the evaluation uses (``inception`` gives the standard numbers).
 
-torch-fidelity's own functions do the arithmetic: feature means and covariances and the
-trace of their matrix square root (FID), the polynomial-kernel MMD over random subsets
+torch-fidelity's own functions do the arithmetic: the trace of the matrix square root of
+the features' covariances (FID, from ``Features.mean_and_covariance()``, which a reference
+file stores), the polynomial-kernel MMD over random subsets
 (KID), the exponentiated KL divergence over splits (IS). torch is imported only when a
 score is computed.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from pydantic import Field
 
 from gankit import hookimpl
-from gankit.evaluation import EvalError
+from gankit.evaluation import EvalError, Features
 from gankit.params import Params
 
 if TYPE_CHECKING:
@@ -43,18 +44,20 @@ class Fid:
         pass
 
     def describe(self) -> dict[str, Any]:
-        return {"library": _library(), "function": "fid_features_to_statistics + fid_statistics_to_metric",
+        return {"library": _library(), "function": "fid_statistics_to_metric",
                 "statistics": "mean and covariance of the features, in float64"}
 
     def compute(self, fake, real, seed: int) -> dict[str, float]:
-        return {"fid": _fid(fake.features, real.features)}
+        return {"fid": _fid(fake, real)}
 
 
-def _fid(fake: np.ndarray, real: np.ndarray) -> float:
-    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+def _fid(fake: Features, real: Features) -> float:
+    """torch-fidelity's Fréchet distance between the two sets' float64 statistics (a
+    float32 mean is off by 1e-6 of the score when the features' mean is far from 0); a
+    reference file's stored statistics are used as they are."""
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 
-    # float64: a float32 mean is off by 1e-6 of the score when the features' mean is far from 0.
-    statistics = [fid_features_to_statistics(_tensor(features, "float64")) for features in (fake, real)]
+    statistics = [dict(zip(("mu", "sigma"), features.mean_and_covariance())) for features in (fake, real)]
     return float(fid_statistics_to_metric(*statistics, verbose=False)[KEY_METRIC_FID])
 
 
@@ -68,7 +71,7 @@ class IntraFid:
         pass
 
     def describe(self) -> dict[str, Any]:
-        return {"library": _library(), "function": "fid_features_to_statistics + fid_statistics_to_metric, per class",
+        return {"library": _library(), "function": "fid_statistics_to_metric, per class",
                 "intra_fid": "the mean over the generated images' classes of each class's FID",
                 "statistics": "mean and covariance of the features, in float64"}
 
@@ -86,7 +89,8 @@ class IntraFid:
             if min(len(generated), len(matching)) < 2:
                 raise EvalError(f"intra_fid: class {name!r} has {len(generated)} generated and {len(matching)} real "
                                 "images, and FID needs at least 2 of each; score more images (-n)")
-            scores[f"intra_fid_{re.sub(r'[^A-Za-z0-9]+', '_', name)}"] = _fid(generated, matching)
+            scores[f"intra_fid_{re.sub(r'[^A-Za-z0-9]+', '_', name)}"] = _fid(
+                Features(generated, fake.logits[fake.labels == label]), Features(matching, real.logits[real.labels == label]))
         return {"intra_fid": float(np.mean(list(scores.values()))), **scores}
 
 
