@@ -12,7 +12,8 @@ many as S seconds of its process's CPU time allow (a fixed budget whatever a ste
 recipe costs, and fair on a busy machine) (its own architecture, loss,
 optimizer and batch size; its length, checkpoints and exports overridden) in a scratch
 directory, then its last checkpoint is scored exactly as ``gankit evaluate --metric fid
---metric precision,recall,density,coverage --metric readable --features domain -n N`` would: N generated images against N real train images.
+--metric precision,recall,density,coverage --metric readable --features domain -n N``
+would: N generated images against N real train images.
 
 The floor is the FID between two disjoint sets of N real images, the best a generator
 could hope for at this N: the test split against the train subset the runs are scored
@@ -49,7 +50,8 @@ import numpy as np
 
 from gankit.data import DataContext, default_cache_dir
 from gankit.eval_config import EvalConfig
-from gankit.evaluation import EvalError, Evaluator, data_sha256, real_subset, resolve_plan
+from gankit.evaluation import EvalError, data_sha256
+from gankit.scoring import Evaluator, real_subset, resolve_plan
 from gankit.plugins import load_registry
 from gankit.recipe import RecipeError, load_recipe
 from gankit.runner import RunError, run

@@ -30,7 +30,8 @@ from quality import comma_list
 
 from gankit.data import DataContext, ImageData, default_cache_dir
 from gankit.eval_config import EvalConfig
-from gankit.evaluation import EvalError, Evaluator, real_subset, resolve_plan
+from gankit.evaluation import EvalError
+from gankit.scoring import Evaluator, real_subset, resolve_plan
 from gankit.plugins import load_registry
 from gankit.recipe import RecipeError, load_recipe
 from gankit.runner import RunError, load_data, load_generator, run

@@ -41,7 +41,8 @@ from quality import SCORES, comma_list, summary
 
 from gankit.data import DataContext, default_cache_dir
 from gankit.eval_config import EvalConfig
-from gankit.evaluation import EvalError, Evaluator, resolve_plan
+from gankit.evaluation import EvalError
+from gankit.scoring import Evaluator, resolve_plan
 from gankit.plugins import load_registry
 from gankit.recipe import load_recipe
 from gankit.runner import RunError, load_data, load_generator, run

@@ -312,7 +312,7 @@ def _search(recipes, overrides, resume_dir, searches_dir, storage, registry, cac
     """A new search of ``recipes[0]``, or the one in ``resume_dir`` continued."""
     import tomli_w
 
-    from gankit.rundir import writable_root
+    from gankit.safekeeping import writable_root
     from gankit.search import Search
     from gankit.search_runs import SearchRun
 
@@ -444,7 +444,7 @@ def _run_in_parallel(recipes, invalid, runs_dir: Path, cache_dir: Path, processe
                      resources: tuple[float | None, float | None], keep_going: bool, stop: StopFlag):
     """The batch on ``processes`` local processes, or on Ray; the same report and table."""
     from gankit.parallel import LocalEngine, make_jobs, run_parallel
-    from gankit.rundir import writable_root
+    from gankit.safekeeping import writable_root
 
     writable_root(runs_dir)
     if ray_address:
@@ -505,7 +505,7 @@ def sample(run_dir: Path, count: int | None, output: Path, seed: int, seeds: str
            psi: float, checkpoint: str | None, raw: bool, classes: tuple[str, ...]) -> None:
     """Draw samples from a run's checkpoint (the last, unless --checkpoint names one)."""
     from gankit.latents import check_truncation, parse_seeds
-    from gankit.rundir import writable_root
+    from gankit.safekeeping import writable_root
     from gankit.sampling import Latents, sample_run
 
     if sum(option is not None for option in (count, seeds, latent_file)) > 1:
@@ -553,7 +553,7 @@ def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps
 
     from gankit.interpolation import Walk, interpolate_run
     from gankit.latents import check_truncation, parse_seeds
-    from gankit.rundir import writable_root
+    from gankit.safekeeping import writable_root
 
     if output.suffix.lower() not in (".gif", ".mp4"):
         fail(f"-o {output}: use a .gif or .mp4 file name")
@@ -666,7 +666,7 @@ def report(paths: tuple[Path, ...], output: Path, gif_max_kb: int | None) -> Non
     ranked; and each search's trials, best configuration and pictures. PATHS are run
     directories, directories of runs (a batch's --runs-dir), or searches (searches/NNNNN-name)."""
     from gankit.report import write_report
-    from gankit.rundir import writable_root
+    from gankit.safekeeping import writable_root
 
     left_out: list[str] = []
     with failing_in_one_line(output):
@@ -714,7 +714,7 @@ def export(run_dir: Path, format_: str, output: Path | None, checkpoint: str | N
            onnxruntime_web: Path | None) -> None:
     """Export a run's generator as one standalone model, with export.json beside it."""
     from gankit.export import default_folder, export_run
-    from gankit.rundir import writable_root
+    from gankit.safekeeping import writable_root
 
     folder = output or default_folder(run_dir, format_)
     with failing_in_one_line(folder):

@@ -45,11 +45,15 @@ from gankit.errors import GankitError
 __all__ = ["Dense", "Conv", "ConvTranspose", "BatchNorm", "Dropout", "LeakyReLU", "ReLU", "Tanh", "Sigmoid",
            "Reshape", "Flatten", "Upsample", "AvgPool", "GlobalSumPool", "Residual", "JoinClass",
            "ConditionalBatchNorm", "Projection", "CONDITIONAL", "Layer", "INITS", "ShapeError", "same_padding",
-           "output_shape", "walk", "flatten", "parameter_count", "Network", "Architecture"]
+           "output_shape", "walk", "flatten", "parameter_count", "Network", "Architecture",
+           "WEIGHT_LAYERS", "weight_layers", "frozen_layers"]
 
 
 @dataclass(frozen=True)
 class Dense:
+    """(F,) -> (``units``,): a fully connected layer, ``x W + b`` (no ``b`` with ``bias=False``);
+    ``spectral_norm`` divides W by its largest singular value."""
+
     units: int
     bias: bool = True
     spectral_norm: bool = False
@@ -294,6 +298,26 @@ def flatten(layers: tuple) -> list:
         if isinstance(layer, Residual):
             found += flatten(layer.layers) + flatten(layer.shortcut)
     return found
+
+
+WEIGHT_LAYERS = (Dense, Conv, ConvTranspose, Projection)
+"""The layers ``train.freeze_d`` counts: those with a kernel (a Projection's class
+embedding belongs to it). BatchNorm, ConditionalBatchNorm and JoinClass hold weights too,
+but are not counted and are never frozen."""
+
+
+def weight_layers(network: Network) -> list[int]:
+    """The positions in ``flatten(network.layers)`` of its weight layers, in order."""
+    return [index for index, layer in enumerate(flatten(network.layers)) if isinstance(layer, WEIGHT_LAYERS)]
+
+
+def frozen_layers(network: Network | None, count: int) -> frozenset[int]:
+    """The positions in ``flatten(network.layers)`` of the layers whose trainable weights
+    (kernel and bias) ``train.freeze_d = count`` keeps fixed: the first ``count`` weight
+    layers. Their BatchNorm statistics and spectral-norm vectors are state and still update."""
+    if not count or network is None:
+        return frozenset()
+    return frozenset(weight_layers(network)[:count])
 
 
 def _check_batch_size(layers: tuple, shape: tuple[int, ...], classes: int, batch_size: int) -> None:

@@ -22,12 +22,16 @@ from gankit import __version__
 from gankit.backend import BackendError, CheckpointError, trainer_classes
 from gankit.curves import CurvesWriter
 from gankit.data import DataContext, DataError, DataSpec, ImageData
-from gankit.evaluation import EvalError, Evaluator, TrainingEvaluation
+from gankit.evaluation import EvalError
+from gankit.scoring import Evaluator
+from gankit.training_eval import TrainingEvaluation
 from gankit.events import EvalLogged, Event, RunFinished, StepLogged
 from gankit.files import remove_leftovers, write_json, write_text
 from gankit.nn import Architecture, ShapeError
 from gankit.recipe import Choice, Recipe, RecipeError, apply_overrides, build_recipe, read_toml
-from gankit.rundir import RunDir, RunError, check_space, no_space_left, read_meta, writable_root
+from gankit import checkpoints, safekeeping
+from gankit.rundir import RunDir, RunError, read_meta
+from gankit.safekeeping import check_space, no_space_left, writable_root
 from gankit.schedules import check_length
 from gankit.training import Loop, Schedule, ScheduleError
 from gankit.transfer import Source, check_freeze, check_loadable, find_source, start_from
@@ -304,8 +308,8 @@ def run(
             return _train(prepared, RunDir(shared), [], should_stop, warn=context.warn, writer=False)
         run_dir = shared
     run_dir = RunDir(run_dir) if run_dir is not None else RunDir.create(runs_root, recipe.name)
-    with run_dir.lock():
-        with run_dir.writing():
+    with safekeeping.lock(run_dir):
+        with safekeeping.writing(run_dir):
             write_text(run_dir.recipe, resolved)
         return _train(prepared, run_dir, listeners, should_stop, warn=context.warn)
 
@@ -332,10 +336,10 @@ def load_generator(registry, run_dir: Path, checkpoint: str | None = None):
         raise RunError(f"--checkpoint best: best is the checkpoint with the best score of the recipe's [eval], and "
                        f"{run.recipe} has no [eval] table; leave --checkpoint out for the last one, or name one of "
                        f"{known} (to keep a best, add [eval] to the recipe of a new run)")
-    chosen = run.resolve_checkpoint(checkpoint)  # no checkpoint at all: say so before building anything
+    chosen = checkpoints.resolve(run, checkpoint)  # no checkpoint at all: say so before building anything
     check_recipe(recipe, raw, _recorded_by(chosen), chosen, BUILD_ADVICE)
     trainer = build_trainer(recipe, run.spec())
-    chosen, _ = run.load_checkpoint(trainer, checkpoint, generator_only=True,
+    chosen, _ = checkpoints.load(run, trainer, checkpoint, generator_only=True,
                                     accept=lambda meta: check_recipe(recipe, raw, meta, chosen, BUILD_ADVICE))
     return recipe, trainer, chosen
 
@@ -361,7 +365,7 @@ def resume(
     recipe_path = run.recipe
     writer = world is None or world.writer
     context = recording(context)
-    with run.lock() if writer else nullcontext():
+    with safekeeping.lock(run) if writer else nullcontext():
         try:
             raw = read_toml(recipe_path)
             if any(o.partition("=")[0].strip() in ("train.steps", "train.epochs") for o in overrides):
@@ -385,13 +389,13 @@ def resume(
             recorded = summary.get("seconds")
             same = summary.get("steps") == step and isinstance(recorded, (int, float)) and math.isfinite(recorded)
             meta = {**meta, "run_seconds": float(recorded) if same else 0.0}
-        logged = run.logged_at(step) if step else {}
+        logged = safekeeping.logged_at(run, step) if step else {}
         if not writer:
             return _train(prepared, run, [], should_stop, start_step=step, warn=context.warn, writer=False,
                           meta=meta, logged=logged)
-        with run.writing():
+        with safekeeping.writing(run):
             remove_leftovers(run.path)
-            unreadable = run.truncate_metrics(step)
+            unreadable = safekeeping.truncate_metrics(run, step)
             if unreadable:
                 context.warn(f"{run.metrics}: dropped line(s) {', '.join(map(str, unreadable))}, which do not read "
                              "as JSON (the file was damaged); the steps they logged are missing from the curves")
@@ -427,7 +431,7 @@ def _restore(prepared: Prepared, run: RunDir, raw: dict[str, Any]) -> tuple[int,
             raise RunError(f"{run} already trained to step {meta['step']} of {total}; "
                            f"to train longer: gankit run --resume {run} --set train.steps=N")
 
-    _, meta = run.load_checkpoint(prepared.trainer, accept=not_finished)
+    _, meta = checkpoints.load(run, prepared.trainer, accept=not_finished)
     return int(meta["step"]), meta
 
 
@@ -499,7 +503,7 @@ def _train(prepared: Prepared, run_dir: RunDir, listeners, should_stop, start_st
     )
 
     def stopped(status: str, message: str) -> RunFinished:
-        good = run_dir.last_good_checkpoint()
+        good = checkpoints.last_good(run_dir)
         finished = RunFinished(loop.step, status, f"{message}; the last good checkpoint is {good or 'none'}")
         try:
             if not writer:

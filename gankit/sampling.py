@@ -13,7 +13,7 @@ from gankit import __version__
 from gankit.backend import trainer_classes
 from gankit.data import even_labels
 from gankit.eval_config import EvalConfig
-from gankit.evaluation import Evaluator, Progress, floor_record, resolve_plan, update_record
+from gankit.scoring import Evaluator, Progress, floor_record, resolve_plan, update_record
 from gankit.images import grid, write_npz, write_png
 from gankit.latents import truncate
 from gankit.noise import sample_noise, seed_noise

@@ -21,6 +21,7 @@ from gankit.backend import Trainer, trainer_classes
 from gankit.errors import GankitError
 from gankit.events import CheckpointSaved, Event, RunFinished, RunStarted, SamplesReady, StepLogged
 from gankit.params import Interval
+from gankit import checkpoints
 from gankit.rundir import RunDir
 from gankit.schedules import learning_rates
 from gankit.train_config import TrainConfig
@@ -131,7 +132,7 @@ class Loop:
                 "train_seconds": self.seconds_spent, "run_seconds": round(self.run_seconds(), 3)}
         if self.adaptive is not None:
             meta["augment"] = self.adaptive.state()
-        path = self.run_dir.save_checkpoint(self.trainer, step, meta, keep=self.train.keep_checkpoints)
+        path = checkpoints.save(self.run_dir, self.trainer, step, meta, keep=self.train.keep_checkpoints)
         self.emit(CheckpointSaved(step, path))
         return path
 
@@ -143,7 +144,7 @@ class Loop:
             problem = f"a loss exceeds train.max_loss = {self.train.max_loss}"
         else:
             return None
-        good = self.run_dir.last_good_checkpoint()
+        good = checkpoints.last_good(self.run_dir)
         where = f"the last good checkpoint is {good}" if good else "no checkpoint that verifies was saved before it"
         shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
         return f"training diverged at step {step}: {problem} ({shown}); {where}"

@@ -1,8 +1,8 @@
 """Training on from another run: its weights as the start (``train.init_from``), and D's
 first weight layers kept fixed (``train.freeze_d``, FreezeD: Mo, Cho & Shin 2020).
 
-Which of D's weights stay fixed is decided here, once, from the ``gankit.nn`` description
-(``frozen_layers``); a backend only leaves those layers' weights out of what D's optimizer
+Which of D's weights stay fixed is decided once, from the ``gankit.nn`` description
+(``gankit.nn.frozen_layers``); a backend only leaves those layers' weights out of what D's optimizer
 trains. Loading the weights is the backend's ``Trainer.load_weights``.
 """
 
@@ -13,33 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from gankit import nn
+from gankit.nn import weight_layers
 from gankit.backend import BackendError, CheckpointError, Trainer
 from gankit.recipe import RecipeError, read_toml
-from gankit.rundir import RunDir, RunError, read_meta, verify_checkpoint
+from gankit.checkpoints import verify_checkpoint, weights_source
+from gankit.rundir import RunError, read_meta
 from gankit.train_config import TrainConfig
-
-# What a plugin may import from here (docs/plugins.md): which layers freeze; the rest is gankit's own.
-__all__ = ["WEIGHT_LAYERS", "weight_layers", "frozen_layers"]
-
-WEIGHT_LAYERS = (nn.Dense, nn.Conv, nn.ConvTranspose, nn.Projection)
-"""The layers ``train.freeze_d`` counts: those with a kernel (a Projection's class
-embedding belongs to it). BatchNorm, ConditionalBatchNorm and JoinClass hold weights too,
-but are not counted and are never frozen."""
-
-
-def weight_layers(network: nn.Network) -> list[int]:
-    """The positions in ``nn.flatten(network.layers)`` of its weight layers, in order."""
-    return [index for index, layer in enumerate(nn.flatten(network.layers)) if isinstance(layer, WEIGHT_LAYERS)]
-
-
-def frozen_layers(network: nn.Network | None, count: int) -> frozenset[int]:
-    """The positions in ``nn.flatten(network.layers)`` of the layers whose trainable weights
-    (kernel and bias) ``train.freeze_d = count`` keeps fixed: the first ``count`` weight
-    layers. Their BatchNorm statistics and spectral-norm vectors are state and still update."""
-    if not count or network is None:
-        return frozenset()
-    return frozenset(weight_layers(network)[:count])
-
 
 def check_freeze(train: TrainConfig, architecture: nn.Architecture, backend: str) -> None:
     """A ValueError naming ``train.freeze_d`` unless this architecture's D, as ``backend``
@@ -79,7 +58,7 @@ def find_source(init_from: str, backend: str) -> Source:
     for a run on ``backend``; a RunError naming the key otherwise."""
     key = "train.init_from"
     try:
-        checkpoint, run = RunDir.weights_source(Path(init_from))
+        checkpoint, run = weights_source(Path(init_from))
         meta = read_meta(verify_checkpoint(checkpoint))
     except RunError as error:
         raise RunError(f"{key}: {error}") from None

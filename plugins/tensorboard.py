@@ -77,9 +77,7 @@ class TensorBoardExporter:
     def _write_hparams(self) -> None:
         from tensorboardX.summary import hparams
 
-        from gankit.recipe import read_toml
-
-        sweep = read_toml(self.run_dir.recipe).get("gankit", {}).get("sweep") or {}
+        sweep = self.run_dir.read_recipe().get("gankit", {}).get("sweep") or {}
         if sweep:
             # Only the session's own values: TensorBoard builds the experiment from every run's.
             _, session_start, _ = hparams({key: hparam_value(value) for key, value in sweep.items()}, {})

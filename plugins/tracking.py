@@ -28,7 +28,6 @@ from gankit.events import CheckpointSaved, EvalLogged, RunFinished, RunStarted, 
 from gankit.files import write_json
 from gankit.images import grid
 from gankit.params import Every, Interval, Params
-from gankit.recipe import read_toml
 from gankit.rundir import RunDir
 
 
@@ -76,13 +75,13 @@ def recipe_settings(run_dir: RunDir) -> dict[str, Any]:
             return {k: v for index, item in enumerate(value) for k, v in flatten(item, f"{prefix}{index}.").items()}
         return {prefix[:-1]: value}
 
-    recipe = read_toml(run_dir.recipe)
+    recipe = run_dir.read_recipe()
     return flatten({key: value for key, value in recipe.items() if key not in ("name", "gankit")}, "")
 
 
 def in_a_batch(run_dir: RunDir) -> bool:
     """Whether the run is one of a sweep's or a search's (its recipe records the values it was given)."""
-    return bool(read_toml(run_dir.recipe).get("gankit", {}).get("sweep"))
+    return bool(run_dir.read_recipe().get("gankit", {}).get("sweep"))
 
 
 class Background:

@@ -119,7 +119,7 @@ def conditional_run(tiny_mnist, tmp_path_factory) -> Path:
 def domain_classes(run_dir: Path, images: np.ndarray) -> np.ndarray:
     """The label the run's domain classifier (the one ``gankit evaluate`` trains) gives each image."""
     from gankit.eval_config import EvalConfig
-    from gankit.evaluation import Evaluator, resolve_plan
+    from gankit.scoring import Evaluator, resolve_plan
     from gankit.runner import load_generator
 
     registry = load_registry()

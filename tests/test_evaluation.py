@@ -20,8 +20,10 @@ from gankit import __version__  # noqa: E402
 from gankit.cli import main  # noqa: E402
 from gankit.data import DataContext, DataError  # noqa: E402
 from gankit.eval_config import EvalConfig  # noqa: E402
-from gankit.evaluation import EvalError, Evaluator, resolve_plan  # noqa: E402
+from gankit.evaluation import EvalError  # noqa: E402
+from gankit.scoring import Evaluator, resolve_plan  # noqa: E402
 from gankit.sampling import evaluate_run  # noqa: E402
+from gankit import checkpoints  # noqa: E402
 from gankit.rundir import RunDir  # noqa: E402
 from gankit.plugins import load_registry  # noqa: E402
 from gankit.recipe import build_recipe  # noqa: E402
@@ -78,7 +80,7 @@ def trained_run(tmp_path_factory, registry, mnist_halves, eval_cache) -> Path:
     recipe = build_recipe(data, root / "mlp.toml", registry)
     run_dir = run(recipe, runs_root=root, context=DataContext(eval_cache)).run_dir
     initial = build_trainer(recipe, RunDir(run_dir).spec())
-    RunDir(run_dir).save_checkpoint(initial, 0, {"epoch": 0})
+    checkpoints.save(RunDir(run_dir), initial, 0, {"epoch": 0})
     return run_dir
 
 

@@ -18,6 +18,7 @@ import tomli_w
 
 from conftest import PATIENCE, checkpoint, cli, gankit, one_line, recipe_dict, wait_for
 from gankit.recipe import read_toml
+from gankit import checkpoints
 from gankit.rundir import RunDir
 
 
@@ -76,7 +77,7 @@ def test_a_run_whose_disk_filled_writing_its_gif_is_finished_by_resume(write_rec
     run_dir = runs / "00000-tiny"
     assert result.exit_code == 1 and "no space left on device" in one_line(result.output)
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
-    assert RunDir(run_dir).last_good_checkpoint() == checkpoint(run_dir, 6)
+    assert checkpoints.last_good(RunDir(run_dir)) == checkpoint(run_dir, 6)
     monkeypatch.undo()  # space was freed
     metrics = (run_dir / "metrics.jsonl").read_bytes()
     result = cli("run", "--resume", run_dir)
@@ -123,11 +124,11 @@ class FakeTrainer:
 def test_pruning_never_deletes_good_checkpoints_in_favour_of_a_damaged_one(tmp_path):
     run = RunDir.create(tmp_path, "x")
     for step in (2, 4, 6):
-        run.save_checkpoint(FakeTrainer(), step, {"epoch": 0})
+        checkpoints.save(run, FakeTrainer(), step, {"epoch": 0})
     (run.checkpoint(6) / "meta.json").unlink()
-    run.save_checkpoint(FakeTrainer(), 8, {"epoch": 0}, keep=2)
+    checkpoints.save(run, FakeTrainer(), 8, {"epoch": 0}, keep=2)
     assert [p.name for p in run.list_checkpoints()] == ["step_00000004", "step_00000006", "step_00000008"]
-    assert run.last_good_checkpoint() == run.checkpoint(8)
+    assert checkpoints.last_good(run) == run.checkpoint(8)
 
 
 def test_every_checkpoint_records_the_recipe_digest(run_dir):
@@ -360,5 +361,5 @@ def test_sigkill_of_a_jobs_2_parent_stops_its_workers_resumably(tmp_path, tiny_m
     for run_dir in run_dirs:
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["status"] == "interrupted", summary
-        last = RunDir(run_dir).last_good_checkpoint()
+        last = checkpoints.last_good(RunDir(run_dir))
         assert json.loads((last / "meta.json").read_text())["step"] == summary["steps"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from gankit import checkpoints
 from gankit.rundir import MANIFEST, RunDir
 from conftest import PATIENCE, checkpoint, cli, gankit, one_line, overwrite_4kb, recipe_dict, wait_for
 from test_runs import metric_steps
@@ -40,7 +41,7 @@ def test_weights_overwritten_by_0xff_are_never_used_and_the_file_is_named(run_di
     result = cli("evaluate", run_dir, "--checkpoint", "step_00000006", "-n", "8")
     assert result.exit_code == 2 and str(damaged) in one_line(result.output)
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before  # nothing deleted
-    assert RunDir(run_dir).last_good_checkpoint() == checkpoint(run_dir, 4)
+    assert checkpoints.last_good(RunDir(run_dir)) == checkpoint(run_dir, 4)
 
 
 def test_a_half_deleted_checkpoint_is_refused_naming_the_missing_file(run_dir):

@@ -10,7 +10,8 @@ import pytest
 from conftest import recipe_dict
 from gankit import hookimpl
 from gankit.eval_config import EvalConfig, parse_metric_option
-from gankit.evaluation import EvalError, Evaluator, Features, resolve_plan
+from gankit.evaluation import EvalError, Features
+from gankit.scoring import Evaluator, resolve_plan
 from gankit.plugins import load_registry
 from gankit.recipe import RecipeError, apply_overrides, build_recipe
 

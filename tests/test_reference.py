@@ -18,7 +18,7 @@ from conftest import recipe_dict  # noqa: E402
 from gankit.cli import main  # noqa: E402
 from gankit.data import DataContext  # noqa: E402
 from gankit.eval_config import EvalConfig  # noqa: E402
-from gankit.evaluation import Evaluator, resolve_plan  # noqa: E402
+from gankit.scoring import Evaluator, resolve_plan  # noqa: E402
 from gankit.plugins import load_registry  # noqa: E402
 from gankit.recipe import RecipeError, build_recipe  # noqa: E402
 from gankit.reference import read_reference, write_reference  # noqa: E402

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from gankit.cli import main
+from gankit import checkpoints
 from gankit.rundir import RunDir, RunError
+from gankit.safekeeping import lock
 
 CORE = Path(__file__).resolve().parent.parent / "gankit"
 
@@ -80,22 +83,22 @@ def test_checkpoints_are_saved_pruned_resolved_and_loaded(tmp_path):
     run = RunDir.create(tmp_path, "x")
     trainer = FakeTrainer()
     for step in (2, 4, 6):
-        run.save_checkpoint(trainer, step, {"epoch": 0}, keep=2)
-    run.save_best(trainer, {"step": 4, "scores": {"fid": 3.0}})
+        checkpoints.save(run, trainer, step, {"epoch": 0}, keep=2)
+    checkpoints.save_best(run, trainer, {"step": 4, "scores": {"fid": 3.0}})
     assert [p.name for p in run.list_checkpoints()] == ["step_00000004", "step_00000006"]
-    assert run.best_meta()["scores"] == {"fid": 3.0}
-    assert run.resolve_checkpoint() == run.checkpoint(6)
-    assert run.resolve_checkpoint("best") == run.best
+    assert checkpoints.best_meta(run)["scores"] == {"fid": 3.0}
+    assert checkpoints.resolve(run) == run.checkpoint(6)
+    assert checkpoints.resolve(run, "best") == run.best
     with pytest.raises(RunError, match="known: best, step_00000004, step_00000006"):
-        run.resolve_checkpoint("step_00000002")
+        checkpoints.resolve(run, "step_00000002")
 
-    path, meta = run.load_checkpoint(trainer, generator_only=True)
+    path, meta = checkpoints.load(run, trainer, generator_only=True)
     assert (path, meta["step"], trainer.loaded[-1]) == (run.checkpoint(6), 6, (run.checkpoint(6), True))
 
     (run.checkpoint(6) / "weights.bin").write_bytes(b"damaged")
     with pytest.raises(RunError, match="step_00000004: delete .*step_00000006 to use it"):
-        run.load_checkpoint(trainer)
-    assert run.last_good_checkpoint() == run.checkpoint(4)
+        checkpoints.load(run, trainer)
+    assert checkpoints.last_good(run) == run.checkpoint(4)
 
 
 def test_gif_without_png_is_a_one_line_error_before_anything_runs(write_recipe, tmp_path):
@@ -111,18 +114,18 @@ def test_gif_without_png_is_a_one_line_error_before_anything_runs(write_recipe, 
 def test_the_lock_refuses_a_second_holder_and_goes_when_its_block_ends(tmp_path):
     run = RunDir(tmp_path / "00000-tiny")
     run.path.mkdir()
-    with run.lock():
+    with lock(run):
         assert (run.path / ".lock").is_file()
         with pytest.raises(RunError, match="in use by another gankit process"):
-            with run.lock():
+            with lock(run):
                 pass
     assert not (run.path / ".lock").exists()
     with pytest.raises(ValueError):
-        with run.lock():
+        with lock(run):
             raise ValueError("a run that failed")
     assert not (run.path / ".lock").exists()
     (run.path / ".lock").write_text("")  # what a killed process leaves: the file, unlocked
-    with run.lock():
+    with lock(run):
         pass
     assert list(run.path.iterdir()) == []
 
@@ -130,3 +133,24 @@ def test_the_lock_refuses_a_second_holder_and_goes_when_its_block_ends(tmp_path)
 def test_a_finished_run_leaves_no_lock(finished_run):
     assert (finished_run / "summary.json").is_file()
     assert not (finished_run / ".lock").exists()
+
+
+def contract_modules() -> set[str]:
+    """The modules docs/plugins.md lets a plugin import, less the kit (which runs plugins, so stands on the engine)."""
+    docs = (CORE.parent / "docs" / "plugins.md").read_text()
+    listed = re.findall(r"^\| `(gankit\.\w+)` \|", docs[docs.index("## What you may import"):], re.M)
+    return set(listed) - {"gankit.testing"} | {"gankit.__init__"}
+
+
+FLOOR_HELPERS = {"gankit.features", "gankit.schedules", "gankit.augment", "gankit.values"}
+"""Private modules the contract rests on: importable by it, not by plugins."""
+
+
+def test_the_contract_imports_nothing_from_the_engine():
+    graph = import_graph(CORE)
+    contract = contract_modules()
+    assert {"gankit.rundir", "gankit.evaluation", "gankit.nn"} <= contract
+    floor = contract | FLOOR_HELPERS
+    for module in sorted(contract | FLOOR_HELPERS):
+        reached = {name if name in graph else name.rsplit(".", 1)[0] for name in graph[module]}
+        assert reached <= floor, f"{module} imports the engine: {sorted(reached - floor)}"

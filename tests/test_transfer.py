@@ -23,7 +23,8 @@ from gankit.report import write_report
 from gankit.rundir import RunDir
 from gankit.runner import prepare, resume, run
 from gankit.train_config import TrainConfig
-from gankit.transfer import Source, check_freeze, frozen_layers, weight_layers
+from gankit.nn import frozen_layers, weight_layers
+from gankit.transfer import Source, check_freeze
 
 BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(find_spec(name) is None, reason=f"needs {name}"))
             for name in ("torch", "tensorflow")]

@@ -14,7 +14,7 @@ from gankit.backend import (BackendError, CheckpointError, check_native_shapes, 
                             native_networks, parameter_counts)
 from gankit.data import even_labels, fixed_labels
 from gankit.noise import fixed_noise, sample_noise, training_labels, training_noise
-from gankit.transfer import frozen_layers
+from gankit.nn import frozen_layers
 from gankit.updates import Updates
 from gankit_plugins.torch_backend.compile import compile_network, spectral_norms
 from gankit_plugins.torch_backend.distributed import local_device, shards
