@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 from pydantic import Field, field_validator
 
 from gankit.data import DataSpec
-from gankit.errors import GankitError
+from gankit.errors import GankitError, PluginFault
 from gankit.nn import Architecture
 from gankit.params import Params
 from gankit.train_config import TrainConfig
@@ -325,10 +325,22 @@ def lazy_backend(load_trainer: Callable[[], type]) -> Callable[[BackendParams], 
 def native_networks(architecture: Architecture, backend: str) -> tuple[Any, Any] | None:
     """The generator and discriminator from the architecture's native builder for
     ``backend`` (the backend seeds its framework first); None when it has none and is
-    described with ``gankit.nn``; a BackendError when it has neither."""
+    described with ``gankit.nn``; a BackendError when it has neither. Native networks are
+    unconditional: a conditional architecture with a native builder, or a builder that
+    raises, is a PluginFault of the architecture's."""
     build = architecture.native.get(backend)
     if build is not None:
-        return build()
+        if architecture.classes:
+            raise PluginFault("architecture", f"its native {backend} networks would train without the classes its "
+                                              "gankit.nn description draws (native networks are given no labels); "
+                                              "make it unconditional (conditional = false), or give no native "
+                                              "builder when it is conditional")
+        try:
+            return build()
+        except Exception as error:
+            text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+            raise PluginFault("architecture", f"its native {backend} builder failed: "
+                                              f"{type(error).__name__}{': ' + text if text else ''}") from error
     if architecture.generator is None or architecture.discriminator is None:
         raise BackendError(f"this architecture gives neither a gankit.nn description nor a native builder "
                            f"for the {backend} backend")

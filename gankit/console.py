@@ -301,7 +301,9 @@ def plugins_table(registry: Registry, kind: str | None) -> None:
                 f"[red]{r} (missing)[/]" if r in missing else f"[green]{r}[/]" for r in component.requires
             ) or "-"
             description = escape(component.description)
-            if component.backends is not None:
+            if callable(component.backends):
+                description += " [dim](backends: by its parameters)[/]"
+            elif component.backends is not None:
                 description += f" [dim](backends: {', '.join(component.backends)})[/]"
             table.add_row(component.name, escape(component.provider), requires, description)
         _console("out").print(table)
@@ -351,7 +353,8 @@ def plugins_json(registry: Registry, kind: str | None) -> None:
             "description": c.description,
             "requires": {r: r not in c.missing_requirements() for r in c.requires},
             "install": {r: install_command(c.distribution, r) for r in c.missing_requirements()},
-            "backends": list(c.backends) if c.backends is not None else None,
+            "backends": ("by its parameters" if callable(c.backends) else list(c.backends) if c.backends is not None
+                         else None),
         }
         for k in ((kind,) if kind else KINDS)
         for c in registry.of_kind(k)

@@ -8,8 +8,18 @@ other exception from a plugin's code is reported as that plugin's, naming it.
 
 from __future__ import annotations
 
-__all__ = ["GankitError"]
+__all__ = ["GankitError", "PluginFault"]
 
 
 class GankitError(Exception):
     """Something the user can fix, in one line: what was wrong, then how to fix it."""
+
+
+class PluginFault(GankitError):
+    """A fault in a plugin's own code, found where another part calls it: a backend calling
+    an architecture's native builder. ``kind`` is the faulty plugin's kind, so the runner
+    names that plugin (the recipe's choice of that kind), not the caller."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind

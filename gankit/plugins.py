@@ -179,7 +179,7 @@ def _register_into(staged: list[Component], kind: str, provider: str, plugin: st
                 provider=provider,
                 params=params,
                 requires=tuple(requires),
-                backends=tuple(backends) if backends is not None else None,
+                backends=backends if backends is None or callable(backends) else tuple(backends),
                 plugin=plugin,
             )
         )

@@ -347,8 +347,13 @@ def build_recipe(data: dict[str, Any], path: Path, registry: Registry) -> Recipe
 
 def _check_backend_supported(architecture: Choice, backend: Choice, path: Path) -> None:
     """An architecture that gives native networks for some backends only (it declares
-    ``backends``) is refused on the others."""
-    supported = architecture.component.backends
+    ``backends``, maybe as a function of its parameters) is refused on the others."""
+    try:
+        supported = architecture.component.backends_for(architecture.params)
+    except Exception as error:
+        component = architecture.component
+        raise RecipeError(f"{path}: architecture: architecture {component.name!r} ({component.provider}) failed to say "
+                          f"which backends it runs on: {type(error).__name__}: {error}") from None
     if supported is not None and backend.name not in supported:
         raise RecipeError(f"{path}: backend.use: architecture {architecture.name!r} gives networks for the "
                           f"{', '.join(supported)} backend(s) only, not {backend.name!r}; "

@@ -28,9 +28,17 @@ class Component:
     provider: str
     params: type | None = None
     requires: tuple[str, ...] = ()
-    backends: tuple[str, ...] | None = None
+    backends: tuple[str, ...] | Callable[[Any], tuple[str, ...] | None] | None = None
+    """Architectures: the backends it gives native builders for (None: it is described with
+    gankit.nn and runs on every backend), or a function of its validated parameters giving
+    that (a native variant that one parameter chooses); read it with ``backends_for``."""
     plugin: str = ""
     """The name the providing plugin was loaded under: what ``GANKIT_DISABLE_PLUGINS`` takes."""
+
+    def backends_for(self, params: Any) -> tuple[str, ...] | None:
+        """The backends this architecture runs on with ``params`` (None: every backend)."""
+        found = self.backends(params) if callable(self.backends) else self.backends
+        return tuple(found) if found is not None else None
 
     def missing_requirements(self) -> list[str]:
         """The required modules that are not installed (found without importing them)."""

@@ -22,6 +22,7 @@ from gankit import __version__
 from gankit.backend import BackendError, CheckpointError, trainer_classes
 from gankit.curves import CurvesWriter
 from gankit.data import DataContext, DataError, DataSpec, ImageData
+from gankit.errors import PluginFault
 from gankit.evaluation import EvalError
 from gankit.scoring import Evaluator
 from gankit.training_eval import TrainingEvaluation
@@ -65,9 +66,14 @@ def about(recipe: Recipe):
 @contextmanager
 def plugin_errors(recipe: Recipe, section: str, choice: Choice, expected: tuple[type[Exception], ...] = ()):
     """Turn what a plugin's factory raises into a RunError of one line naming the recipe and
-    the plugin: ``expected`` errors keep their own message, any other gets its type."""
+    the plugin: ``expected`` errors keep their own message, any other gets its type, and a
+    PluginFault names the plugin at fault (an architecture whose native builder a backend
+    called), not the one that called it."""
     try:
         yield
+    except PluginFault as fault:
+        owner = getattr(recipe, fault.kind).component
+        raise RunError(f"{recipe.path}: {fault.kind}: {owner.kind} {owner.name!r} ({owner.provider}): {fault}") from None
     except expected as error:
         raise RunError(f"{recipe.path}: {section}: {error}") from None
     except Exception as error:

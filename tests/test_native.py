@@ -5,6 +5,7 @@ other backends refuse them before anything runs."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib.util import find_spec
 
 import numpy as np
@@ -16,6 +17,7 @@ from gankit.cli import main
 from gankit.data import DataContext
 from gankit.eval_config import EvalConfig
 from gankit.events import StepLogged
+from gankit.params import Params
 from gankit.plugins import load_registry
 from gankit.recipe import load_recipe
 from gankit.rundir import RunDir
@@ -166,3 +168,74 @@ def test_a_native_network_of_the_wrong_shape_is_one_line_before_training(write_r
                                        r"the data is \(28, 28, 1\)"):
         run(recipe, runs_root=tmp_path / "runs", context=DataContext(warn=lambda message: None))
     assert not (tmp_path / "runs").exists()
+
+
+class VariantParams(Params):
+    native: bool = False
+
+
+def mlp_description(spec, classes: int = 0) -> nn.Architecture:
+    """A gankit.nn MLP GAN, conditional when ``classes``."""
+    size = spec.channels * spec.height * spec.width
+    join = (nn.JoinClass(8),) if classes else ()
+    generator = nn.Network((LATENT,), (*join, nn.Dense(size), nn.Tanh(), nn.Reshape(spec.shape)), classes=classes)
+    discriminator = nn.Network(spec.shape, (nn.Flatten(), nn.Dense(1)))
+    return nn.Architecture(LATENT, generator, discriminator)
+
+
+class OutsideVariants:
+    """What an outside author writes: a native variant one parameter picks, a conditional
+    description with a native variant, and a native builder with the wrong signature."""
+
+    @hookimpl
+    def register_architectures(self, register):
+        def variant(params, spec):
+            described = mlp_description(spec)
+            return replace(described, native={"torch": lambda: torch_networks(spec)} if params.native else {})
+
+        register("variant", variant, params=VariantParams, description="gankit.nn, or natively in PyTorch",
+                 backends=lambda params: ("torch",) if params.native else None)
+        register("conditional-native", lambda params, spec: replace(
+            mlp_description(spec, classes=10), native={"torch": lambda: torch_networks(spec)}),
+            description="a conditional description with a native variant")
+        register("wrong-builder", lambda params, spec: nn.Architecture(LATENT, None, None, native={
+            "torch": lambda spec: torch_networks(spec)}), backends=("torch",), description="build() takes an argument")
+
+
+@pytest.fixture
+def outside(monkeypatch):
+    registry = load_registry([("outside", OutsideVariants(), "outside-variants 0.1")])
+    monkeypatch.setattr("gankit.plugins.load_registry", lambda *args, **kwargs: registry)
+    return registry
+
+
+def test_backend_support_that_depends_on_a_parameter_is_refused_at_dry_run(write_recipe, outside):
+    recipe = write_recipe(architecture={"use": "variant", "native": True})
+    result = CliRunner().invoke(main, ["run", str(recipe), "--set", "backend.use=tensorflow", "--dry-run"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"error: {recipe}: backend.use: architecture 'variant' gives networks for the torch backend(s) only, "
+        "not 'tensorflow'; set backend.use = 'torch'"]
+    described = ["run", str(recipe), "--set", "architecture.native=false", "--set", "backend.use=tensorflow",
+                 "--dry-run"]
+    assert CliRunner().invoke(main, described).exit_code == 0
+    listed = CliRunner().invoke(main, ["list-plugins", "--json"])
+    found = [c for c in json.loads(listed.output)["plugins"] if c["name"] == "variant"]
+    assert found[0]["backends"] == "by its parameters"
+
+
+@pytest.mark.skipif(find_spec("torch") is None, reason="no torch")
+@pytest.mark.parametrize("architecture, said", [
+    ("wrong-builder", "its native torch builder failed: TypeError: "),
+    ("conditional-native", "its native torch networks would train without the classes its gankit.nn description "
+                           "draws (native networks are given no labels); make it unconditional"),
+])
+def test_a_fault_in_an_architectures_native_code_is_named_as_the_architectures(architecture, said, write_recipe,
+                                                                               outside, tmp_path):
+    recipe = write_recipe(architecture={"use": architecture}, train={"steps": 2})
+    result = CliRunner().invoke(main, ["run", str(recipe), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"error: {recipe}: architecture: architecture {architecture!r} (outside-variants 0.1): "
+                           f"{said}"), line
+    assert "backend 'torch'" not in line
