@@ -27,10 +27,19 @@ class EvalError(GankitError):
 
 
 class Metric(Protocol):
+    """What a metric plugin's factory returns. Its headline score is named like the metric
+    (``fid``), and a recipe's first metric's headline picks ``checkpoints/best``. Two
+    metrics of one evaluation may not report a score of the same name, nor
+    ``class_accuracy`` (the evaluation's own): declare ``scores`` and such a pair is
+    refused before any image is generated, else when their scores are first computed."""
+
     uses_real: bool
     """Whether ``compute`` needs the real images' features."""
     higher_is_better: bool
     """Which way the headline score (the one named like the metric) is better."""
+    scores: tuple[str, ...]
+    """Optional: the names ``compute`` returns; one ending in ``*`` stands for every name
+    it begins (``intra_fid_*``: a score per class)."""
 
     def describe(self) -> dict[str, Any]:
         """How the score is computed (library and version, settings); recorded with it."""

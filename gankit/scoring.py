@@ -47,6 +47,34 @@ def real_subset(total: int, count: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
 
 
+def _same_name(one: str, other: str) -> bool:
+    """Whether two declared score names can be the same name (``*`` at the end: any ending)."""
+    one_stem, other_stem = one.rstrip("*"), other.rstrip("*")
+    if one.endswith("*") and other.endswith("*"):
+        return one_stem.startswith(other_stem) or other_stem.startswith(one_stem)
+    if one.endswith("*") or other.endswith("*"):
+        prefix, name = (one_stem, other) if one.endswith("*") else (other_stem, one)
+        return name.startswith(prefix)
+    return one == other
+
+
+def check_score_names(metrics: dict[str, Metric]) -> None:
+    """EvalError, before anything is scored, if two metrics declare (``Metric.scores``) a
+    score of the same name, or one declares the evaluation's own ``class_accuracy``."""
+    taken: dict[str, str | None] = {"class_accuracy": None}
+    for name, metric in metrics.items():
+        for score in getattr(metric, "scores", ()):
+            for other, owner in taken.items():
+                if not _same_name(score, other):
+                    continue
+                if owner is None:
+                    raise EvalError(f"metric {name!r} reports a score named {other!r}, which the evaluation itself "
+                                    "reports (its class accuracy); the metric's author must rename it")
+                raise EvalError(f"metrics {owner!r} and {name!r} both report a score named {score.rstrip('*')!r}; "
+                                "evaluate them separately (gankit evaluate --metric ONE), or leave one out")
+        taken.update({score: name for score in getattr(metric, "scores", ())})
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -104,6 +132,7 @@ class Evaluator:
         self.metrics: dict[str, Metric] = {
             name: _available(component).factory(plan.metric_params[name]) for name, component in plan.metrics.items()
         }
+        check_score_names(self.metrics)
         extractor_component = _available(plan.extractor)
         self.dataset_table = recipe.dataset.as_table()
         self._splits: dict[str, ImageData] = dict(loaded or {})

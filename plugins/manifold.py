@@ -192,6 +192,7 @@ class ManifoldMetric:
 
     def __init__(self, name: str, params: PrecisionParams | CoverageParams):
         self.name, self.definition, self.params = name, DEFINITIONS[name], params
+        self.scores = (name,)
 
     def describe(self) -> dict[str, Any]:
         import numpy as np

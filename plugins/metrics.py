@@ -39,6 +39,7 @@ def _tensor(values: np.ndarray, dtype: str = "float32"):
 class Fid:
     uses_real = True
     higher_is_better = False
+    scores = ("fid",)
 
     def __init__(self, params: None):
         pass
@@ -66,6 +67,7 @@ class IntraFid:
 
     uses_real = True
     higher_is_better = False
+    scores = ("intra_fid", "intra_fid_*")
 
     def __init__(self, params: None):
         pass
@@ -104,6 +106,7 @@ class KidParams(Params):
 class Kid:
     uses_real = True
     higher_is_better = False
+    scores = ("kid", "kid_std")
 
     def __init__(self, params: KidParams):
         self.params = params
@@ -133,6 +136,7 @@ class IsParams(Params):
 class InceptionScore:
     uses_real = False
     higher_is_better = True
+    scores = ("is", "is_std")
 
     def __init__(self, params: IsParams):
         self.params = params

@@ -41,6 +41,7 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 class Readable:
     uses_real = True
     higher_is_better = True
+    scores = ("readable", "readable_real", "rarest_class_share")
 
     def __init__(self, params: ReadableParams):
         self.params = params

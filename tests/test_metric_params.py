@@ -121,3 +121,44 @@ def test_a_parameter_set_in_a_recipe_changes_the_score(tiny_mnist, tmp_path, reg
         assert evaluator.describe()["metrics"]["kid"]["subsets"] == subsets
     assert scores[1]["precision"] < scores[10]["precision"], scores
     assert scores[1]["kid"] != scores[10]["kid"], scores
+
+
+class Echo:
+    """A metric reporting the scores it is told to, as an outside plugin's might."""
+
+    uses_real = False
+    higher_is_better = True
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def describe(self):
+        return {}
+
+    def compute(self, fake, real, seed):
+        return {name.rstrip("*") + ("x" if name.endswith("*") else ""): 1.0 for name in self.scores}
+
+
+@pytest.mark.parametrize("first, second, said", [
+    (("fid",), ("fid", "fid_std"), "metrics 'a' and 'b' both report a score named 'fid'"),
+    (("intra_fid", "intra_fid_*"), ("intra_fid_3",), "metrics 'a' and 'b' both report a score named 'intra_fid_3'"),
+    (("x",), ("class_accuracy",), "metric 'b' reports a score named 'class_accuracy', which the evaluation itself"),
+])
+def test_two_metrics_declaring_one_score_name_are_refused_before_anything_is_scored(first, second, said):
+    from gankit.scoring import check_score_names
+
+    with pytest.raises(EvalError, match=said):
+        check_score_names({"a": Echo(first), "b": Echo(second)})
+
+
+def test_declared_score_names_that_differ_pass_and_the_bundled_metrics_declare_what_they_report():
+    from gankit.scoring import check_score_names
+
+    check_score_names({"a": Echo(("intra_fid", "intra_fid_*")), "b": Echo(("fid", "kid", "kid_std"))})
+    registry = load_registry()
+    for (kind, name), component in registry.components.items():
+        if kind != "metric" or component.provider != "builtin":
+            continue
+        params = component.params() if component.params is not None else None
+        declared = component.factory(params).scores
+        assert name in declared, f"metric {name!r}: its headline score is named like it"
