@@ -3,14 +3,13 @@ table (evaluation during training), and the components they name."""
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Annotated, Any, Iterable, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field
 
 from gankit.errors import GankitError
-from gankit.params import Every, Interval, Params, validate_params
+from gankit.params import BadParams, Every, Interval, Params, checked_params
 from gankit.registry import Component, Registry
 from gankit.values import parse_value
 
@@ -111,24 +110,16 @@ def _validated(key: str, component: Component, values: dict[str, Any]) -> BaseMo
 
 
 def component_params(component: Component, values: dict[str, Any]) -> BaseModel | None:
-    """``values`` validated by the component's declared parameters; ValueError, one line
-    naming the component, for an unknown one (with the closest name) or a bad value."""
+    """``values`` validated by the component's declared parameters (``checked_params``);
+    ValueError, one line naming the component, for an unknown one (with the closest name)
+    or a bad value."""
     kind = component.kind.replace("_", " ")
-    known = list(component.params.model_fields) if component.params is not None else []
-    for key in values:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"it takes {', '.join(known) or 'none'}"
-            raise ValueError(f"{kind} {component.name!r} has no parameter {key!r}; {hint}")
-    if component.params is None:
-        return None
     try:
-        return validate_params(component.params, values)
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "parameters"
-        message = first["msg"].removeprefix("Value error, ")
-        raise ValueError(f"{kind} {component.name!r}: {key}: {message} (got {first['input']!r})") from None
+        return checked_params(component.params, values)
+    except BadParams as error:
+        if error.unknown:
+            raise ValueError(f"{kind} {component.name!r} has no parameter {error.key!r}; {error.hint}") from None
+        raise ValueError(f"{kind} {component.name!r}: {error}") from None
 
 
 def _set_parameter(entry: dict[str, Any], setting: str, parse_value, example: str) -> None:

@@ -7,13 +7,14 @@ epochs (``"1 epoch"``, ``"15 epochs"``).
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 from pydantic_core import to_json
 
-__all__ = ["Params", "Every", "Interval", "parse_interval", "validate_params"]
+__all__ = ["Params", "Every", "Interval", "parse_interval", "validate_params", "checked_params", "BadParams"]
 
 
 class Params(BaseModel):
@@ -30,6 +31,46 @@ def validate_params(model: type[M], values: dict[str, Any]) -> M:
     no int), yet a list is a tuple, a string a path or an enum's value and a table a
     nested model, so every field a run writes to its recipe.toml reads back."""
     return model.model_validate_json(to_json(values, inf_nan_mode="constants"))
+
+
+class BadParams(ValueError):
+    """Parameters that do not validate, in one line: ``key`` (dotted; "" for the whole
+    table) and ``reason``; ``unknown`` when the key is one the model does not declare, and
+    then ``hint`` names the closest declared key or all of them."""
+
+    def __init__(self, key: str, reason: str, *, unknown: bool = False, hint: str = ""):
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key, self.reason, self.unknown, self.hint = key, reason, unknown, hint
+
+
+def checked_params(model: type[M] | None, values: dict[str, Any]) -> M | None:
+    """``values`` validated by ``model`` as ``validate_params`` does (None for a component
+    that declares no parameters and is given none), or BadParams naming the first problem:
+    an unknown key with the closest known one, or a bad value with what was given. The one
+    validation behind recipes, ``[eval]``, the command line and ``gankit.testing``; each
+    frames the line with where the values came from."""
+    known = sorted(model.model_fields) if model is not None else []
+
+    def unknown(key: str) -> BadParams:
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"it takes {', '.join(known) or 'none'}"
+        return BadParams(key, f"unknown key; {hint}", unknown=True, hint=hint)
+
+    if model is None:
+        if values:
+            raise unknown(str(next(iter(values))))
+        return None
+    try:
+        return validate_params(model, values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise unknown(key) from None
+        shown = repr(first["input"])
+        shown = shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown):,} characters)"
+        got = f" (got {shown})" if first["type"] != "missing" and key else ""
+        raise BadParams(key, first["msg"].removeprefix("Value error, ") + got) from None
 
 
 class Interval(NamedTuple):

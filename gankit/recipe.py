@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from gankit.errors import GankitError
-from gankit.params import validate_params
 from gankit.registry import Component, Registry
 from gankit.eval_config import EvalConfig, EvalPlan
-from gankit.params import Params
+from gankit.params import BadParams, Params, checked_params
 from gankit.train_config import TrainConfig
 from gankit.values import parse_value, tomllib
 
@@ -259,31 +258,11 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _format_validation(path: Path, prefix: str, error: ValidationError, params: type[BaseModel] | None) -> str:
-    first = error.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"])
-    key = f"{prefix}.{loc}" if loc else prefix
-    if first["type"] == "extra_forbidden":
-        known = sorted(params.model_fields) if params is not None else []
-        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known) or 'none'}"
-        return f"{path}: {key}: unknown key; {hint}"
-    message = first["msg"].removeprefix("Value error, ")
-    shown = repr(first["input"])
-    shown = shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown):,} characters)"
-    got = f" (got {shown})" if first["type"] not in ("missing",) and loc else ""
-    return f"{path}: {key}: {message}{got}"
-
-
 def _validate(model: type[BaseModel] | None, values: dict, path: Path, prefix: str) -> BaseModel | None:
-    if model is None:
-        if values:
-            raise RecipeError(f"{path}: {prefix}.{next(iter(values))}: unknown key; this component takes no parameters")
-        return None
     try:
-        return validate_params(model, values)
-    except ValidationError as error:
-        raise RecipeError(_format_validation(path, prefix, error, model)) from None
+        return checked_params(model, values)
+    except BadParams as error:
+        raise RecipeError(f"{path}: {prefix}{'.' + error.key if error.key else ''}: {error.reason}") from None
 
 
 def _choice(table: Any, kind: str, prefix: str, path: Path, registry: Registry) -> Choice:
