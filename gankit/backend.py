@@ -178,7 +178,22 @@ class Primitives(Protocol):
 
 
 class Backend(Protocol):
-    def trainer(self, architecture: Architecture, spec: DataSpec, train: TrainConfig, seed: int) -> Trainer: ...
+    """What a backend plugin's factory returns."""
+
+    def trainer(self, architecture: Architecture, spec: DataSpec, train: TrainConfig, seed: int) -> Trainer:
+        """The trainer of one run: the architecture's networks for data of ``spec``, trained
+        as the recipe's ``[train]`` table says, from ``seed``."""
+
+    def launch_command(self, processes: int, arguments: list[str]) -> list[str]:
+        """Optional (``gankit run --gpus K`` is refused in one line without it): the command
+        line that runs ``python -m gankit ARGUMENTS`` as one run on ``processes`` processes of
+        this machine, one accelerator each, whose ``world()`` then joins them. A BackendError
+        saying what to do instead when this machine cannot (too few accelerators)."""
+
+    def world(self) -> World | None:
+        """Optional: the processes this one trains with, when the backend's launcher started
+        it among several (joined on the first call); None when it runs alone. Each rank trains
+        its share of every batch, and the trainer averages the gradients over the ranks."""
 
 
 class CheckpointError(GankitError):
@@ -199,6 +214,38 @@ class Device:
 
     kind: str
     index: int = 0
+    # Optional: what ``gankit.projection`` computes with (``gankit project``).
+
+    def forward_sampler(self, z: Any, labels: Any = None, *, raw: bool = False) -> Any:
+        """The generator as it samples (the EMA one unless ``raw``; BatchNorm on its running
+        statistics), differentiable in ``z``: images in [-1, 1] in the backend's layout."""
+
+    def tensor(self, array: np.ndarray) -> Any:
+        """A numpy array as a tensor of the same dtype on the backend's device."""
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A tensor's values as a numpy array of the same dtype, on the host."""
+
+    def image_batch(self, images: np.ndarray) -> Any:
+        """uint8 (N, H, W, C) images as the generator's output looks: floats in [-1, 1], the backend's layout."""
+
+
+class World(Protocol):
+    """The processes that train one run together, as a backend's ``world()`` joined them:
+    this one is ``rank`` (rank 0 alone writes the run directory and shows progress) of
+    ``size``. Every rank calls ``share`` and ``any`` at the same points."""
+
+    rank: int
+    """This process's place, 0 to ``size - 1``."""
+    size: int
+    """How many processes train the run (more than one)."""
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` (any picklable object), on every rank."""
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (so that every rank stops at the same step)."""
+
 
     def __str__(self) -> str:
         return self.kind if self.kind == "cpu" else f"{self.kind}:{self.index}"
@@ -358,6 +405,6 @@ def check_native_shapes(images: tuple[int, ...], logits: tuple[int, ...], spec: 
 
 
 # What a plugin may import from here (docs/plugins.md); the rest is gankit's own.
-__all__ = ["Backend", "Trainer", "Primitives", "BackendError", "CheckpointError", "BackendParams", "Device",
+__all__ = ["Backend", "Trainer", "Primitives", "World", "BackendError", "CheckpointError", "BackendParams", "Device",
            "to_uint8", "SAMPLE_CHUNK", "generate_images", "parameter_counts", "lazy_backend", "native_networks",
            "check_native_shapes", "check_same_shapes"]

@@ -209,7 +209,7 @@ def _run_to_resume(resume_from: str, runs_dir: Path):
 @click.option("--gpus-per-run", type=click.FloatRange(0),
               help="With --ray: GPUs each run reserves (default: the recipe's resources.gpus, else 0).")
 @click.option("--gpus", type=click.IntRange(1, 1024),
-              help="Train one run on K GPUs of this machine (DistributedDataParallel; starts torchrun).")
+              help="Train one run on K GPUs of this machine, on K processes that the backend starts.")
 @click.option("--searches-dir", type=click.Path(path_type=Path), default=Path("searches"), show_default=True,
               help="Where a recipe with [search] makes its search directory.")
 @click.option("--storage", metavar="URL",
@@ -245,15 +245,15 @@ def run(recipes: tuple[Path, ...], overrides: tuple[str, ...], seeds: str | None
         ray_address = None  # $GANKIT_RAY_ADDRESS is for batches; a resume continues one run here
     parallel = processes > 1 or bool(ray_address)
     if gpus is not None:
-        _start_torchrun(gpus, recipes, overrides, resume_from, runs_dir, parallel or dry_run)
-    world = _distributed_world(len(recipes), parallel)
+        _start_processes(gpus, recipes, overrides, resume_from, runs_dir, parallel or dry_run)
     registry = _registry()
+    world = _distributed_world(registry, recipes, overrides, resume_from, runs_dir, parallel)
     context = DataContext(warn=console.warn, info=console.info)
     from gankit.search import has_search_table, is_search
 
     if resume_from is not None and is_search(Path(resume_from)) or any(map(has_search_table, recipes)):
         if world is not None or gpus is not None:
-            fail("a search trains its trials as a batch does: leave out torchrun and --gpus")
+            fail("a search trains its trials as a batch does: leave out --gpus and the launcher of several processes")
         _search(recipes, list(overrides), Path(resume_from) if resume_from else None, searches_dir, storage, registry,
                 context.cache_dir, processes, ray_address, (cpus_per_run, gpus_per_run), dry_run)
         return
@@ -396,47 +396,71 @@ def _run_jobs(jobs, invalid, start, keep_going, stop):
     return outcomes
 
 
-def _world_size() -> int:
-    """The number of processes torchrun says this run has ($WORLD_SIZE; 1 when unset)."""
-    text = os.environ.get("WORLD_SIZE", "1").strip() or "1"
-    if not text.isdigit() or len(text) > 6:
-        fail(f"WORLD_SIZE={text[:40]}: not a number of processes; torchrun sets it, unset it to train in one process")
-    return int(text)
+def _chosen_backend(registry, recipes, overrides, resumed: Path | None):
+    """The name and the backend object of the run these arguments start (the first recipe's)
+    or resume (``resumed``: its run directory); a RecipeError when its recipe cannot be read."""
+    from gankit.recipe import build_recipe, load_recipes, read_toml
+    from gankit.rundir import RunDir
+
+    if resumed is not None:
+        path = RunDir(resumed).recipe
+        recipe = build_recipe(read_toml(path), path, registry)
+    else:
+        recipe = load_recipes(recipes[0], list(overrides), registry)[0]
+    return recipe.backend.name, recipe.backend.component.factory(recipe.backend.params)
 
 
-def _distributed_world(recipe_count: int, parallel: bool):
-    """This process's place in a run that torchrun started on several processes (None when
-    alone). Ranks other than 0 train silently; rank 0 shows progress and writes the run."""
-    if _world_size() <= 1:
+def _distributed_world(registry, recipes, overrides, resume_from, runs_dir: Path, parallel: bool):
+    """This process's place in a run its backend started on several processes (None when
+    alone, and when the recipe or its backend cannot be made: the run then says why). Ranks
+    other than 0 train silently; rank 0 shows progress and writes the run."""
+    from gankit.distributed import join
+    from gankit.rundir import RunDir
+
+    resumed = None
+    if resume_from is not None:
+        run_dir = RunDir.latest(runs_dir) if resume_from == "latest" else RunDir(Path(resume_from))
+        if run_dir is None or not run_dir.recipe.is_file():
+            return None
+        resumed = run_dir.path
+    elif not recipes:
         return None
-    if parallel or recipe_count > 1:
-        fail("under torchrun gankit trains one run on every process: give one recipe, without --jobs or --ray")
-    from gankit.distributed import current
-
-    world = current()
+    try:
+        _, backend = _chosen_backend(registry, recipes, overrides, resumed)
+    except Exception:  # noqa: BLE001 -- the run builds the same recipe and backend next, and reports it in one line
+        return None
+    world = join(backend)
+    if world is None:
+        return None
+    if parallel or len(recipes) > 1:
+        fail("on several processes gankit trains one run on every process: give one recipe, without --jobs or --ray")
     if not world.writer:
         console.silence_output()
     return world
 
 
-def _start_torchrun(gpus: int, recipes, overrides, resume_from, runs_dir: Path, refused: bool) -> None:
-    """``gankit run --gpus K``: this same command under ``torchrun --nproc-per-node K``."""
+def _start_processes(gpus: int, recipes, overrides, resume_from, runs_dir: Path, refused: bool) -> None:
+    """``gankit run --gpus K``: this same command on K processes, as the run's backend starts them."""
     import subprocess
+
+    from gankit.backend import BackendError
+    from gankit.distributed import join, launch_command
 
     if refused or len(recipes) > 1:
         fail("--gpus trains one run on several GPUs: give one recipe, without --jobs, --ray or --dry-run")
-    if _world_size() > 1:
-        fail("--gpus starts torchrun itself: leave it out under torchrun")
-    import torch
-
-    if torch.cuda.device_count() < gpus:
-        fail(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} CUDA GPU(s); on CPUs run "
-             f"torchrun --nproc-per-node {gpus} -m gankit run RECIPE (gloo)")
-    arguments = [*map(str, recipes), *[f"--set={o}" for o in overrides], f"--runs-dir={runs_dir}"]
+    if not recipes and resume_from is None:
+        fail("name the recipe to train on several GPUs, e.g. gankit run recipes/dcgan_mnist.toml --gpus 2")
+    resumed = _run_to_resume(resume_from, runs_dir) if resume_from is not None else None
+    name, backend = _chosen_backend(_registry(), recipes, overrides, resumed)
+    if join(backend) is not None:
+        fail("--gpus starts the processes itself: leave it out when a launcher started this one")
+    arguments = ["run", *map(str, recipes), *[f"--set={o}" for o in overrides], f"--runs-dir={runs_dir}"]
     arguments += [f"--resume={resume_from}"] if resume_from else []
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
-               "-m", "gankit", "run", *arguments]
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process of the run; torchrun ends them
+    try:
+        command = launch_command(backend, name, gpus, arguments)
+    except BackendError as error:
+        fail(f"--gpus {gpus}: {error}")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process of the run; the launcher ends them
     sys.exit(subprocess.call(command))
 
 

@@ -325,7 +325,7 @@ def _one_clock(recipe: Recipe, world) -> None:
     agree on the step where it runs out."""
     if world is not None and recipe.train.max_seconds is not None:
         raise RunError("train.max_seconds: a time budget is for runs of one process; a distributed run (--gpus, "
-                       "torchrun) ends by train.steps or train.epochs; remove max_seconds")
+                       "or a launcher) ends by train.steps or train.epochs; remove max_seconds")
 
 
 def load_generator(registry, run_dir: Path, checkpoint: str | None = None):

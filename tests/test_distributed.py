@@ -5,6 +5,7 @@ ends; and it resumes exactly."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,22 @@ def test_gpus_without_enough_gpus_is_a_one_line_error(recipe):
     wanted = torch.cuda.device_count() + 1
     result = CliRunner().invoke(main, ["run", str(recipe), "--gpus", str(wanted)])
     assert result.exit_code == 2 and f"--gpus {wanted}: this machine has" in result.output
+
+
+def test_gpus_with_a_backend_that_trains_in_one_process_is_a_one_line_error(write_recipe):
+    """The tensorflow backend offers no launcher: ``--gpus`` is refused before anything starts."""
+    recipe = write_recipe(backend={"use": "tensorflow", "device": "cpu"}, train={"steps": 2, **TRAIN}, export=[])
+    result = CliRunner().invoke(main, ["run", str(recipe), "--gpus", "2"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "error: --gpus 2: backend 'tensorflow' trains a run in one process only; leave out --gpus, or choose a "
+        "backend that trains on several (gankit list-plugins --kind backend)"], result.output
+
+
+def test_the_core_names_no_launcher_or_collectives_of_torch():
+    """The framework-free core asks the run's backend for its processes: torch's launcher and
+    collectives are the torch backend's."""
+    from gankit import cli, distributed, runner
+
+    for module in (cli, distributed, runner):
+        assert re.findall(r"import torch|torch\.|torchrun", Path(module.__file__).read_text()) == [], module

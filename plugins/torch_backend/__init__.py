@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from gankit import hookimpl
-from gankit.backend import BackendParams, lazy_backend
+from gankit.backend import BackendParams
 
 
 class TorchParams(BackendParams):
@@ -23,13 +23,30 @@ class TorchParams(BackendParams):
                                  "the statistics of the whole batch, not of each process's share")
 
 
-def _trainer():
-    from gankit_plugins.torch_backend.trainer import TorchTrainer
+class TorchBackend:
+    """Trainers (torch imported when the first is made), and one run on several processes
+    started by torchrun (``gankit run --gpus K``)."""
 
-    return TorchTrainer
+    def __init__(self, params: TorchParams):
+        self.params = params
+
+    def trainer(self, architecture, spec, train, seed: int):
+        from gankit_plugins.torch_backend.trainer import TorchTrainer
+
+        return TorchTrainer(self.params, architecture, spec, train, seed)
+
+    def launch_command(self, processes: int, arguments: list[str]) -> list[str]:
+        from gankit_plugins.torch_backend.world import launch_command
+
+        return launch_command(processes, arguments)
+
+    def world(self):
+        from gankit_plugins.torch_backend.world import join
+
+        return join()
 
 
 @hookimpl
 def register_backends(register):
-    register("torch", lazy_backend(_trainer), params=TorchParams, requires=("torch", "safetensors"),
+    register("torch", TorchBackend, params=TorchParams, requires=("torch", "safetensors"),
              description="PyTorch: CPU, CUDA or Apple MPS; safetensors checkpoints")
