@@ -775,7 +775,8 @@ def search_best(search_dir: Path, output: Path, rank: int) -> None:
 
 @main.command("new-plugin")
 @click.argument("name")
-@click.option("--kind", "kinds", multiple=True, required=True, type=click.Choice(("architecture", "dataset", "exporter")),
+@click.option("--kind", "kinds", multiple=True, required=True,
+              type=click.Choice(("architecture", "dataset", "exporter", "metric")),
               help="What the plugin provides; repeat for more than one.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True,
               help="Where to write the package's folder, gankit-NAME.")

@@ -1,6 +1,6 @@
 """``gankit new-plugin``: write a ready plugin package from the templates in
 ``gankit/templates/plugin`` (the package in ``examples/gankit-example-plugin`` is their
-output for all three kinds)."""
+output for every kind)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gankit.errors import GankitError
 
-PLUGIN_KINDS = ("architecture", "dataset", "exporter")
+PLUGIN_KINDS = ("architecture", "dataset", "exporter", "metric")
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 TEMPLATES = {
     "pyproject.toml.j2": "pyproject.toml",

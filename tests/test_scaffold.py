@@ -5,6 +5,8 @@ runs their own tests: .ci/run.)"""
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import install_outside_package
 from gankit.cli import main
 from gankit.plugins import load_registry
 from gankit.recipe import build_recipe, read_toml
@@ -32,7 +35,7 @@ def test_the_example_package_is_exactly_what_new_plugin_writes():
                  and not any(part.endswith(".egg-info") for part in p.parts)}
     assert committed == render("example-plugin", list(PLUGIN_KINDS)), \
         "regenerate it: rm -r examples/gankit-example-plugin && gankit new-plugin example-plugin " \
-        "--kind architecture --kind dataset --kind exporter -o examples"
+        "--kind architecture --kind dataset --kind exporter --kind metric -o examples"
 
 
 @pytest.mark.parametrize("kind", PLUGIN_KINDS)
@@ -62,3 +65,17 @@ def test_new_plugin_refuses_a_taken_folder_and_a_bad_name(tmp_path):
     code, output = cli("new-plugin", "Bad_Name", "--kind", "dataset", "-o", tmp_path)
     assert code == 2 and "'Bad_Name': use lowercase letters" in output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gankit-twice"]
+
+
+def test_a_metric_package_passes_its_own_tests_installed_as_outside_packages_are(tmp_path):
+    """What .ci/run does with pip for the example package (every kind), here for the metric
+    kind alone and without pip: its tests, which call check_metric, pass."""
+    assert cli("new-plugin", "my-metric", "--kind", "metric", "-o", tmp_path)[0] == 0
+    folder = tmp_path / "gankit-my-metric"
+    site = install_outside_package(tmp_path / "site", "gankit-my-metric", "gankit_my_metric",
+                                   (folder / "gankit_my_metric" / "__init__.py").read_text(),
+                                   {"my-metric": "gankit_my_metric"})
+    shutil.rmtree(folder / "gankit_my_metric")  # the installed copy is the one the tests import
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=folder,
+                            env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True)
+    assert result.returncode == 0 and "3 passed" in result.stdout, result.stdout + result.stderr

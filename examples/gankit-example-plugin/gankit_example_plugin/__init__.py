@@ -1,4 +1,4 @@
-"""gankit-example-plugin: a gankit plugin providing an architecture, a dataset and an exporter.
+"""gankit-example-plugin: a gankit plugin providing an architecture, a dataset, an exporter and a metric.
 
 Every component declares its parameters with ranges (gankit.params.Params), so a mistake
 in a recipe is a one-line error before anything runs; gankit's docs/plugins.md is the
@@ -16,6 +16,7 @@ from pydantic import Field
 
 from gankit import hookimpl, nn
 from gankit.data import DataContext, DataError, ImageData
+from gankit.evaluation import Features
 from gankit.events import CheckpointSaved, RunFinished, RunStarted, StepLogged
 from gankit.files import write_text
 from gankit.params import Params
@@ -131,3 +132,36 @@ class ExamplePluginExporter:
 def register_exporters(register):
     register("example-plugin", ExamplePluginExporter, params=ExamplePluginExporterParams,
              description="the logged losses as a CSV file in the run directory")
+
+
+class ExamplePluginMetricParams(Params):
+    order: int = Field(2, ge=1, le=8, description="of the norm the gap between the means is measured with")
+
+
+class ExamplePluginMetric:
+    """The gap between the generated and the real features' means, in units of the real
+    features' spread (their root-mean-square distance from their mean): 0 for identical
+    sets, lower is better. A quick look beside FID, blind to how the features spread."""
+
+    uses_real = True
+    higher_is_better = False
+
+    def __init__(self, params: ExamplePluginMetricParams):
+        self.params = params
+
+    def describe(self) -> dict:
+        return {"library": f"numpy {np.__version__}", "function": "norm(mean(fake) - mean(real)) / spread(real)",
+                **self.params.model_dump()}
+
+    def compute(self, fake: Features, real: Features, seed: int) -> dict[str, float]:
+        generated, reference = (np.asarray(f.features, np.float64) for f in (fake, real))
+        centre = reference.mean(0)
+        spread = np.sqrt(((reference - centre) ** 2).sum(1).mean())
+        gap = np.linalg.norm(generated.mean(0) - centre, ord=self.params.order)
+        return {"example-plugin": float(gap / max(spread, 1e-12))}  # the score named like the metric is its headline
+
+
+@hookimpl
+def register_metrics(register):
+    register("example-plugin", ExamplePluginMetric, params=ExamplePluginMetricParams,
+             description="gap between the generated and real features' means, over the real spread (lower is better)")

@@ -4,13 +4,12 @@ this plugin promises beyond them. Install the package first: pip install -e ".[t
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from gankit.cli import main
 from gankit.data import DataSpec
-from gankit.testing import check_architecture, check_dataset, check_exporter, installed_backends
+from gankit.testing import check_architecture, check_dataset, check_exporter, check_metric, installed_backends
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipe.toml"
 
@@ -41,6 +40,18 @@ def test_the_exporter_survives_a_run_and_a_resume_without_repeating_a_step(tmp_p
     assert all(float(row["d_loss"]) > 0 for row in rows)
 
 
+def test_the_metric_scores_identical_features_0_and_disjoint_ones_more():
+    scores = check_metric("example-plugin", scores=["example-plugin"])
+    assert scores["identical"]["example-plugin"] == 0 and scores["disjoint"]["example-plugin"] > 1
+
+
+def test_the_norm_order_reaches_the_metric():
+    taxicab = check_metric("example-plugin", {"order": 1})["disjoint"]["example-plugin"]
+    euclidean = check_metric("example-plugin", {"order": 2})["disjoint"]["example-plugin"]
+    assert taxicab > euclidean, "a gap along every axis is longer measured along each axis in turn"
+
+
 def test_the_recipe_is_valid():
-    result = CliRunner().invoke(main, ["run", str(RECIPE), "--dry-run"])
-    assert result.exit_code == 0, result.output
+    result = subprocess.run([sys.executable, "-m", "gankit", "run", str(RECIPE), "--dry-run"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,91 @@
+"""``check_exporter``: an exporter survives a run as a user's run goes: stopped with
+Ctrl-C partway, then resumed to the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from gankit.data import DataContext
+from gankit.errors import GankitError
+from gankit.events import RunStarted, StepLogged
+from gankit.plugins import load_registry
+from gankit.registry import Registry
+from gankit.testing.common import component, cpu
+from gankit.testing.fixtures import FIXTURE_ARCHITECTURE, FIXTURE_DATASET, installed_backends, with_fixtures
+
+
+class _CtrlC:
+    """Stops a run as Ctrl-C does (``gankit run``'s stop flag: the runner's ``should_stop``)
+    once step ``stop_at`` is trained."""
+
+    def __init__(self, stop_at: int):
+        self.stop_at = stop_at
+        self.logged: int | None = None
+        """The last step logged (the start step before any); None before the loop starts."""
+
+    def handle(self, event) -> None:
+        if isinstance(event, (RunStarted, StepLogged)):
+            self.logged = event.start_step if isinstance(event, RunStarted) else event.step
+
+    def should_stop(self) -> bool:
+        """Asked after each step is trained, before it is logged (every step is: log_every = 1)."""
+        return self.logged is not None and self.logged + 1 >= self.stop_at
+
+
+def check_exporter(name: str, directory: Path, params: dict[str, Any] | None = None, *,
+                   with_exporters: Iterable[dict[str, Any]] = (), steps: int = 4, backend: str | None = None,
+                   registry: Registry | None = None) -> Path:
+    """A real run in ``directory / "runs"`` with exporter ``name`` (and ``params``) after
+    ``with_exporters`` (e.g. ``[{"use": "png"}]`` for one that reads the png grids): the
+    kit's small dense network trained on its labelled squares for ``steps`` steps (at least 2) of 16
+    images on ``backend`` (default: the first installed), logging every step. The run is
+    stopped at ``steps // 2`` as Ctrl-C stops it (a checkpoint, then ``RunFinished`` with
+    status ``interrupted``) and resumed, by a fresh exporter, to the end. An exporter
+    failure, even at the end, fails the check. Returns the run's directory for your own
+    assertions on its files; ``directory`` may hold earlier runs."""
+    from gankit.recipe import load_recipe
+    from gankit.runner import resume, run
+
+    if steps < 2:
+        raise ValueError(f"check_exporter needs steps >= 2 to interrupt and resume a run (got {steps})")
+    registry = with_fixtures(registry or load_registry())
+    backend = backend or installed_backends(registry)[0]
+    recipe = {
+        "name": f"check-{name}",
+        "dataset": {"use": FIXTURE_DATASET},
+        "architecture": {"use": FIXTURE_ARCHITECTURE},
+        "backend": {"use": backend, **cpu(component(registry, "backend", backend))},
+        "train": {"steps": steps, "batch_size": 16, "log_every": 1, "checkpoint_every": steps,
+                  "on_exporter_error": "stop"},
+        "export": [*with_exporters, {"use": name, **(params or {})}],
+    }
+    path = directory / f"check-{name}.toml"
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(recipe))
+    warnings: list[str] = []
+    context = DataContext(warn=warnings.append, info=lambda message: None)
+
+    def session(what: str, start, status: str, step: int) -> Path:
+        """Run a session; it must end with ``status`` at ``step``, and no exporter may fail
+        (not even at the end, which the status cannot show)."""
+        try:
+            finished = (result := start()).finished
+        except GankitError as error:
+            raise AssertionError(f"{what}: {error}") from None
+        assert (finished.status, finished.step) == (status, step), \
+            f"{what} ended {finished.status} at step {finished.step}, not {status} at {step}: {finished.message}" \
+            + "".join(f"\n  warning: {warning}" for warning in warnings)
+        failed = [warning for warning in warnings if "failed at step" in warning]
+        assert not failed, f"{what}: {'; '.join(failed)}"
+        return result.run_dir
+
+    ctrl_c = _CtrlC(steps // 2)
+    run_dir = session("the first session", lambda: run(load_recipe(path, [], registry), runs_root=directory / "runs",
+                                                       context=context, listeners=[ctrl_c.handle],
+                                                       should_stop=ctrl_c.should_stop), "interrupted", steps // 2)
+    session("the resumed session", lambda: resume(run_dir, registry, context=context), "completed", steps)
+    return run_dir
