@@ -38,6 +38,9 @@ class BackendError(GankitError):
 
 
 class Trainer(Protocol):
+    """What a backend's ``trainer(...)`` returns: one run's networks, optimizers, device,
+    random state and checkpoints, trained one step at a time."""
+
     latent_dim: int
     """The size of the generator's noise vector."""
 
@@ -71,7 +74,9 @@ class Trainer(Protocol):
                             labels: np.ndarray | None = None) -> np.ndarray:
         """Optional (``gankit sample --seeds``, ``--truncation``, ``gankit interpolate``): the
         images of the given noise, float32 (N, ``latent_dim``), as ``generate`` draws them
-        (``generate(count, seed)`` is this of ``gankit.noise.sample_noise(seed, count, ...)``)."""
+        (``generate(count, seed)`` is this of ``gankit.noise.sample_noise(seed, count, ...)``).
+        Where ``mixes_classes`` (a property) is true, ``labels`` may instead be float class
+        weights (N, classes), which mix the classes' embeddings (``gankit interpolate --classes``)."""
 
     def save(self, directory: Path) -> None:
         """Write everything needed to continue training into the (empty) directory."""
@@ -137,17 +142,35 @@ class Primitives(Protocol):
     def batch_uniform(self, like: Any) -> Any:
         """U(0, 1) noise shaped (N, 1, ...) to broadcast over ``like``, from the noise generator."""
 
-    def stop_gradient(self, x: Any) -> Any: ...
-    def mean(self, x: Any) -> Any: ...
-    def sum(self, x: Any) -> Any: ...
+    def stop_gradient(self, x: Any) -> Any:
+        """``x``, through which no gradient flows."""
+
+    def mean(self, x: Any) -> Any:
+        """The mean of every element: a scalar."""
+
+    def sum(self, x: Any) -> Any:
+        """The sum of every element: a scalar."""
+
     def sum_per_sample(self, x: Any) -> Any:
         """The sum over every axis but the first: shape (N,)."""
-    def sqrt(self, x: Any) -> Any: ...
-    def softplus(self, x: Any) -> Any: ...
-    def relu(self, x: Any) -> Any: ...
-    def sigmoid(self, x: Any) -> Any: ...
-    def sign(self, x: Any) -> Any: ...
-    def matvec(self, matrix: Any, vector: Any, *, transpose: bool = False) -> Any: ...
+
+    def sqrt(self, x: Any) -> Any:
+        """Elementwise square root."""
+
+    def softplus(self, x: Any) -> Any:
+        """Elementwise ``log(1 + exp(x))``, computed stably."""
+
+    def relu(self, x: Any) -> Any:
+        """Elementwise ``max(x, 0)``."""
+
+    def sigmoid(self, x: Any) -> Any:
+        """Elementwise ``1 / (1 + exp(-x))``."""
+
+    def sign(self, x: Any) -> Any:
+        """Elementwise -1, 0 or 1."""
+
+    def matvec(self, matrix: Any, vector: Any, *, transpose: bool = False) -> Any:
+        """``matrix @ vector`` (``matrix.T @ vector`` with ``transpose``), for spectral norm's power iteration."""
 
     def per_sample(self, values: Any) -> Any:
         """Per-image values (N,) shaped to broadcast over a batch of images."""
@@ -175,6 +198,38 @@ class Primitives(Protocol):
     def advance_spectral_norm(self, network: str) -> None:
         """``u <- gankit.spectral.advance(self, matrix, u)`` for every spectral-normalised
         layer of that network (its weight as a (rows = outputs) x columns matrix)."""
+
+    # Optional: what ``gankit.projection`` computes with (``gankit project``).
+
+    def forward_sampler(self, z: Any, labels: Any = None, *, raw: bool = False) -> Any:
+        """The generator as it samples (the EMA one unless ``raw``; BatchNorm on its running
+        statistics), differentiable in ``z``: images in [-1, 1] in the backend's layout."""
+
+    def tensor(self, array: np.ndarray) -> Any:
+        """A numpy array as a tensor of the same dtype on the backend's device."""
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A tensor's values as a numpy array of the same dtype, on the host."""
+
+    def image_batch(self, images: np.ndarray) -> Any:
+        """uint8 (N, H, W, C) images as the generator's output looks: floats in [-1, 1], the backend's layout."""
+
+
+class World(Protocol):
+    """The processes that train one run together, as a backend's ``world()`` joined them:
+    this one is ``rank`` (rank 0 alone writes the run directory and shows progress) of
+    ``size``. Every rank calls ``share`` and ``any`` at the same points."""
+
+    rank: int
+    """This process's place, 0 to ``size - 1``."""
+    size: int
+    """How many processes train the run (more than one)."""
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` (any picklable object), on every rank."""
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (so that every rank stops at the same step)."""
 
 
 class Backend(Protocol):
@@ -214,38 +269,6 @@ class Device:
 
     kind: str
     index: int = 0
-    # Optional: what ``gankit.projection`` computes with (``gankit project``).
-
-    def forward_sampler(self, z: Any, labels: Any = None, *, raw: bool = False) -> Any:
-        """The generator as it samples (the EMA one unless ``raw``; BatchNorm on its running
-        statistics), differentiable in ``z``: images in [-1, 1] in the backend's layout."""
-
-    def tensor(self, array: np.ndarray) -> Any:
-        """A numpy array as a tensor of the same dtype on the backend's device."""
-
-    def to_numpy(self, x: Any) -> np.ndarray:
-        """A tensor's values as a numpy array of the same dtype, on the host."""
-
-    def image_batch(self, images: np.ndarray) -> Any:
-        """uint8 (N, H, W, C) images as the generator's output looks: floats in [-1, 1], the backend's layout."""
-
-
-class World(Protocol):
-    """The processes that train one run together, as a backend's ``world()`` joined them:
-    this one is ``rank`` (rank 0 alone writes the run directory and shows progress) of
-    ``size``. Every rank calls ``share`` and ``any`` at the same points."""
-
-    rank: int
-    """This process's place, 0 to ``size - 1``."""
-    size: int
-    """How many processes train the run (more than one)."""
-
-    def share(self, value: Any) -> Any:
-        """Rank 0's ``value`` (any picklable object), on every rank."""
-
-    def any(self, flag: bool) -> bool:
-        """Whether ``flag`` is true on any rank (so that every rank stops at the same step)."""
-
 
     def __str__(self) -> str:
         return self.kind if self.kind == "cpu" else f"{self.kind}:{self.index}"

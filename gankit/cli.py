@@ -568,11 +568,15 @@ def sample(run_dir: Path, count: int | None, output: Path, seed: int, seeds: str
 @click.option("--scale", default=0, type=click.IntRange(0, 64), help="Enlarge each frame; default: to 256 pixels wide.")
 @click.option("--class", "class_name", metavar="CLASS",
               help="Conditional runs: every walk draws this class (default: walk k draws class k).")
+@click.option("--classes", "class_walk", metavar="3,8",
+              help="Conditional runs: walk from class to class (names or indices, in order), each walk holding one "
+                   "seed's latent (--seeds: one per walk).")
 @click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
 @click.option("--raw", is_flag=True, help="Use the trained generator, not its EMA (for runs with train.ema).")
 def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps: int, linear: bool, shape: str,
-                psi: float, scale: int, class_name: str | None, checkpoint: str | None, raw: bool) -> None:
-    """Write a walk between seeds' images as a GIF or an MP4."""
+                psi: float, scale: int, class_name: str | None, class_walk: str | None, checkpoint: str | None,
+                raw: bool) -> None:
+    """Write a walk between seeds' images, or between classes, as a GIF or an MP4."""
     import re
 
     from gankit.interpolation import Walk, interpolate_run
@@ -585,8 +589,9 @@ def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps
         fail(f"--grid {shape}: write COLUMNSxROWS, e.g. 4x2, at most 256 walks")
     try:
         check_truncation(psi)
+        walked = tuple(name.strip() for name in class_walk.split(",")) if class_walk is not None else ()
         plan = Walk(parse_seeds(seeds) if seeds is not None else None, frames, fps, not linear,
-                    int(match[1]), int(match[2]), psi, scale)
+                    int(match[1]), int(match[2]), psi, scale, walked)
         plan.keyframe_seeds()
     except ValueError as error:
         fail(str(error))
@@ -598,12 +603,50 @@ def interpolate(run_dir: Path, output: Path, seeds: str | None, frames: int, fps
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--metric", "metrics", multiple=True, default=("fid,kid,is",), show_default=True,
+@click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="The latent's .npz; the reconstruction (.png) and the optimisation (.gif) go beside it. "
+                   "Default: RUN_DIR/projections/IMAGE.npz.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 100_000), help="Optimisation steps.")
+@click.option("--class", "class_name", metavar="CLASS",
+              help="Conditional runs: project onto this class (a name or an index). Default: try every class.")
+@click.option("--resize", is_flag=True, help="Resize and convert an image that is not the run's size and colours.")
+@click.option("--feature-weight", type=click.FloatRange(min=0), metavar="W",
+              help="Weight of the feature loss (0: pixels alone). Default: 0.1 where the features are "
+                   "differentiable on the run's backend, else 0.")
+@click.option("--features",
+              help="Feature extractor of the feature loss, with any parameters, as in gankit evaluate "
+                   "(domain:steps=300). Default: the one the plugins mark as default (bundled: domain).")
+@click.option("--checkpoint", help="A checkpoint of the run (best, step_00000500) or a path; default: the last.")
+@click.option("--raw", is_flag=True, help="Use the trained generator, not its EMA (for runs with train.ema).")
+def project(run_dir: Path, image: Path, output: Path | None, steps: int, class_name: str | None, resize: bool,
+            feature_weight: float | None, features: str, checkpoint: str | None, raw: bool) -> None:
+    """Find the latent (and class) whose generated image best matches IMAGE."""
+    from gankit.projection import ProjectPlan, project_run
+    from gankit.safekeeping import writable_root
+
+    output = output or run_dir / "projections" / f"{image.stem}.npz"
+    if output.suffix.lower() != ".npz":
+        fail(f"-o {output}: use an .npz file name (the .png and .gif are written beside it)")
+    plan = ProjectPlan(steps=steps, class_name=class_name, resize=resize, raw=raw, feature_weight=feature_weight,
+                      features=_features_option(features) if features else None)
+    with failing_in_one_line(output):
+        writable_root(output.parent, "-o")
+        projected = project_run(_registry(), run_dir, image, output, plan, checkpoint, info=console.info)
+    chosen = f", class {projected.label}" if projected.label is not None else ""
+    console.info(f"projected {image} onto {projected.checkpoint}{chosen}: mean absolute error "
+                 f"{projected.error:.2f} of 255 (from {projected.start_error:.2f}); wrote {output} and its .png and .gif")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--metric", "metrics", multiple=True,
               help="Comma-separated metrics, each with any parameters: fid,precision:k=5,kid:subsets=50,subset_size=500. "
-                   "Repeatable.")
-@click.option("--features", default="domain", show_default=True,
+                   "Repeatable. Default: every metric the plugins mark as default (bundled: fid, kid, is).")
+@click.option("--features",
               help="Feature extractor, with any parameters: domain (trained on the run's data, no download; "
-                   "domain:steps=300) or inception (the standard FID one; inception:weights=PATH).")
+                   "domain:steps=300) or inception (the standard FID one; inception:weights=PATH). "
+                   "Default: the one the plugins mark as default (bundled: domain).")
 @click.option("-n", "count", default=10_000, show_default=True, type=click.IntRange(2, 1_000_000),
               help="Generated images; as many real ones, at most the whole split.")
 @click.option("--reference", type=click.Path(path_type=Path, dir_okay=False),
@@ -623,14 +666,16 @@ def evaluate(run_dir: Path, metrics: tuple[str, ...], features: str, count: int,
     from gankit.sampling import UnsavedScores, evaluate_run
 
     try:
-        entries = parse_metric_option(metrics)
+        entries = parse_metric_option(metrics) if metrics else None
     except ValueError as error:
         fail(f"--metric: {error}")
-    config = EvalConfig(metrics=entries, features=_features_option(features), n=count, seed=seed, split=split,
-                        reference=str(reference) if reference else None)
+    registry = _registry()
+    config = EvalConfig(metrics=entries, features=_features_option(features) if features else None, n=count,
+                        seed=seed, split=split, reference=str(reference) if reference else None)
+    config = config.with_defaults(registry, all_metrics=True)
     try:
         with console.work_progress() as progress:
-            record = evaluate_run(_registry(), run_dir, config, checkpoint=checkpoint, raw=raw,
+            record = evaluate_run(registry, run_dir, config, checkpoint=checkpoint, raw=raw,
                                   info=console.info, warn=console.warn, progress=progress)
     except UnsavedScores as unsaved:
         console.eval_table(unsaved.record)
@@ -653,8 +698,9 @@ def _features_option(text: str):
 @click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "output", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="The reference file to write (.npz).")
-@click.option("--features", default="domain", show_default=True,
-              help="Feature extractor, with any parameters, as in gankit evaluate (domain:steps=300).")
+@click.option("--features",
+              help="Feature extractor, with any parameters, as in gankit evaluate (domain:steps=300). "
+                   "Default: the one the plugins mark as default (bundled: domain).")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
 @click.option("-n", "count", default=10_000, show_default=True, type=click.IntRange(2, 1_000_000),
               help="Real images, at most the whole split (and as many more for the floor).")
@@ -667,7 +713,7 @@ def stats(recipe: Path, output: Path, features: str, split: str, count: int, see
     from gankit.recipe import load_recipe
     from gankit.sampling import write_stats
 
-    config = EvalConfig(features=_features_option(features), n=count, seed=seed, split=split)
+    config = EvalConfig(features=_features_option(features) if features else None, n=count, seed=seed, split=split)
     with failing_in_one_line(output):
         registry = _registry()
         with console.work_progress() as progress:

@@ -10,14 +10,14 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from gankit.errors import GankitError
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["DataSpec", "ImageData", "DataError", "DataContext", "default_cache_dir", "sha256_of", "md5_of",
+__all__ = ["DataSpec", "ImageData", "Dataset", "DataError", "DataContext", "default_cache_dir", "sha256_of", "md5_of",
            "download", "fixed_labels", "even_labels"]
 
 
@@ -96,6 +96,15 @@ class ImageData:
         return bool(self.class_names) and bool(len(self.labels)) and int(self.labels.min()) >= 0
 
 
+class Dataset(Protocol):
+    """What a dataset plugin's factory returns."""
+
+    def load(self, split: str) -> ImageData:
+        """The images of ``split``, ``"train"`` or ``"test"``: uint8 (N, H, W, C) with C 1 or 3,
+        and int64 labels (N,), -1 where unlabelled. A DataError saying how to fix it when
+        they cannot be had (missing, corrupt, no network)."""
+
+
 class DataError(GankitError):
     """The data cannot be had: missing, corrupt or unreadable. The message says how to fix it."""
 
@@ -113,8 +122,11 @@ class DataContext:
     """What a dataset plugin gets besides its parameters."""
 
     cache_dir: Path = field(default_factory=default_cache_dir)
+    """Where to keep downloads and anything made from them (``$GANKIT_CACHE``, else the user's cache)."""
     warn: Callable[[str], None] = print
+    """Show a warning: one line the user should read."""
     info: Callable[[str], None] = print
+    """Show progress (a download), one line."""
     warnings: list[str] = field(default_factory=list)
     """Every ``warn_once`` warning, shown or not (a run keeps what it was warned of in summary.json)."""
 

@@ -56,11 +56,12 @@ class PlanError(GankitError, ValueError):
 class EvalConfig(Params):
     every: Every = Field(Interval(0, "steps"),
                          description="during training: steps (500) or epochs ('1 epoch'); 0: at the end only")
-    metrics: list[MetricEntry] = Field(default_factory=lambda: ["fid"], min_length=1,
-                                       description=f"metric names, or tables with parameters ({METRIC_TABLE}); "
-                                                   "the first picks the best checkpoint")
-    features: FeaturesEntry = Field("domain", description="feature extractor: domain (no download) or inception (the "
-                                                          f"standard one), or a table with parameters ({FEATURES_TABLE})")
+    metrics: Optional[list[MetricEntry]] = Field(
+        None, min_length=1, description=f"metric names, or tables with parameters ({METRIC_TABLE}); the first picks "
+                                        "the best checkpoint; default: the first metric a plugin marks as default")
+    features: Optional[FeaturesEntry] = Field(
+        None, description=f"feature extractor, or a table with parameters ({FEATURES_TABLE}); default: the one a "
+                          "plugin marks as default")
     n: int = Field(2000, ge=2, le=1_000_000, description="generated images scored; real ones: as many, at most the split")
     seed: int = Field(0, ge=0, lt=2**32, description="seed of the generator's noise and of the real subset")
     split: Literal["train", "test"] = Field("train", description="the real images compared against")
@@ -69,7 +70,30 @@ class EvalConfig(Params):
 
     @property
     def extractor_name(self) -> str:
+        """The extractor's name; only once ``EvalPlan.resolve`` has filled in the default."""
+        if self.features is None:
+            raise LookupError("no feature extractor chosen yet: resolve the plan first")
         return entry_name(self.features)
+
+    def with_defaults(self, registry: Registry, *, all_metrics: bool = False) -> EvalConfig:
+        """This config with the metrics and extractor it leaves out filled in from the
+        plugins' defaults (``register(..., default=True)``): the first default metric, or
+        with ``all_metrics`` every one (``gankit evaluate``), and the first default
+        extractor. PlanError, one line, when none is installed."""
+        update: dict[str, Any] = {}
+        if self.metrics is None:
+            metrics = [c.name for c in registry.defaults("metric")]
+            if not metrics:
+                raise PlanError("metrics", "no installed metric plugin is marked as a default; name the metrics, "
+                                           f"e.g. metrics = [{METRIC_TABLE}]")
+            update["metrics"] = metrics if all_metrics else metrics[:1]
+        if self.features is None:
+            extractors = registry.defaults("feature_extractor")
+            if not extractors:
+                raise PlanError("features", "no installed feature extractor plugin is marked as a default; name "
+                                            f"one, e.g. features = {FEATURES_TABLE}")
+            update["features"] = extractors[0].name
+        return self.model_copy(update=update) if update else self
 
 
 @dataclass(frozen=True)
@@ -87,7 +111,9 @@ class EvalPlan:
     @classmethod
     def resolve(cls, config: EvalConfig, registry: Registry) -> EvalPlan:
         """LookupError (suggesting the closest name) when a metric or extractor is not
-        installed; PlanError, one line, for parameters a metric or the extractor does not take."""
+        installed; PlanError, one line, for parameters a metric or the extractor does not take.
+        What ``config`` leaves out comes from the plugins' defaults (``with_defaults``)."""
+        config = config.with_defaults(registry)
         metrics: dict[str, Component] = {}
         params: dict[str, BaseModel | None] = {}
         for entry in config.metrics:

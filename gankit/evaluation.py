@@ -71,10 +71,13 @@ class ExtractorContext:
     """What a feature extractor's factory gets besides its parameters."""
 
     cache_dir: Path
+    """Where to keep downloaded weights and anything trained (the same cache as datasets')."""
     training_data: Callable[[], ImageData]
     """The run's labelled training split, as the run's recipe configures the dataset."""
     info: Callable[[str], None] = print
+    """Show progress (a download, training a classifier), one line."""
     warn: Callable[[str], None] = print
+    """Show a warning: one line the user should read."""
 
 
 def data_sha256(data: ImageData) -> str:

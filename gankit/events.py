@@ -89,5 +89,9 @@ class Exporter(Protocol):
     """
 
     sample_every: Interval | None
+    """How often it wants the fixed-noise samples (a ``SamplesReady``), or None."""
 
-    def handle(self, event: Event) -> None: ...
+    def handle(self, event: Event) -> None:
+        """Every event of the run, in order: ``RunStarted`` first (again at each resume),
+        ``RunFinished`` last (not on an abort). What it raises disables it, or stops the run
+        (``train.on_exporter_error``)."""

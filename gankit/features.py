@@ -14,19 +14,21 @@ __all__ = ["Features"]
 
 @dataclass(frozen=True)
 class Features:
-    """An extractor's output for N images, float32: ``features`` (N, D), the embedding FID
-    and KID compare, and ``logits`` (N, K), the class scores the Inception Score reads.
-    A metric also gets ``labels`` (N,), int64: each image's class (the real ones' from the
-    dataset, -1 where unlabelled; the generated ones' the class they were drawn for), or
-    None when the images have none (an unconditional run); ``class_names`` names label i.
-    ``moments`` are the features' float64 mean and covariance where they were stored with
-    them (a reference file); ``mean_and_covariance()`` gives them either way."""
+    """An extractor's output for N images, and what a metric's ``compute`` gets."""
 
     features: np.ndarray
+    """float32 (N, D): the embedding FID and KID compare."""
     logits: np.ndarray
+    """float32 (N, K): the class scores the Inception Score reads."""
     labels: np.ndarray | None = None
+    """int64 (N,): each image's class (the real ones' from the dataset, -1 where unlabelled;
+    the generated ones' the class they were drawn for), or None when the images have none
+    (an unconditional run)."""
     class_names: tuple[str, ...] = ()
+    """The name of label i."""
     moments: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    """The features' float64 mean and covariance where they were stored with them (a
+    reference file); ``mean_and_covariance()`` gives them either way."""
 
     def __len__(self) -> int:
         return len(self.features)

@@ -26,7 +26,7 @@ hookspec = pluggy.HookspecMarker("gankit")
 
 @hookspec
 def register_datasets(register):
-    """Register datasets. ``factory(params, context)`` returns an object with
+    """Register datasets. ``factory(params, context)`` returns a ``gankit.data.Dataset``:
     ``load(split) -> gankit.data.ImageData`` giving uint8 (N, H, W, C) images and labels.
     ``context`` is a ``gankit.data.DataContext`` (cache directory, warnings)."""
 
@@ -40,8 +40,10 @@ def register_architectures(register):
 
 @hookspec
 def register_backends(register):
-    """Register backends. ``factory(params)`` returns a ``gankit.backend.Backend``: it
-    compiles ``gankit.nn`` networks, owns the training loop, checkpoints and sampling."""
+    """Register backends. ``factory(params)`` returns a ``gankit.backend.Backend``: its
+    ``trainer(architecture, spec, train, seed)`` compiles ``gankit.nn`` networks and owns the
+    networks, optimizers, checkpoints and sampling; optionally ``launch_command`` and
+    ``world()`` train one run on several processes (``gankit run --gpus K``)."""
 
 
 @hookspec
@@ -49,7 +51,7 @@ def register_exporters(register):
     """Register exporters. ``factory(params, run_dir)`` returns a ``gankit.events.Exporter``
     that receives every event of a run (samples, checkpoints, the end of the run).
     ``run_dir`` is a ``gankit.rundir.RunDir``: it names the run's files (``samples``,
-    ``sample_grid(step)``, ``progress_gif``, ...) and is path-like (``run_dir / "x"``).
+    ``sample_images()``, ``animations()``, ``metrics``, ...) and is path-like (``run_dir / "x"``).
     A factory that reads another exporter's files says so with ``needs_exporters``
     (``gif`` has ``("png",)``): a recipe without them is refused before anything runs."""
 

@@ -1,5 +1,6 @@
-"""``gankit interpolate``: a walk through the latents of chosen seeds, as a GIF (or an MP4),
-one walk or a grid of them, drawn by any backend that can draw given noise."""
+"""``gankit interpolate``: a walk through the latents of chosen seeds, or (a conditional run
+whose generator mixes classes) from class to class with a seed's latent held, as a GIF (or
+an MP4), one walk or a grid of them, drawn by any backend that can draw given noise."""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class Walk:
     truncation: float = 1.0
     scale: int = 0
     """Enlarge each frame by this factor; 0: enough to be at least ``SMALLEST_WIDTH`` wide."""
+    classes: tuple[str, ...] = ()
+    """Walk through these classes (names or indices) in order instead of through seeds:
+    each walk holds one seed's latent (``seeds``: one per walk, default 0, 1, ...)."""
 
     @property
     def walks(self) -> int:
@@ -46,6 +50,8 @@ class Walk:
 
     def keyframe_seeds(self) -> list[list[int]]:
         """Each walk's seeds (a one-line ValueError when they do not share out)."""
+        if self.classes:
+            return self._class_walk_seeds()
         seeds = self.seeds if self.seeds is not None else list(range(KEYFRAMES_PER_WALK * self.walks))
         if len(seeds) % self.walks or len(seeds) // self.walks < 2:
             shape = f"--grid {self.columns}x{self.rows}: " if self.walks > 1 else ""
@@ -57,6 +63,19 @@ class Walk:
         share = len(seeds) // self.walks
         return [seeds[start:start + share] for start in range(0, len(seeds), share)]
 
+    def _class_walk_seeds(self) -> list[list[int]]:
+        seeds = self.seeds if self.seeds is not None else list(range(self.walks))
+        if len(self.classes) < 2:
+            raise ValueError(f"--classes {','.join(self.classes)}: a walk between classes needs at least two")
+        if len(seeds) != self.walks:
+            raise ValueError(f"--seeds: a walk between classes holds one seed's latent, so {self.walks} walk"
+                             f"{'s' * (self.walks > 1)} take{'s' * (self.walks == 1)} {self.walks} seed"
+                             f"{'s' * (self.walks > 1)}; got {len(seeds)}")
+        if self.frames < len(self.classes):
+            raise ValueError(f"--frames {self.frames}: a walk through {len(self.classes)} classes needs at least "
+                             "as many frames")
+        return [[seed] for seed in seeds]
+
 
 def interpolate_run(registry: Registry, run_dir: Path, plan: Walk, output: Path, checkpoint: str | None = None,
                     *, raw: bool = False, class_name: str | None = None) -> tuple[Path, int]:
@@ -67,14 +86,22 @@ def interpolate_run(registry: Registry, run_dir: Path, plan: Walk, output: Path,
 
     keyframes = plan.keyframe_seeds()
     spec = RunDir(run_dir).spec()
+    if plan.classes and class_name is not None:
+        raise RunError("--class and --classes: give one (--classes walks between classes, --class fixes one)")
     _, trainer, checkpoint = load_generator(registry, run_dir, checkpoint)
     classes = trainer_classes(trainer)
-    if class_name is not None and not classes:
-        raise RunError(f"--class: {run_dir} is not a conditional run")
-    noise = np.stack([walk(seed_noise(seeds, trainer.latent_dim), plan.frames, spherical=plan.spherical)
-                      for seeds in keyframes], axis=1)  # (frames, walks, latent)
+    if (class_name is not None or plan.classes) and not classes:
+        raise RunError(f"--class{'es' * bool(plan.classes)}: {run_dir} is not a conditional run")
+    if plan.classes:  # one seed's latent in every frame of a walk; the class weights move
+        noise = np.stack([np.repeat(seed_noise(seeds, trainer.latent_dim), plan.frames, axis=0)
+                          for seeds in keyframes], axis=1)
+    else:
+        noise = np.stack([walk(seed_noise(seeds, trainer.latent_dim), plan.frames, spherical=plan.spherical)
+                          for seeds in keyframes], axis=1)  # (frames, walks, latent)
     labels = None
-    if classes:
+    if plan.classes:
+        labels = np.repeat(_class_weights(trainer, spec, plan, run_dir), plan.walks, axis=0)
+    elif classes:
         try:
             chosen = [spec.class_index(class_name)] * plan.walks if class_name is not None else \
                 [walk_index % classes for walk_index in range(plan.walks)]
@@ -90,6 +117,20 @@ def interpolate_run(registry: Registry, run_dir: Path, plan: Walk, output: Path,
         frames = [frame.repeat(scale, axis=0).repeat(scale, axis=1) for frame in frames]
     write_bytes(output, _encode(frames, output, plan.fps))
     return checkpoint, len(frames)
+
+
+def _class_weights(trainer, spec, plan: Walk, run_dir: Path):
+    """The class weights (frames, classes) of a straight walk through ``plan.classes``."""
+    import numpy as np
+
+    if not getattr(trainer, "mixes_classes", False):
+        raise RunError(f"--classes: the generator of {run_dir} cannot mix classes (only a gankit.nn description's "
+                       "conditional layers take class weights); use --class to walk between seeds within one class")
+    try:
+        chosen = [spec.class_index(name) for name in plan.classes]
+    except ValueError as error:
+        raise RunError(f"--classes: {error}") from None
+    return walk(np.eye(trainer_classes(trainer), dtype=np.float32)[chosen], plan.frames, spherical=False)
 
 
 def _encode(frames, output: Path, fps: int) -> bytes:

@@ -61,6 +61,9 @@ class Dense:
 
 @dataclass(frozen=True)
 class Conv:
+    """(H, W, C) -> (H', W', ``filters``): a ``kernel`` x ``kernel`` convolution with ``stride``;
+    ``padding`` ``"same"`` (H' = ceil(H / stride), TensorFlow's rule) or ``"valid"`` (no padding)."""
+
     filters: int
     kernel: int
     stride: int = 1
@@ -71,6 +74,10 @@ class Conv:
 
 @dataclass(frozen=True)
 class ConvTranspose:
+    """(H, W, C) -> (H', W', ``filters``): the transposed convolution that upsamples by
+    ``stride``; ``padding`` ``"same"`` (H' = H * stride) or ``"valid"`` (H' = H * stride +
+    max(kernel - stride, 0))."""
+
     filters: int
     kernel: int
     stride: int = 1
@@ -81,43 +88,55 @@ class ConvTranspose:
 
 @dataclass(frozen=True)
 class BatchNorm:
+    """Normalise each channel with the batch's mean and (biased) variance, then a learned
+    scale and shift; ``momentum`` is the fraction of the running statistics kept each step
+    (Keras's meaning), ``eps`` is added to the variance."""
+
     momentum: float = 0.9
     eps: float = 1e-5
 
 
 @dataclass(frozen=True)
 class Dropout:
+    """Zero each value with probability ``rate`` in training (scaling the rest by
+    1 / (1 - rate)); the identity when sampling."""
+
     rate: float
 
 
 @dataclass(frozen=True)
 class LeakyReLU:
+    """``max(x, slope * x)``."""
+
     slope: float = 0.2
 
 
 @dataclass(frozen=True)
 class ReLU:
-    pass
+    """``max(x, 0)``."""
 
 
 @dataclass(frozen=True)
 class Tanh:
-    pass
+    """``tanh(x)``, into (-1, 1): a generator's last layer."""
 
 
 @dataclass(frozen=True)
 class Sigmoid:
-    pass
+    """``1 / (1 + exp(-x))``, into (0, 1) (not for a discriminator's end: the losses apply it)."""
 
 
 @dataclass(frozen=True)
 class Reshape:
+    """Any input -> ``shape``, (H, W, C) or a vector, of the same number of values, taken in
+    the backend's own layout (torch channels first, TensorFlow channels last)."""
+
     shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class Flatten:
-    pass
+    """(H, W, C) -> (H * W * C,), the values in the backend's own layout (as ``Reshape``)."""
 
 
 @dataclass(frozen=True)
@@ -334,7 +353,9 @@ def _check_batch_size(layers: tuple, shape: tuple[int, ...], classes: int, batch
 @dataclass(frozen=True)
 class Network:
     """A sequence of layers applied to inputs of ``input_shape`` (and, with ``classes``, to
-    a class label per input)."""
+    a class label 0..classes-1 per input, which its conditional layers read). ``init`` is
+    the weight initialisation: ``"default"`` (the framework's own), ``"glorot_uniform"`` or
+    ``"normal:STD"`` (DCGAN's), as the module's docstring defines them."""
 
     input_shape: tuple[int, ...]
     layers: tuple[Layer, ...]

@@ -49,7 +49,7 @@ def checked_params(model: type[M] | None, values: dict[str, Any]) -> M | None:
     an unknown key with the closest known one, or a bad value with what was given. The one
     validation behind recipes, ``[eval]``, the command line and ``gankit.testing``; each
     frames the line with where the values came from."""
-    known = sorted(model.model_fields) if model is not None else []
+    known = list(model.model_fields) if model is not None else []
 
     def unknown(key: str) -> BadParams:
         close = difflib.get_close_matches(key, known, n=1)

@@ -165,7 +165,7 @@ def collect(pm: pluggy.PluginManager, providers: dict[str, str], broken: list[Br
 
 
 def _register_into(staged: list[Component], kind: str, provider: str, plugin: str):
-    def register(name, factory, *, description, params=None, requires=(), backends=None):
+    def register(name, factory, *, description, params=None, requires=(), backends=None, default=False):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {kind} has an empty or non-string name {name!r}")
         if not callable(factory):
@@ -181,6 +181,7 @@ def _register_into(staged: list[Component], kind: str, provider: str, plugin: st
                 requires=tuple(requires),
                 backends=backends if backends is None or callable(backends) else tuple(backends),
                 plugin=plugin,
+                default=bool(default),
             )
         )
 

@@ -32,6 +32,8 @@ class Component:
     """Architectures: the backends it gives native builders for (None: it is described with
     gankit.nn and runs on every backend), or a function of its validated parameters giving
     that (a native variant that one parameter chooses); read it with ``backends_for``."""
+    default: bool = False
+    """Metrics and feature extractors: used when a recipe or command names none of its kind."""
     plugin: str = ""
     """The name the providing plugin was loaded under: what ``GANKIT_DISABLE_PLUGINS`` takes."""
 
@@ -168,6 +170,12 @@ class Registry:
     def of_kind(self, kind: str) -> list[Component]:
         """The usable components of ``kind`` (contested names are left out), by name."""
         return sorted((c for c in self.components.values() if c.kind == kind), key=lambda c: c.name)
+
+    def defaults(self, kind: str) -> list[Component]:
+        """The components of ``kind`` registered with ``default=True``, in the order they
+        were registered, an outside plugin's before the bundled ones."""
+        marked = [c for c in self.components.values() if c.kind == kind and c.default]
+        return sorted(marked, key=lambda c: c.provider == "builtin")
 
     def contested(self, kind: str) -> list[Conflict]:
         return [c for c in self.conflicts.values() if c.kind == kind]

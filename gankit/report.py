@@ -166,7 +166,7 @@ def _scores(series: dict[str, dict[int, float]], evaluation: dict | None) -> dic
 
 def _images(run_dir: RunDir, series, output_dir: Path, gif_max_bytes: int) -> list[Image]:
     images = []
-    grids = run_dir.sample_grids()
+    grids = run_dir.sample_images()
     if grids:
         step = grids[-1].stem.removeprefix("step_").lstrip("0") or "0"
         images.append(Image("samples", f"samples at step {step}", _data_uri(grids[-1].read_bytes(), "image/png")))
@@ -175,8 +175,9 @@ def _images(run_dir: RunDir, series, output_dir: Path, gif_max_bytes: int) -> li
         images.append(Image("curves", "curves", _data_uri(curves.read_bytes(), "image/png")))
     elif series:
         images.append(Image("curves", "curves", _data_uri(draw_curves(series, run_title(run_dir)), "image/png")))
-    gif = run_dir.progress_gif
-    if gif.is_file():
+    gifs = run_dir.animations()
+    if gifs:
+        gif = gifs[0]
         data = gif.read_bytes()
         still = _last_frame(data)
         still_uri = _data_uri(still, "image/png") if still is not None else ""

@@ -82,19 +82,17 @@ class RunDir:
 
     @property
     def samples(self) -> Path:
-        """The sample grids, ``step_00000500.png`` (the png exporter's)."""
+        """Where exporters put sample images, named so that they sort by step
+        (``step_00000500.png``); the report shows the newest PNG."""
         return self.path / "samples"
 
-    def sample_grid(self, step: int) -> Path:
-        return self.samples / f"step_{step:08d}.png"
+    def sample_images(self) -> list[Path]:
+        """The PNG images in ``samples``, in name order: by step when named as above."""
+        return sorted(self.samples.glob("*.png"))
 
-    def sample_grids(self) -> list[Path]:
-        """The sample grids written so far, in step order."""
-        return sorted(self.samples.glob("step_*.png"))
-
-    @property
-    def progress_gif(self) -> Path:
-        return self.path / "progress.gif"
+    def animations(self) -> list[Path]:
+        """The GIFs exporters wrote in the run's folder, by name; the report shows the first."""
+        return sorted(self.path.glob("*.gif"))
 
     @property
     def curves(self) -> Path:

@@ -134,12 +134,13 @@ def evaluate_run(registry: Registry, run_dir: Path, config: EvalConfig, *, check
     run = RunDir(run_dir)
     recipe, trainer, checkpoint_dir = load_generator(registry, run_dir, checkpoint)
     step = read_meta(checkpoint_dir).get("step")
-    evaluator = Evaluator(resolve_plan(config, registry), recipe, cache_dir=cache_dir,
-                          info=info, warn=warn, progress=progress)
+    plan = resolve_plan(config, registry)
+    config = plan.config
+    evaluator = Evaluator(plan, recipe, cache_dir=cache_dir, info=info, warn=warn, progress=progress)
     scores, accuracy = evaluator.score_generator(trainer, raw=raw, names=run.spec().class_names)
     if trainer_classes(trainer) and accuracy is None:
         warn(f"no class accuracy: the {config.extractor_name!r} features do not classify the run's classes; "
-             "use --features domain")
+             "use --features with an extractor trained on the run's own classes")
     record = {
         "gankit_version": __version__,
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

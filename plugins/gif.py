@@ -16,6 +16,8 @@ from gankit.files import write_bytes
 from gankit.params import Params
 from gankit.rundir import RunDir
 
+PROGRESS_GIF = "progress.gif"
+
 
 class GifParams(Params):
     frame_seconds: float = Field(0.25, gt=0, le=10, description="how long each grid shows")
@@ -37,7 +39,7 @@ class GifExporter:
     def write(self) -> None:
         import imageio.v3 as iio
 
-        paths = self.run_dir.sample_grids()
+        paths = self.run_dir.sample_images()
         if not paths:
             return
         frames = [iio.imread(path) for path in paths]
@@ -45,7 +47,7 @@ class GifExporter:
         buffer = io.BytesIO()
         iio.imwrite(buffer, frames, extension=".gif", duration=durations if len(frames) > 1 else durations[0],
                     loop=self.params.loop)
-        write_bytes(self.run_dir.progress_gif, buffer.getvalue())
+        write_bytes(self.run_dir / PROGRESS_GIF, buffer.getvalue())
 
 
 @hookimpl

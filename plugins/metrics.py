@@ -155,11 +155,11 @@ class InceptionScore:
 @hookimpl
 def register_metrics(register):
     requires = ("torch", "torch_fidelity")
-    register("fid", Fid, requires=requires,
+    register("fid", Fid, requires=requires, default=True,
              description="Frechet distance between generated and real features (lower is better)")
     register("intra_fid", IntraFid, requires=requires,
              description="FID of each class of a conditional run, and their mean (lower is better)")
-    register("kid", Kid, params=KidParams, requires=requires,
+    register("kid", Kid, params=KidParams, requires=requires, default=True,
              description="kernel distance between generated and real features, unbiased for small n (lower is better)")
-    register("is", InceptionScore, params=IsParams, requires=requires,
+    register("is", InceptionScore, params=IsParams, requires=requires, default=True,
              description="Inception Score: confident and varied class predictions (higher is better)")

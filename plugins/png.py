@@ -26,7 +26,8 @@ class PngExporter:
 
     def handle(self, event) -> None:
         if isinstance(event, SamplesReady):
-            write_png(self.run_dir.sample_grid(event.step), grid(event.images, event.columns or self.params.columns))
+            columns = event.columns or self.params.columns
+            write_png(self.run_dir.samples / f"step_{event.step:08d}.png", grid(event.images, columns))
 
 
 @hookimpl

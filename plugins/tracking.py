@@ -177,7 +177,7 @@ class TrackerExporter:
 
     def _send(self, through: int, timeout: float) -> None:
         rows = [self.rows.pop(step) for step in sorted(self.rows) if step <= through]
-        files = [path for path in (self.run_dir.curves, self.run_dir.progress_gif) if path.is_file()]
+        files = [path for path in (self.run_dir.curves, *self.run_dir.animations()) if path.is_file()]
         self.worker.submit(partial(self._deliver, rows, files, through), timeout)
 
     def _open(self, run_id: str | None, settings: dict[str, Any]) -> None:

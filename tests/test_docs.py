@@ -115,3 +115,40 @@ def test_a_plugin_written_from_the_plugin_docs_installs_and_passes_the_checks(tm
     monkeypatch.syspath_prepend(str(install_outside_package(tmp_path, "gankit-wide-mlp", target, module, entry_points)))
     assert load_registry().get("architecture", "wide-mlp").provider == "gankit-wide-mlp 0.1"
     check_architecture("wide-mlp", {"width": 32}, backends=["torch"])
+
+
+def test_the_generated_parts_of_the_plugin_docs_are_the_code_s():
+    """The layer and protocol references in docs/plugins.md are what the docstrings say now."""
+    from gankit.docs import COMMAND, render
+
+    assert render(PLUGIN_DOCS) == PLUGIN_DOCS, f"docs/plugins.md is out of date; run: {COMMAND}"
+
+
+def test_every_protocol_of_the_public_api_is_in_the_reference():
+    from gankit.docs import PROTOCOLS
+
+    protocols = {(module, name) for module in PUBLIC for name in importlib.import_module(module).__all__
+                 if getattr(getattr(importlib.import_module(module), name), "_is_protocol", False)}
+    assert protocols - set(PROTOCOLS) == set()
+    assert [f"{m}.{n}" for m, n in PROTOCOLS if n not in importlib.import_module(m).__all__] == []
+
+
+def test_an_undocumented_layer_or_protocol_member_is_refused():
+    from dataclasses import dataclass
+    from typing import Protocol
+
+    from gankit.docs import UndocumentedError, _members, _own_docstring
+
+    @dataclass(frozen=True)
+    class Blur:
+        radius: int = 1
+
+    class Sampler(Protocol):
+        """What a sampler gives."""
+
+        def draw(self, count: int, *, seed: int = 0) -> list: ...
+
+    with pytest.raises(UndocumentedError, match="Blur has no docstring"):
+        _own_docstring(Blur)
+    with pytest.raises(UndocumentedError, match=r"give draw\(count: int, \*, seed: int = 0\) -> list a docstring"):
+        _members(Sampler)

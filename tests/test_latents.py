@@ -200,3 +200,61 @@ def test_a_seed_draws_the_same_image_on_both_backends(write_recipe):
     assert np.abs(on_torch.astype(int) - on_tensorflow).max() <= 2
     np.testing.assert_array_equal(both.torch.generate(5, 1),
                                   both.torch.generate_from_noise(sample_noise(1, 5, both.torch.latent_dim)))
+
+
+@pytest.fixture(scope="module")
+def conditional_runs(tiny_mnist, tmp_path_factory):
+    """A tiny conditional MLP run per backend (made on first use)."""
+    made = {}
+
+    def run(backend: str):
+        if backend not in made:
+            root = tmp_path_factory.mktemp(f"conditional-{backend}")
+            recipe = root / "tiny.toml"
+            recipe.write_text(tomli_w.dumps(recipe_dict(
+                tiny_mnist, backend={"use": backend, "device": "cpu"}, train={"steps": 4, "checkpoint_every": 0},
+                architecture={"use": "mlp", "g_hidden": [32], "d_hidden": [32], "conditional": True}, export=[])))
+            result = cli("run", recipe, "--runs-dir", root / "runs")
+            assert result.exit_code == 0, result.output
+            made[backend] = root / "runs" / "00000-tiny"
+        return made[backend]
+
+    return run
+
+
+@pytest.mark.parametrize("backend", [
+    pytest.param(name, marks=pytest.mark.skipif(find_spec(name) is None, reason=f"needs {name}"))
+    for name in ("torch", "tensorflow")])
+def test_a_walk_between_classes_begins_and_ends_at_the_classes_images(conditional_runs, backend, tmp_path):
+    import imageio.v3 as iio
+
+    run_dir = conditional_runs(backend)
+    ends = [_drawn(cli("sample", run_dir, "--seeds", "5", "--class", name, "-o", tmp_path / f"{name}.npz"),
+                   tmp_path / f"{name}.npz")["images"][0] for name in ("3", "8")]
+    result = cli("interpolate", run_dir, "--classes", "3,8", "--seeds", "5", "--frames", "9", "--scale", "1",
+                 "-o", tmp_path / "walk.gif")
+    assert result.exit_code == 0, result.output
+    frames = iio.imread(tmp_path / "walk.gif", index=None)
+    assert len(frames) == 9
+    first, last, middle = (frames[index].reshape(28, 28, -1)[..., :1].astype(int) for index in (0, -1, 4))
+    np.testing.assert_allclose(first, ends[0], atol=1)
+    np.testing.assert_allclose(last, ends[1], atol=1)
+    assert np.abs(middle - ends[0]).mean() > 0.5 and np.abs(middle - ends[1]).mean() > 0.5
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    (["--classes", "3"], "--classes 3: a walk between classes needs at least two"),
+    (["--classes", "3,8", "--seeds", "1,2"], "a walk between classes holds one seed's latent, so 1 walk takes 1 seed; got 2"),
+    (["--classes", "3,x"], "--classes: unknown class 'x'"),
+    (["--classes", "3,8", "--class", "1"], "--class and --classes: give one"),
+])
+def test_bad_class_walks_are_one_line(conditional_runs, tmp_path, options, says):
+    result = cli("interpolate", conditional_runs("torch"), *options, "-o", tmp_path / "walk.gif")
+    assert result.exit_code != 0 and says in one_line(result.output)
+    assert not (tmp_path / "walk.gif").exists()
+
+
+def test_an_unconditional_run_has_no_classes_to_walk(finished_run, tmp_path):
+    result = cli("interpolate", finished_run, "--classes", "3,8", "-o", tmp_path / "walk.gif")
+    assert result.exit_code != 0 and "--classes: " in one_line(result.output)
+    assert "is not a conditional run" in one_line(result.output)

@@ -128,7 +128,7 @@ def test_a_native_architecture_trains_resumes_samples_and_evaluates(architecture
     assert summary["parameters"] == {"generator": LATENT * HIDDEN + HIDDEN + HIDDEN * 784 + 784,
                                      "discriminator": 784 * HIDDEN + HIDDEN + HIDDEN + 1}
     assert {"d_r1", "d_loss", "g_loss"} <= set(json.loads(straight.metrics.read_text().splitlines()[-1]))
-    assert len(straight.sample_grids()) == 2 and straight.progress_gif.is_file()
+    assert len(straight.sample_images()) == 2 and (straight / "progress.gif").is_file()
 
     pytest.importorskip("torch_fidelity")
     record = evaluate_run(registry, straight.path, EvalConfig(metrics=["fid"], features={"use": "domain", "steps": 20},

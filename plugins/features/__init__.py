@@ -13,5 +13,5 @@ from gankit_plugins.features.inception import InceptionExtractor, InceptionParam
 def register_feature_extractors(register):
     register("inception", InceptionExtractor, params=InceptionParams, requires=("torch", "torch_fidelity"),
              description="InceptionV3 with the standard FID weights (2015-12-05, sha256-checked); comparable with papers")
-    register("domain", DomainExtractor, params=DomainParams, requires=("torch", "safetensors"),
+    register("domain", DomainExtractor, params=DomainParams, requires=("torch", "safetensors"), default=True,
              description="a small CNN trained once on the dataset's labelled train split; no download, fast on CPU")

@@ -165,6 +165,18 @@ class DomainExtractor:
     def describe(self) -> dict[str, Any]:
         return self.description
 
+    def differentiable(self, backend: str):
+        """The features (as ``extract`` gives them) as a differentiable function of that
+        backend's image tensors in [-1, 1], or None where it has none."""
+        from gankit_plugins.features.domain_graph import tensorflow_features, torch_features
+
+        scale = self.meta["feature_scale"]
+        if backend == "torch":
+            return torch_features(self.model, scale)
+        if backend == "tensorflow":
+            return tensorflow_features(self.model, scale, self.shape[:2])
+        return None
+
     def extract(self, images: np.ndarray) -> Features:
         import numpy as np
 

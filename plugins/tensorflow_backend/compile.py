@@ -2,7 +2,8 @@
 
 Keras already follows gankit.nn's conventions ('same' padding, BatchNorm momentum), so the
 mapping is direct. A residual block is its layers applied in the graph, joined by an Add;
-a conditional network has a second input, the int32 labels. Every random initialiser and
+a conditional network has a second input, the int32 labels (or, compiled ``mixed``, float
+class weights (N, classes) that mix the classes' embeddings). Every random initialiser and
 every Dropout gets its own seed, derived from the network's seed and the layer's place
 (depth first), so that building a network never touches global random state.
 """
@@ -84,6 +85,11 @@ class GlobalSumPool(layers.Layer):
         return (input_shape[0], input_shape[-1])
 
 
+def _rows(table, labels):
+    """Each label's row of the table; float class weights (N, classes) mix the rows."""
+    return tf.matmul(tf.cast(labels, table.dtype), table) if labels.dtype.is_floating else tf.gather(table, labels)
+
+
 def _label_channels(code, like):
     """(N, K) -> (N, H, W, K) to join an image, or (N, K) as it is to join a vector."""
     if len(like.shape) != 4:
@@ -105,7 +111,10 @@ class JoinClass(layers.Layer):
 
     def call(self, inputs):
         x, labels = inputs
-        code = tf.gather(self.table, labels) if self.embedding else tf.one_hot(labels, self.classes, dtype=x.dtype)
+        if self.embedding:
+            code = _rows(self.table, labels)
+        else:
+            code = tf.cast(labels, x.dtype) if labels.dtype.is_floating else tf.one_hot(labels, self.classes, dtype=x.dtype)
         return tf.concat([x, _label_channels(code, x)], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -129,7 +138,7 @@ class ConditionalBatchNorm(layers.Layer):
 
     def call(self, inputs, training=None):
         x, labels = inputs
-        scale, shift = tf.gather(self.scale, labels), tf.gather(self.shift, labels)
+        scale, shift = _rows(self.scale, labels), _rows(self.shift, labels)
         if len(x.shape) == 4:
             scale, shift = scale[:, None, None, :], shift[:, None, None, :]
         return self.norm(x, training=training) * scale + shift
@@ -152,7 +161,7 @@ class Projection(layers.Layer):
 
     def call(self, inputs):
         x, labels = inputs
-        return self.dense(x) + tf.reduce_sum(tf.gather(self.embedding, labels) * x, axis=1, keepdims=True)
+        return self.dense(x) + tf.reduce_sum(_rows(self.embedding, labels) * x, axis=1, keepdims=True)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], 1)
@@ -205,13 +214,15 @@ def _plain_layer(layer, std: float | None, seed: int):
     return layers.Activation(activations[type(layer)])
 
 
-def build_graph(network: nn.Network, seed: int, *, placed: bool = False):
+def build_graph(network: nn.Network, seed: int, *, placed: bool = False, mixed: bool = False):
     """``(inputs, outputs)``: the Keras inputs (the image or vector, then the labels of a
-    conditional network) and, for each of the network's top-level layers, its output and
+    conditional network: class weights when ``mixed``) and, for each of the network's top-level layers, its output and
     the Keras layer that made it (for a residual block, the Add). With ``placed``, also
     every Keras layer in ``nn.flatten`` order."""
     image = keras.Input(tuple(network.input_shape))
-    labels = keras.Input((), dtype="int32") if network.conditional else None
+    labels = None
+    if network.conditional:
+        labels = keras.Input((network.classes,), dtype="float32") if mixed else keras.Input((), dtype="int32")
     every: list = []
 
     def apply(layer_list, x):
@@ -236,11 +247,12 @@ def build_graph(network: nn.Network, seed: int, *, placed: bool = False):
 
 
 def compile_network(network: nn.Network, seed: int, name: str | None = None,
-                    frozen: frozenset[int] = frozenset()) -> keras.Model:
+                    frozen: frozenset[int] = frozenset(), *, mixed: bool = False) -> keras.Model:
     """A Keras model computing ``network`` (``model(x)``, or ``model([x, labels])`` for a
-    conditional network); its output shape is checked against the description.
-    ``frozen``: the layers (``nn.flatten`` positions) whose weights do not train."""
-    inputs, outputs, placed = build_graph(network, seed, placed=True)
+    conditional network; ``mixed``: float class weights (N, classes) for labels); its output
+    shape is checked against the description. ``frozen``: the layers (``nn.flatten``
+    positions) whose weights do not train."""
+    inputs, outputs, placed = build_graph(network, seed, placed=True, mixed=mixed)
     for index in frozen:
         placed[index].trainable = False
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs[-1][0] if outputs else inputs[0], name=name)

@@ -280,14 +280,47 @@ class TensorflowTrainer(TensorOps, GeneratorExport):
         for layer in spectral_layers(self.networks[network]):
             layer.advance()
 
+    # The projection primitives (``gankit.projection``).
+
+    def forward_sampler(self, z, labels=None, *, raw: bool = False):
+        model = self.generator if raw or self.average is None else self.average
+        if labels is not None and labels.dtype.is_integer:
+            labels = tf.cast(labels, tf.int32)
+        return self._call(model, z, labels, False)
+
+    def tensor(self, array: np.ndarray):
+        with tf.device(self.device):
+            return tf.identity(tf.convert_to_tensor(np.ascontiguousarray(array)))
+
+    def to_numpy(self, x) -> np.ndarray:
+        return x.numpy()
+
+    def image_batch(self, images: np.ndarray):
+        return tf.cast(self.tensor(images), tf.float32) / 127.5 - 1.0
+
     # Sampling and checkpoints.
 
     def _generate(self, noise: np.ndarray, labels: np.ndarray | None, raw: bool = False) -> np.ndarray:
-        sample = self._samplers[raw]
+        sample = self._mixing_sampler(raw) if labels is not None and labels.ndim == 2 else self._samplers[raw]
         if labels is None:  # the unconditional sampler's label input, unread
             labels = np.zeros(len(noise), np.int32)
         with tf.device(self.device):
             return generate_images(lambda z, y: sample(z, y).numpy(), noise, labels)
+
+    def _mixing_sampler(self, raw: bool):
+        """The generator compiled to take class weights (N, classes), holding the same weights."""
+        if ("mixed", raw) not in self._samplers:
+            model = self.generator if raw or self.average is None else self.average
+            with tf.device(self.device):
+                mixed = compile_network(self.description.generator, self.seed, "generator_mixed", mixed=True)
+                mixed.set_weights(model.get_weights())
+            self._samplers["mixed", raw] = tf.function(lambda z, y: mixed([z, y], training=False), autograph=False)
+        return self._samplers["mixed", raw]
+
+    @property
+    def mixes_classes(self) -> bool:
+        """Whether the generator takes class weights (N, classes) for labels: a gankit.nn one does."""
+        return bool(self.classes) and self.description is not None
 
     def fixed_samples(self) -> np.ndarray:
         return self._generate(self.fixed_noise.numpy(), self.fixed_labels)
@@ -297,8 +330,9 @@ class TensorflowTrainer(TensorOps, GeneratorExport):
 
     def generate_from_noise(self, noise: np.ndarray, *, raw: bool = False,
                             labels: np.ndarray | None = None) -> np.ndarray:
-        if self.classes:
-            labels = np.asarray(even_labels(self.classes, len(noise)) if labels is None else labels, np.int32)
+        if self.classes:  # class weights (N, classes) mix the classes
+            labels = np.asarray(even_labels(self.classes, len(noise)) if labels is None else labels)
+            labels = labels.astype(np.float32 if labels.ndim == 2 else np.int32)
         return self._generate(np.ascontiguousarray(noise, np.float32), labels if self.classes else None, raw)
 
     def save(self, directory: Path) -> None:

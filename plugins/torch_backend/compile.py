@@ -161,6 +161,11 @@ class Residual(Conditional):
         return self.main(x, labels) + self.shortcut(x, labels)
 
 
+def _rows(table: tnn.Embedding, labels: torch.Tensor) -> torch.Tensor:
+    """Each label's row of the table; float class weights (N, classes) mix the rows."""
+    return labels.to(table.weight.dtype) @ table.weight if labels.is_floating_point() else table(labels)
+
+
 def _label_channels(code: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(N, K) -> (N, K, H, W) to join an image, or (N, K) as it is to join a vector."""
     return code[:, :, None, None].expand(-1, -1, *like.shape[2:]) if like.dim() == 4 else code
@@ -175,7 +180,10 @@ class JoinClass(Conditional):
             tnn.init.xavier_uniform_(self.embedding.weight)
 
     def forward(self, x, labels):
-        code = self.embedding(labels) if self.embedding is not None else F.one_hot(labels, self.classes).to(x.dtype)
+        if self.embedding is not None:
+            code = _rows(self.embedding, labels)
+        else:
+            code = (labels if labels.is_floating_point() else F.one_hot(labels, self.classes)).to(x.dtype)
         return torch.cat([x, _label_channels(code, x)], 1)
 
 
@@ -191,7 +199,7 @@ class ConditionalBatchNorm(Conditional):
         tnn.init.zeros_(self.shift.weight)
 
     def forward(self, x, labels):
-        scale, shift = self.scale(labels), self.shift(labels)
+        scale, shift = _rows(self.scale, labels), _rows(self.shift, labels)
         if x.dim() == 4:
             scale, shift = scale[:, :, None, None], shift[:, :, None, None]
         return self.norm(x) * scale + shift
@@ -205,7 +213,7 @@ class Projection(Conditional):
         tnn.init.xavier_uniform_(self.embedding.weight)
 
     def forward(self, x, labels):
-        return self.linear(x) + (self.embedding(labels) * x).sum(1, keepdim=True)
+        return self.linear(x) + (_rows(self.embedding, labels) * x).sum(1, keepdim=True)
 
 
 class GlobalSumPool(tnn.Module):

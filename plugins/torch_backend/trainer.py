@@ -245,6 +245,26 @@ class TorchTrainer(TensorOps, GeneratorExport):
         for original, parametrization in self.spectral[network]:
             parametrization.advance(original)
 
+    # The projection primitives (``gankit.projection``).
+
+    def forward_sampler(self, z: torch.Tensor, labels: torch.Tensor | None = None, *, raw: bool = False) -> torch.Tensor:
+        generator = self.generator if raw or self.average is None else self.average
+        was_training = generator.training
+        generator.eval()
+        try:
+            return generator(z, *self._conditioned(labels)).float()
+        finally:
+            generator.train(was_training)
+
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def to_numpy(self, x: torch.Tensor) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    def image_batch(self, images: np.ndarray) -> torch.Tensor:
+        return _scaled(self.tensor(images)).permute(0, 3, 1, 2)
+
     # Sampling and checkpoints.
 
     @torch.no_grad()
@@ -267,9 +287,15 @@ class TorchTrainer(TensorOps, GeneratorExport):
 
     def generate_from_noise(self, noise: np.ndarray, *, raw: bool = False,
                             labels: np.ndarray | None = None) -> np.ndarray:
-        if self.classes:
-            labels = np.asarray(even_labels(self.classes, len(noise)) if labels is None else labels, np.int64)
+        if self.classes:  # class weights (N, classes) mix the classes
+            labels = np.asarray(even_labels(self.classes, len(noise)) if labels is None else labels)
+            labels = labels.astype(np.float32 if labels.ndim == 2 else np.int64)
         return self._generate(np.ascontiguousarray(noise, np.float32), labels if self.classes else None, raw)
+
+    @property
+    def mixes_classes(self) -> bool:
+        """Whether the generator takes class weights (N, classes) for labels: a gankit.nn one does."""
+        return bool(self.classes) and self.description is not None
 
     def save(self, directory: Path) -> None:
         cpu = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
