@@ -301,6 +301,8 @@ def plugins_table(registry: Registry, kind: str | None) -> None:
                 f"[red]{r} (missing)[/]" if r in missing else f"[green]{r}[/]" for r in component.requires
             ) or "-"
             description = escape(component.description)
+            if component.default:
+                description += " [dim](a default)[/]"
             if callable(component.backends):
                 description += " [dim](backends: by its parameters)[/]"
             elif component.backends is not None:
@@ -353,6 +355,7 @@ def plugins_json(registry: Registry, kind: str | None) -> None:
             "description": c.description,
             "requires": {r: r not in c.missing_requirements() for r in c.requires},
             "install": {r: install_command(c.distribution, r) for r in c.missing_requirements()},
+            "default": c.default,
             "backends": ("by its parameters" if callable(c.backends) else list(c.backends) if c.backends is not None
                          else None),
         }

@@ -4,7 +4,7 @@ for plugin API version ``gankit.API_VERSION``.
 
 Each hook receives a ``register`` callback and calls it once per component:
 
-    register(name, factory, *, description, params=None, requires=(), backends=None)
+    register(name, factory, *, description, params=None, requires=(), backends=None, default=False)
 
 - ``name``: what a recipe's ``use = "..."`` names.
 - ``factory``: called with the component's validated parameters (an instance of
@@ -16,7 +16,10 @@ Each hook receives a ``register`` callback and calls it once per component:
   ``importlib.util.find_spec``, never imported, so listing plugins stays fast.
 - ``backends``: architectures only. ``None`` (the default) when the architecture is
   described with ``gankit.nn`` and so runs on every backend; otherwise the names of the
-  backends it gives native builders for.
+  backends it gives native builders for, or a function of its validated parameters
+  that returns either.
+- ``default``: metrics and feature extractors. Used when a recipe's ``[eval]`` or
+  ``gankit evaluate`` names none of the kind; an outside plugin's comes first.
 """
 
 import pluggy

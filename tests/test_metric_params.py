@@ -4,11 +4,15 @@ declared parameters with one-line errors."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from conftest import recipe_dict
 from gankit import hookimpl
+from gankit.cli import main
 from gankit.eval_config import EvalConfig, parse_metric_option
 from gankit.evaluation import EvalError, Features
 from gankit.scoring import Evaluator, resolve_plan
@@ -162,3 +166,23 @@ def test_declared_score_names_that_differ_pass_and_the_bundled_metrics_declare_w
         params = component.params() if component.params is not None else None
         declared = component.factory(params).scores
         assert name in declared, f"metric {name!r}: its headline score is named like it"
+
+
+class OutsideDefault:
+    @hookimpl
+    def register_metrics(self, register):
+        register("echo", lambda params: Echo(("echo",)), description="an outside default", default=True)
+
+
+def test_what_a_config_leaves_out_comes_from_the_plugins_defaults():
+    bundled = load_registry()
+    assert [c.name for c in bundled.defaults("metric")] == ["fid", "kid", "is"]
+    training = EvalConfig().with_defaults(bundled)
+    assert (training.metrics, training.features) == (["fid"], "domain")
+    assert EvalConfig(metrics=["kid"]).with_defaults(bundled, all_metrics=True).metrics == ["kid"]
+    assert EvalConfig().with_defaults(bundled, all_metrics=True).metrics == ["fid", "kid", "is"]
+    outside = load_registry([("outside", OutsideDefault(), "outside 1.0")])
+    assert EvalConfig().with_defaults(outside).metrics == ["echo"], "an outside plugin's default comes first"
+    listed = [row for row in json.loads(CliRunner().invoke(main, ["list-plugins", "--json"]).output)["plugins"]
+              if row["kind"] == "metric"]
+    assert {row["name"] for row in listed if row["default"]} == {"fid", "kid", "is"}
