@@ -144,10 +144,14 @@ def journal(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
 
 
-def test_check_exporter_stops_the_run_as_ctrl_c_does_and_resumes_it_with_a_fresh_exporter(tmp_path, journal):
+def test_check_exporter_stops_the_run_as_ctrl_c_does_then_kills_a_resumed_session_and_resumes_again(tmp_path,
+                                                                                                 journal):
+    """The killed session logs steps 4 and 5 and ends with no event; the last session
+    trains them again from the checkpoint at step 3."""
     run_dir = check_exporter("journal", tmp_path, steps=6)
     assert (run_dir / "journal.txt").read_text().split("\n") == [
         "start 0", "step 1", "step 2", "step 3", "finish interrupted",
+        "start 3", "step 4", "step 5",
         "start 3", "step 4", "step 5", "step 6", "finish completed", ""]
 
 
