@@ -152,6 +152,7 @@ class Evaluator:
         if config.reference:
             shape = loaded["train"].images.shape[1:] if loaded and "train" in loaded else None
             self._real = self._given_reference(Path(config.reference), shape)
+            self._warn_if_other_data(self._real[0], Path(config.reference))
 
     @property
     def uses_real(self) -> bool:
@@ -175,6 +176,17 @@ class Evaluator:
             raise EvalError(f"reference {path}: {problem}; make one with gankit stats RECIPE -o FILE "
                             f"--features {self.config.extractor_name}")
         return reference, {**reference.meta, "reference": {"path": str(path), "sha256": file_sha256(path)}}
+
+    def _warn_if_other_data(self, reference: Reference, path: Path) -> None:
+        """A reference stands in for data that need not be here (that is what makes it
+        shareable); where its split is loaded anyway (a run's training data), a reference
+        made from other images is worth a warning: its scores compare against those."""
+        split = reference.meta.get("split")
+        made_from = reference.meta.get("sha256")
+        if split in self._splits and made_from and data_sha256(self._splits[split]) != made_from:
+            self.warn(f"reference {path} was made from other {split} images than this run's "
+                      f"(sha256 {made_from[:12]}... against {data_sha256(self._splits[split])[:12]}...); "
+                      "its scores compare against those")
 
     def reference(self) -> tuple[Reference, dict[str, Any]]:
         """The real side: the given reference file, else the real images' features (from the

@@ -219,3 +219,19 @@ def test_a_recipes_eval_reference_is_used_during_training(tiny_mnist, reference,
     during = json.loads((run_dir / "eval.json").read_text())["during_training"]
     assert during["protocol"]["reference"]["path"] == str(reference)
     assert set(during["floor"]) == {"fid"} and during["floor_how"].startswith("the scores of 100 other images")
+
+
+def test_a_reference_made_from_other_images_than_the_runs_is_warned_of_during_training(tiny_mnist, reference,
+                                                                                      tmp_path, cache):
+    stored = read_reference(reference)
+    other = tmp_path / "other-data.npz"
+    write_reference(other, type(stored)(stored.real, stored.floor, {**stored.meta, "sha256": "0" * 64}))
+    warned: list[str] = []
+    for path in (reference, other):
+        data = recipe_dict(tiny_mnist, eval={"features": {"use": "domain", "steps": 20}, "metrics": ["fid"], "n": 100,
+                                             "reference": str(path)})
+        run(build_recipe(data, tmp_path / "r.toml", load_registry()), runs_root=tmp_path / "runs",
+            context=DataContext(cache, warn=warned.append))
+    about = [message for message in warned if "was made from other train images" in message]
+    assert len(about) == 1 and about[0].startswith(f"reference {other} was made from other train images than this "
+                                                   "run's (sha256 000000000000... against "), warned
