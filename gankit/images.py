@@ -1,4 +1,4 @@
-"""Sample grids, written with imageio. Public: exporters use these too."""
+"""Sample grids and animations, written with imageio. Public: exporters use these too."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from gankit.files import write_bytes
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["grid", "png_bytes", "write_png", "write_npz"]
+__all__ = ["grid", "png_bytes", "write_png", "write_npz", "enlarged", "gif_bytes"]
 
 
 def grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
@@ -43,6 +43,26 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def write_png(path: Path, image: np.ndarray) -> None:
     write_bytes(path, png_bytes(image))
+
+
+def enlarged(frames: list[np.ndarray], min_width: int = 256, scale: int = 0) -> list[np.ndarray]:
+    """``frames`` (H, W, ...) enlarged, nearest neighbour, by ``scale``, or (0) by the
+    smallest whole factor that makes them at least ``min_width`` pixels wide."""
+    scale = scale or max(1, -(-min_width // frames[0].shape[1]))
+    return [frame.repeat(scale, axis=0).repeat(scale, axis=1) for frame in frames] if scale > 1 else list(frames)
+
+
+def gif_bytes(frames: list[np.ndarray], duration: float | list[float], loop: int = 0) -> bytes:
+    """uint8 frames, (H, W, C) or greyscale (H, W), as a GIF showing each for ``duration``
+    milliseconds (or one duration per frame), played ``loop`` times (0: forever)."""
+    import imageio.v3 as iio
+
+    frames = [frame[..., 0] if frame.ndim == 3 and frame.shape[-1] == 1 else frame for frame in frames]
+    if isinstance(duration, list) and len(frames) == 1:
+        duration = duration[0]
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, frames, extension=".gif", duration=duration, loop=loop)
+    return buffer.getvalue()
 
 
 def write_npz(path: Path, images: np.ndarray, **arrays: np.ndarray) -> None:

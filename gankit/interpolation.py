@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gankit.backend import trainer_classes
 from gankit.files import write_bytes
-from gankit.images import grid
+from gankit.images import enlarged, gif_bytes, grid
 from gankit.latents import truncate, walk
 from gankit.noise import seed_noise
 from gankit.registry import Registry
@@ -112,10 +112,7 @@ def interpolate_run(registry: Registry, run_dir: Path, plan: Walk, output: Path,
     images = draw(trainer, flat, raw=raw, labels=labels)
     frames = [grid(images[start:start + plan.walks], plan.columns) if plan.walks > 1 else images[start]
               for start in range(0, len(images), plan.walks)]
-    scale = plan.scale or max(1, -(-SMALLEST_WIDTH // frames[0].shape[1]))
-    if scale > 1:
-        frames = [frame.repeat(scale, axis=0).repeat(scale, axis=1) for frame in frames]
-    write_bytes(output, _encode(frames, output, plan.fps))
+    write_bytes(output, _encode(enlarged(frames, SMALLEST_WIDTH, plan.scale), output, plan.fps))
     return checkpoint, len(frames)
 
 
@@ -135,21 +132,19 @@ def _class_weights(trainer, spec, plan: Walk, run_dir: Path):
 
 def _encode(frames, output: Path, fps: int) -> bytes:
     """The frames as a looping GIF or an MP4 (H.264 through imageio-ffmpeg)."""
+    if output.suffix.lower() != ".mp4":
+        return gif_bytes(frames, 1000 / fps)
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        raise RunError(f"-o {output}: writing MP4 needs imageio's ffmpeg plugin: pip install 'gankit[video]' "
+                       "(or write a .gif)") from None
     import imageio.v3 as iio
 
     if frames[0].shape[-1] == 1:
         frames = [frame[..., 0] for frame in frames]
     buffer = io.BytesIO()
-    if output.suffix.lower() == ".mp4":
-        try:
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError:
-            raise RunError(f"-o {output}: writing MP4 needs imageio's ffmpeg plugin: pip install 'gankit[video]' "
-                           "(or write a .gif)") from None
-        iio.imwrite(buffer, [_padded(frame, MACRO_BLOCK) for frame in frames], extension=".mp4", plugin="FFMPEG",
-                    fps=fps)
-        return buffer.getvalue()
-    iio.imwrite(buffer, frames, extension=".gif", duration=1000 / fps, loop=0)
+    iio.imwrite(buffer, [_padded(frame, MACRO_BLOCK) for frame in frames], extension=".mp4", plugin="FFMPEG", fps=fps)
     return buffer.getvalue()
 
 

@@ -13,7 +13,6 @@ Several starting latents per class are optimised at once; the best one is kept.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from gankit.backend import trainer_classes
 from gankit.files import write_bytes
-from gankit.images import grid, write_npz, write_png
+from gankit.images import enlarged, gif_bytes, grid, write_npz, write_png
 from gankit.noise import sample_noise
 from gankit.rundir import RunDir, RunError
 from gankit.runner import load_generator
@@ -242,12 +241,6 @@ def _best(ops, latents, losses, classes, starts, raw):
 
 
 def _gif(frames) -> bytes:
-    import imageio.v3 as iio
-
-    scale = max(1, -(-GIF_WIDTH // frames[0].shape[1]))
-    frames = [grid(frame[None].repeat(scale, axis=1).repeat(scale, axis=2), 1) for frame in frames]
-    if frames[0].shape[-1] == 1:
-        frames = [frame[..., 0] for frame in frames]
-    buffer = io.BytesIO()
-    iio.imwrite(buffer, frames + [frames[-1]] * 10, extension=".gif", duration=80, loop=0)
-    return buffer.getvalue()
+    """The optimisation's frames, enlarged to ``GIF_WIDTH`` and framed, the last held."""
+    framed = [grid(frame[None], 1) for frame in enlarged(frames, GIF_WIDTH)]
+    return gif_bytes(framed + [framed[-1]] * 10, 80)

@@ -6,13 +6,13 @@ it says so (``needs_exporters``), and a recipe with ``gif`` but no ``png`` is re
 
 from __future__ import annotations
 
-import io
 
 from pydantic import Field
 
 from gankit import hookimpl
 from gankit.events import RunFinished
 from gankit.files import write_bytes
+from gankit.images import gif_bytes
 from gankit.params import Params
 from gankit.rundir import RunDir
 
@@ -44,10 +44,7 @@ class GifExporter:
             return
         frames = [iio.imread(path) for path in paths]
         durations = [self.params.frame_seconds * 1000] * (len(frames) - 1) + [self.params.hold_last_seconds * 1000]
-        buffer = io.BytesIO()
-        iio.imwrite(buffer, frames, extension=".gif", duration=durations if len(frames) > 1 else durations[0],
-                    loop=self.params.loop)
-        write_bytes(self.run_dir / PROGRESS_GIF, buffer.getvalue())
+        write_bytes(self.run_dir / PROGRESS_GIF, gif_bytes(frames, durations, self.params.loop))
 
 
 @hookimpl
