@@ -301,6 +301,26 @@ def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
+def runs_made_on_first_use(tiny_mnist: Path, folders, prefix: str, **sections):
+    """``run(backend)``: the directory of a tiny run of ``recipe_dict(tiny_mnist, **sections)``
+    on ``backend`` (on the CPU), trained through the command line the first time it is
+    asked for; ``folders`` is a ``tmp_path_factory``."""
+    made = {}
+
+    def run(backend: str) -> Path:
+        if backend not in made:
+            root = folders.mktemp(f"{prefix}-{backend}")
+            recipe = root / "tiny.toml"
+            recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, backend={"use": backend, "device": "cpu"},
+                                                        **sections)))
+            result = cli("run", recipe, "--runs-dir", root / "runs")
+            assert result.exit_code == 0, result.output
+            made[backend] = root / "runs" / "00000-tiny"
+        return made[backend]
+
+    return run
+
+
 def one_line(output: str) -> str:
     return " ".join(output.split())
 

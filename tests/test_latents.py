@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tomli_w
 
-from conftest import cli, one_line, recipe_dict
+from conftest import cli, one_line, recipe_dict, runs_made_on_first_use
 from gankit.latents import parse_seeds, slerp, truncate, walk
 from gankit.noise import sample_noise, seed_noise
 
@@ -205,21 +205,9 @@ def test_a_seed_draws_the_same_image_on_both_backends(write_recipe):
 @pytest.fixture(scope="module")
 def conditional_runs(tiny_mnist, tmp_path_factory):
     """A tiny conditional MLP run per backend (made on first use)."""
-    made = {}
-
-    def run(backend: str):
-        if backend not in made:
-            root = tmp_path_factory.mktemp(f"conditional-{backend}")
-            recipe = root / "tiny.toml"
-            recipe.write_text(tomli_w.dumps(recipe_dict(
-                tiny_mnist, backend={"use": backend, "device": "cpu"}, train={"steps": 4, "checkpoint_every": 0},
-                architecture={"use": "mlp", "g_hidden": [32], "d_hidden": [32], "conditional": True}, export=[])))
-            result = cli("run", recipe, "--runs-dir", root / "runs")
-            assert result.exit_code == 0, result.output
-            made[backend] = root / "runs" / "00000-tiny"
-        return made[backend]
-
-    return run
+    return runs_made_on_first_use(
+        tiny_mnist, tmp_path_factory, "conditional", train={"steps": 4, "checkpoint_every": 0}, export=[],
+        architecture={"use": "mlp", "g_hidden": [32], "d_hidden": [32], "conditional": True})
 
 
 @pytest.mark.parametrize("backend", [

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tomli_w
 
-from conftest import cli, one_line, recipe_dict
+from conftest import cli, one_line, recipe_dict, runs_made_on_first_use
 
 BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(find_spec(name) is None, reason=f"needs {name}"))
             for name in ("torch", "tensorflow")]
@@ -23,20 +23,8 @@ RECOVERED = 2.0
 @pytest.fixture(scope="module")
 def trained(tiny_mnist, tmp_path_factory):
     """One tiny run per backend, trained 20 steps (made on first use)."""
-    made = {}
-
-    def run(backend: str):
-        if backend not in made:
-            root = tmp_path_factory.mktemp(f"project-{backend}")
-            recipe = root / "tiny.toml"
-            recipe.write_text(tomli_w.dumps(recipe_dict(tiny_mnist, backend={"use": backend, "device": "cpu"},
-                                                        train={"steps": 20, "checkpoint_every": 0}, export=[])))
-            result = cli("run", recipe, "--runs-dir", root / "runs")
-            assert result.exit_code == 0, result.output
-            made[backend] = root / "runs" / "00000-tiny"
-        return made[backend]
-
-    return run
+    return runs_made_on_first_use(tiny_mnist, tmp_path_factory, "project", train={"steps": 20, "checkpoint_every": 0},
+                                  export=[])
 
 
 def _seed_image(run_dir, seed, folder):
