@@ -34,7 +34,8 @@ def check_architecture(name: str, params: dict[str, Any] | None = None, *, spec:
     registry = registry or load_registry()
     found = component(registry, "architecture", name)
     spec = spec or DataSpec(28, 28, 1, 10)
-    architecture = found.factory(validated(found, params), spec)
+    chosen_params = validated(found, params)
+    architecture = found.factory(chosen_params, spec)
     assert isinstance(architecture, nn.Architecture), f"the factory returned {type(architecture).__name__}, " \
                                                       "not a gankit.nn.Architecture"
     try:
@@ -42,9 +43,10 @@ def check_architecture(name: str, params: dict[str, Any] | None = None, *, spec:
     except nn.ShapeError as error:
         raise AssertionError(f"architecture {name!r} does not fit {spec.shape}: {error}") from None
     described = architecture.generator is not None and architecture.discriminator is not None
-    declared = found.backends_for(validated(found, params))
-    supported = list(declared) if declared is not None else installed_backends(registry)
-    chosen = [b for b in (backends if backends is not None else supported) if b in installed_backends(registry)]
+    declared = found.backends_for(chosen_params)
+    installed = installed_backends(registry)
+    supported = list(declared) if declared is not None else installed
+    chosen = [b for b in (backends if backends is not None else supported) if b in installed]
     assert chosen, f"architecture {name!r}: none of its backends ({', '.join(supported) or 'none'}) is installed"
     train = TrainConfig(steps=steps, batch_size=batch_size)
     data = labelled_images(spec, batch_size * 2)
